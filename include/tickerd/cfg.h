@@ -1,0 +1,81 @@
+/*
+ * cfg.h — the configuration: defaults, the JSON file (jansson), validation.
+ *
+ * Validation is table-driven: each section lists its keys with type and range,
+ * and one routine walks a JSON object against such a table, rejecting unknown
+ * keys, wrong types and out-of-range values with an error naming the key's full
+ * path. Feed adapters describe their own keys with the same tables (feed.h).
+ */
+#ifndef TICKERD_CFG_H
+#define TICKERD_CFG_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct feed_type;
+
+typedef struct cfg_error {
+    char msg[512];
+} cfg_error;
+
+typedef enum { CFG_INT, CFG_U64, CFG_DOUBLE, CFG_BOOL, CFG_STRING } cfg_kind;
+
+typedef struct cfg_field {
+    const char *key;
+    cfg_kind kind;
+    size_t offset;   /* into the struct being filled */
+    double min, max; /* CFG_INT/U64/DOUBLE range; CFG_STRING: max = buffer size */
+} cfg_field;
+
+/* Fill `base` from `obj` by `fields`. Keys not in `fields` are an error unless
+ * listed in `also_allowed` (NULL-terminated, may be NULL). `path` prefixes key
+ * names in errors ("server" → "server.port"). Returns 0 or -1 with err set. */
+int cfg_parse_fields(const json_t *obj, const char *path, const cfg_field *fields, size_t nfields,
+                     const char *const *also_allowed, void *base, cfg_error *err);
+int cfg_fail(cfg_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+typedef struct feed_cfg {
+    char name[32];
+    const struct feed_type *type;
+    void *opts; /* owned; parsed and freed by type */
+} feed_cfg;
+
+typedef struct cfg_t {
+    struct {
+        char bind[64];
+        int port;
+        char web_root[512];
+        int max_connections;
+    } server;
+    struct {
+        int level; /* log_level */
+    } log;
+    struct {
+        int flush_interval_ms;
+        int max_symbols;
+    } normalizer;
+    struct {
+        int max_frame_bytes;
+        int stall_timeout_ms;
+        int ping_interval_s;
+    } broadcast;
+    struct {
+        int max_subscriptions;
+        int max_message_bytes;
+        int max_messages_per_sec;
+        int max_errors;
+    } limits;
+    feed_cfg *feeds;
+    size_t nfeeds;
+} cfg_t;
+
+/* Built-in defaults, including the default `sim` feed. Returns 0 or -1 (OOM). */
+int cfg_defaults(cfg_t *cfg);
+/* Defaults overlaid with the file at path. On error *cfg is left freed. */
+int cfg_load_file(cfg_t *cfg, const char *path, cfg_error *err);
+/* Same, from JSON text (tests). */
+int cfg_load_string(cfg_t *cfg, const char *text, cfg_error *err);
+void cfg_free(cfg_t *cfg);
+
+#endif

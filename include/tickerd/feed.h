@@ -1,0 +1,93 @@
+/*
+ * feed.h — the feed adapter interface.
+ *
+ * A feed adapter turns one upstream source into `feed_update`s and hands them
+ * to its sink. Adapters never see the normalizer, the broadcaster or clients:
+ * the sink is the only way out, so REST-polling, WebSocket-subscribing and
+ * simulated sources plug in without touching anything downstream.
+ *
+ * Threading: `emit` and `declare` must be called on the lws service thread
+ * (timers and lws client callbacks run there). An adapter that owns a thread
+ * (libcurl multi, say) hands its updates to the service thread through a
+ * bounded latest-value structure woken with lws_cancel_service().
+ *
+ * Lifecycle, as in h2o/libuv: parse (config) → create → start → [reload]* →
+ * stop → destroy.
+ */
+#ifndef TICKERD_FEED_H
+#define TICKERD_FEED_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "tickerd/cfg.h"
+
+struct lws_context;
+
+/* One price observation from upstream. All prices are in quote currency. */
+typedef struct feed_update {
+    const char *symbol; /* venue symbol; valid only during the emit call */
+    double last, bid, ask;
+    double volume;     /* 24 h or session volume, base units */
+    double open;       /* session open if the venue gives one, else NAN */
+    int64_t ts_us;     /* upstream event time, µs since the Unix epoch */
+    uint16_t source;   /* source id the feed was created with */
+} feed_update;
+
+typedef struct feed_sink {
+    void *arg;
+    /* Deliver one update (service thread). */
+    void (*emit)(void *arg, const feed_update *u);
+    /* Announce a venue symbol before its first update, so clients can
+     * subscribe to it at once. Returns 0, or -1 if it was refused. */
+    int (*declare)(void *arg, uint16_t source, const char *symbol);
+} feed_sink;
+
+typedef enum { FEED_STARTING = 0, FEED_LIVE, FEED_DOWN } feed_state;
+
+typedef struct feed_status {
+    feed_state state;
+    uint64_t updates;       /* emitted since start */
+    int64_t last_update_us; /* wall clock of the last emit, 0 = never */
+    char detail[128];       /* human-readable reason for DOWN, or "" */
+} feed_status;
+
+typedef struct feed_env {
+    struct lws_context *lws;
+    feed_sink sink;
+    uint16_t source; /* id to stamp on every update */
+} feed_env;
+
+typedef struct feed_type {
+    const char *name; /* the config's "type" */
+    /* Parse the adapter's keys of one feeds[] object ("type" and "name" are
+     * handled by cfg). path is e.g. "feeds[0]". */
+    int (*parse)(const json_t *obj, const char *path, void **opts, cfg_error *err);
+    void (*free_opts)(void *opts);
+    /* opts is valid only during create and reload: copy what you keep. */
+    void *(*create)(const void *opts, const feed_env *env);
+    int (*start)(void *self);
+    /* Apply new options to a running feed (SIGHUP); keeps state it can. */
+    int (*reload)(void *self, const void *opts);
+    void (*stop)(void *self);
+    void (*destroy)(void *self);
+    void (*status)(const void *self, feed_status *st);
+} feed_type;
+
+/* The registry of adapter types known to this build. */
+const feed_type *feed_type_find(const char *name);
+const char *feed_state_name(feed_state s);
+
+/* A running feed instance: an opaque handle over one adapter. */
+typedef struct feed feed;
+
+feed *feed_create(const feed_cfg *cfg, const feed_env *env);
+int feed_start(feed *f);
+int feed_reload(feed *f, const feed_cfg *cfg);
+void feed_stop(feed *f);
+void feed_destroy(feed *f);
+const char *feed_name(const feed *f);
+const feed_type *feed_get_type(const feed *f);
+void feed_get_status(const feed *f, feed_status *st);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * http.h — the HTTP endpoints beside the page: /healthz, /metrics and
+ * /api/symbols. They observe the service (read-only views of the normalizer,
+ * broadcaster, transport and feeds); nothing here sits in the data flow.
+ */
+#ifndef TICKERD_HTTP_H
+#define TICKERD_HTTP_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tickerd/bcast.h"
+#include "tickerd/feed.h"
+#include "tickerd/norm.h"
+#include "tickerd/ws.h"
+
+#define HTTP_PROTOCOL_NAME "tickerd-http"
+
+/* What the endpoints read. Pointers to the app's own fields, so a reload that
+ * replaces feeds is seen at once. */
+typedef struct http_sources {
+    const norm *const *norm;
+    const bcast *const *bcast;
+    const ws_server *const *ws;
+    feed *const *const *feeds;
+    const size_t *nfeeds;
+    int64_t started_us;
+} http_sources;
+
+typedef struct http_server http_server;
+
+http_server *http_create(const http_sources *src);
+void http_destroy(http_server *h);
+struct lws_protocols http_protocol(http_server *h);
+/* Mounts for the endpoints, chained before `next` (the static page mount). */
+const struct lws_http_mount *http_mounts(http_server *h, const struct lws_http_mount *next);
+
+/* Renderers, exposed for tests: they append to out. */
+struct sbuf;
+int http_render_metrics(const http_sources *src, struct sbuf *out);
+/* Returns the HTTP status: 200 when any feed is live, else 503. */
+int http_render_healthz(const http_sources *src, struct sbuf *out);
+void http_render_symbols(const http_sources *src, struct sbuf *out);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * ws.h — the WebSocket transport for the broadcaster (protocol "tickerd.json"
+ * at /ws, see docs/protocol.md).
+ *
+ * It owns everything per connection that is not conflation: reassembly of
+ * client messages under a size limit, the per-connection rate limit and error
+ * budget, the small bounded queue of control replies (ack/error), stall
+ * detection and closing. Subscriptions and update frames belong to bcast.
+ * Runs on the lws service thread only.
+ */
+#ifndef TICKERD_WS_H
+#define TICKERD_WS_H
+
+#include <libwebsockets.h>
+#include <stdint.h>
+
+#include "tickerd/bcast.h"
+
+#define WS_PROTOCOL_NAME "tickerd.json"
+/* Receive buffer per connection: client messages are small; longer ones are
+ * reassembled (up to max_message_bytes) in a buffer that exists only while a
+ * fragmented message is in flight. */
+#define WS_RX_BUFFER_SIZE 512
+
+typedef enum {
+    WS_ERR_BAD_JSON = 0,
+    WS_ERR_BAD_REQUEST,
+    WS_ERR_UNKNOWN_OP,
+    WS_ERR_UNKNOWN_SYMBOL,
+    WS_ERR_TOO_MANY_SUBSCRIPTIONS,
+    WS_ERR_MESSAGE_TOO_LARGE,
+    WS_ERR_BINARY_NOT_SUPPORTED,
+    WS_ERR_RATE_LIMITED,
+    WS_ERR_INTERNAL,
+    WS_ERR_COUNT
+} ws_error_code;
+
+typedef struct ws_limits {
+    uint32_t max_connections;
+    uint32_t max_message_bytes;
+    uint32_t max_messages_per_sec;
+    uint32_t max_errors;      /* within WS_ERROR_WINDOW_US, then close 1008 */
+    uint32_t stall_timeout_ms;
+    uint32_t max_frame_bytes; /* largest update frame */
+} ws_limits;
+
+typedef struct ws_stats {
+    uint64_t messages_in;
+    uint64_t errors[WS_ERR_COUNT];
+    uint64_t bytes_out;
+    uint64_t abuse_closes;          /* closed 1008 for repeated errors */
+    uint64_t stall_closes;          /* closed 1008 for accepting nothing */
+    uint64_t connections_rejected;  /* closed 1013 at max_connections */
+    uint64_t replies_dropped;       /* reply queue overflow (should stay 0) */
+    uint32_t sessions;
+} ws_stats;
+
+typedef struct ws_server ws_server;
+
+ws_server *ws_create(bcast *b, const ws_limits *limits);
+void ws_destroy(ws_server *ws);
+int ws_set_limits(ws_server *ws, const ws_limits *limits);
+/* The lws protocol entry for this transport (its .user is ws). */
+struct lws_protocols ws_protocol(ws_server *ws);
+/* Close stalled peers; call periodically (every few hundred ms). */
+void ws_sweep(ws_server *ws);
+/* Close every connection with 1001 (server going away). */
+void ws_shutdown(ws_server *ws);
+const ws_stats *ws_get_stats(const ws_server *ws);
+const char *ws_error_name(ws_error_code code);
+
+#endif

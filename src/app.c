@@ -1,0 +1,367 @@
+/* app.c — see app.h. */
+#include "tickerd/app.h"
+
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tickerd/bcast.h"
+#include "tickerd/feed.h"
+#include "tickerd/http.h"
+#include "tickerd/log.h"
+#include "tickerd/norm.h"
+#include "tickerd/util.h"
+#include "tickerd/ws.h"
+
+#define APP_HOUSEKEEPING_US 250000
+
+struct app {
+    cfg_t cfg;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    norm *norm;
+    bcast *bcast;
+    ws_server *ws;
+    http_server *http;
+    feed **feeds;
+    size_t nfeeds;
+    struct lws_protocols protocols[3];
+    struct lws_http_mount page_mount;
+    struct lws_protocol_vhost_options ws_default, ws_pvo;
+    lws_retry_bo_t ws_liveness;
+    lws_sorted_usec_list_t flush_sul;
+    lws_sorted_usec_list_t housekeeping_sul;
+    char web_root[512];
+    int port;
+};
+
+/* ---- the flow: feed → normalizer → broadcaster ---- */
+
+static void app_on_update(void *arg, const feed_update *u) { norm_ingest(((app *)arg)->norm, u); }
+
+static int app_on_declare(void *arg, uint16_t source, const char *symbol)
+{
+    return norm_declare(((app *)arg)->norm, source, symbol);
+}
+
+static void app_on_symbol(void *arg, uint32_t id, const char *symbol)
+{
+    if (bcast_symbol_added(((app *)arg)->bcast, id, symbol))
+        log_error("broadcaster could not add symbol %s", symbol);
+}
+
+static void app_on_publish(void *arg, uint32_t id, const norm_quote *q)
+{
+    bcast_publish(((app *)arg)->bcast, id, q);
+}
+
+/* ---- timers ---- */
+
+static void app_flush(lws_sorted_usec_list_t *sul)
+{
+    app *a = lws_container_of(sul, app, flush_sul);
+    norm_flush(a->norm);
+    int ms = norm_flush_interval(a->norm);
+    if (ms > 0)
+        lws_sul_schedule(a->ctx, 0, &a->flush_sul, app_flush, (lws_usec_t)ms * 1000);
+}
+
+static void app_housekeeping(lws_sorted_usec_list_t *sul)
+{
+    app *a = lws_container_of(sul, app, housekeeping_sul);
+    ws_sweep(a->ws);
+    lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
+}
+
+static void app_schedule_flush(app *a)
+{
+    lws_sul_cancel(&a->flush_sul);
+    int ms = norm_flush_interval(a->norm);
+    if (ms > 0)
+        lws_sul_schedule(a->ctx, 0, &a->flush_sul, app_flush, (lws_usec_t)ms * 1000);
+}
+
+/* ---- configuration → module options ---- */
+
+static bcast_opts app_bcast_opts(const cfg_t *c)
+{
+    bcast_opts o = {
+        .max_subscriptions = (uint32_t)c->limits.max_subscriptions,
+        .max_frame_bytes = (size_t)c->broadcast.max_frame_bytes,
+    };
+    return o;
+}
+
+static ws_limits app_ws_limits(const cfg_t *c)
+{
+    ws_limits l = {
+        .max_connections = (uint32_t)c->server.max_connections,
+        .max_message_bytes = (uint32_t)c->limits.max_message_bytes,
+        .max_messages_per_sec = (uint32_t)c->limits.max_messages_per_sec,
+        .max_errors = (uint32_t)c->limits.max_errors,
+        .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
+        .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
+    };
+    return l;
+}
+
+static feed *app_feed_start(app *a, const feed_cfg *fc)
+{
+    int source = norm_source_add(a->norm, fc->name);
+    if (source < 0) {
+        log_error("feed %s: too many sources", fc->name);
+        return NULL;
+    }
+    feed_env env = {
+        .lws = a->ctx,
+        .sink = {.arg = a, .emit = app_on_update, .declare = app_on_declare},
+        .source = (uint16_t)source,
+    };
+    feed *f = feed_create(fc, &env);
+    if (!f) {
+        log_error("feed %s: could not be created", fc->name);
+        return NULL;
+    }
+    if (feed_start(f)) {
+        log_error("feed %s: could not be started", fc->name);
+        feed_destroy(f);
+        return NULL;
+    }
+    log_info("feed %s (%s) started", fc->name, fc->type->name);
+    return f;
+}
+
+static int app_resolve_web_root(app *a)
+{
+    const char *candidates[] = {a->cfg.server.web_root, TICKERD_WEB_ROOT, TICKERD_DATA_WEB_ROOT};
+    for (size_t i = a->cfg.server.web_root[0] ? 0 : 1; i < 3; i++) {
+        char index[600];
+        struct stat st;
+        snprintf(index, sizeof(index), "%s/index.html", candidates[i]);
+        if (!stat(index, &st)) {
+            snprintf(a->web_root, sizeof(a->web_root), "%s", candidates[i]);
+            return 0;
+        }
+        if (i == 0)
+            break; /* an explicit web_root is not second-guessed */
+    }
+    log_error("server.web_root: no index.html in %s",
+              a->cfg.server.web_root[0] ? a->cfg.server.web_root : TICKERD_WEB_ROOT);
+    return -1;
+}
+
+static int app_listen(app *a)
+{
+    const cfg_t *c = &a->cfg;
+    a->protocols[0] = http_protocol(a->http);
+    a->protocols[1] = ws_protocol(a->ws);
+
+    a->page_mount.mountpoint = "/";
+    a->page_mount.mountpoint_len = 1;
+    a->page_mount.origin = a->web_root;
+    a->page_mount.def = "index.html";
+    a->page_mount.origin_protocol = LWSMPRO_FILE;
+
+    /* lws answers pings itself; a peer silent for 2x the interval is gone. */
+    a->ws_liveness.secs_since_valid_ping = (uint16_t)c->broadcast.ping_interval_s;
+    a->ws_liveness.secs_since_valid_hangup = (uint16_t)(2 * c->broadcast.ping_interval_s);
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    if (!strchr(c->server.bind, ':'))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    a->ctx = lws_create_context(&info);
+    if (!a->ctx) {
+        log_error("lws context creation failed");
+        return -1;
+    }
+    info.vhost_name = "tickerd";
+    info.port = c->server.port;
+    info.iface = c->server.bind;
+    info.protocols = a->protocols;
+    info.mounts = http_mounts(a->http, &a->page_mount);
+    info.retry_and_idle_policy = &a->ws_liveness;
+    /* An upgrade naming no subprotocol goes to the pvo "default" protocol:
+     * JSON is the default encoding. */
+    a->ws_default.name = "default";
+    a->ws_default.value = "1";
+    a->ws_pvo.name = WS_PROTOCOL_NAME;
+    a->ws_pvo.options = &a->ws_default;
+    info.pvo = &a->ws_pvo;
+    a->vhost = lws_create_vhost(a->ctx, &info);
+    if (!a->vhost) {
+        log_error("cannot listen on %s:%d", c->server.bind, c->server.port);
+        return -1;
+    }
+    a->port = lws_get_vhost_listen_port(a->vhost);
+    return 0;
+}
+
+app *app_create(cfg_t *cfg)
+{
+    app *a = calloc(1, sizeof(*a));
+    if (!a) {
+        cfg_free(cfg);
+        return NULL;
+    }
+    a->cfg = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
+    log_set_level((log_level)a->cfg.log.level);
+
+    norm_sink sink = {.arg = a, .symbol_added = app_on_symbol, .publish = app_on_publish};
+    bcast_opts bo = app_bcast_opts(&a->cfg);
+    ws_limits wl = app_ws_limits(&a->cfg);
+    a->bcast = bcast_create(&bo);
+    a->norm = norm_create((uint32_t)a->cfg.normalizer.max_symbols,
+                          a->cfg.normalizer.flush_interval_ms, &sink);
+    a->ws = a->bcast ? ws_create(a->bcast, &wl) : NULL;
+    http_sources src = {
+        .norm = (const norm *const *)&a->norm,
+        .bcast = (const bcast *const *)&a->bcast,
+        .ws = (const ws_server *const *)&a->ws,
+        .feeds = (feed *const *const *)&a->feeds,
+        .nfeeds = &a->nfeeds,
+        .started_us = tk_now_us(),
+    };
+    a->http = http_create(&src);
+    a->feeds = calloc(a->cfg.nfeeds ? a->cfg.nfeeds : 1, sizeof(*a->feeds));
+    if (!a->bcast || !a->norm || !a->ws || !a->http || !a->feeds) {
+        log_error("out of memory");
+        goto fail;
+    }
+    if (app_resolve_web_root(a) || app_listen(a))
+        goto fail;
+
+    for (size_t i = 0; i < a->cfg.nfeeds; i++) {
+        feed *f = app_feed_start(a, &a->cfg.feeds[i]);
+        if (!f)
+            goto fail;
+        a->feeds[a->nfeeds++] = f;
+    }
+    app_schedule_flush(a);
+    lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
+    log_info("tickerd %s: %zu feed(s), %u symbols, flush every %d ms, page from %s", TK_VERSION,
+             a->nfeeds, bcast_symbol_count(a->bcast), a->cfg.normalizer.flush_interval_ms,
+             a->web_root);
+    log_info("listening on http://%s:%d/ (WebSocket at /ws)", a->cfg.server.bind, a->port);
+    return a;
+fail:
+    app_destroy(a);
+    return NULL;
+}
+
+int app_service(app *a) { return lws_service(a->ctx, 0); }
+int app_port(const app *a) { return a->port; }
+unsigned app_connections(const app *a) { return ws_get_stats(a->ws)->sessions; }
+void app_wake(app *a) { lws_cancel_service(a->ctx); }
+
+void app_begin_shutdown(app *a)
+{
+    log_info("shutting down: closing %u connection(s) with 1001", app_connections(a));
+    for (size_t i = 0; i < a->nfeeds; i++)
+        feed_stop(a->feeds[i]);
+    lws_sul_cancel(&a->flush_sul);
+    ws_shutdown(a->ws);
+}
+
+/* ---- reload ---- */
+
+static void app_reload_feeds(app *a, const cfg_t *nc)
+{
+    feed **next = calloc(nc->nfeeds ? nc->nfeeds : 1, sizeof(*next));
+    size_t nnext = 0;
+    if (!next) {
+        log_error("reload: out of memory; feeds unchanged");
+        return;
+    }
+    for (size_t i = 0; i < nc->nfeeds; i++) {
+        const feed_cfg *fc = &nc->feeds[i];
+        feed *f = NULL;
+        for (size_t j = 0; j < a->nfeeds; j++) {
+            if (a->feeds[j] && !strcmp(feed_name(a->feeds[j]), fc->name) &&
+                feed_get_type(a->feeds[j]) == fc->type) {
+                f = a->feeds[j];
+                a->feeds[j] = NULL;
+                break;
+            }
+        }
+        if (f) {
+            if (feed_reload(f, fc))
+                log_error("feed %s: reload failed; it keeps its old settings", fc->name);
+        } else {
+            f = app_feed_start(a, fc);
+        }
+        if (f)
+            next[nnext++] = f;
+    }
+    for (size_t j = 0; j < a->nfeeds; j++) {
+        if (a->feeds[j]) {
+            log_info("feed %s stopped (removed from the configuration)", feed_name(a->feeds[j]));
+            feed_destroy(a->feeds[j]);
+        }
+    }
+    free(a->feeds);
+    a->feeds = next;
+    a->nfeeds = nnext;
+}
+
+int app_reload(app *a, cfg_t *nc)
+{
+    /* The listening socket and the page stay as they are until a restart. */
+    if (memcmp(&nc->server, &a->cfg.server, sizeof(nc->server))) {
+        log_warn("reload: server.* changes need a restart; keeping the running values");
+        int max_conn = nc->server.max_connections;
+        nc->server = a->cfg.server;
+        nc->server.max_connections = max_conn; /* a limit, not a socket: applies now */
+    }
+    log_set_level((log_level)nc->log.level);
+    bcast_opts bo = app_bcast_opts(nc);
+    ws_limits wl = app_ws_limits(nc);
+    if (ws_set_limits(a->ws, &wl)) {
+        log_error("reload: out of memory; configuration unchanged");
+        cfg_free(nc);
+        return -1;
+    }
+    bcast_set_opts(a->bcast, &bo);
+    norm_set_flush_interval(a->norm, nc->normalizer.flush_interval_ms);
+    app_schedule_flush(a);
+    a->ws_liveness.secs_since_valid_ping = (uint16_t)nc->broadcast.ping_interval_s;
+    a->ws_liveness.secs_since_valid_hangup = (uint16_t)(2 * nc->broadcast.ping_interval_s);
+    if (nc->normalizer.max_symbols != a->cfg.normalizer.max_symbols)
+        log_warn("reload: normalizer.max_symbols changes need a restart");
+    nc->normalizer.max_symbols = a->cfg.normalizer.max_symbols;
+    app_reload_feeds(a, nc);
+
+    cfg_free(&a->cfg);
+    a->cfg = *nc;
+    memset(nc, 0, sizeof(*nc));
+    log_info("configuration reloaded: %zu feed(s), %u symbols", a->nfeeds,
+             bcast_symbol_count(a->bcast));
+    return 0;
+}
+
+void app_destroy(app *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->nfeeds; i++)
+        feed_stop(a->feeds[i]);
+    if (a->ctx) {
+        lws_sul_cancel(&a->flush_sul);
+        lws_sul_cancel(&a->housekeeping_sul);
+        /* Closes every remaining connection; their CLOSED callbacks still
+         * need the broadcaster, so it goes after. */
+        lws_context_destroy(a->ctx);
+    }
+    for (size_t i = 0; i < a->nfeeds; i++)
+        feed_destroy(a->feeds[i]);
+    free(a->feeds);
+    http_destroy(a->http);
+    ws_destroy(a->ws);
+    norm_destroy(a->norm);
+    bcast_destroy(a->bcast);
+    cfg_free(&a->cfg);
+    free(a);
+}

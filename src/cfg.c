@@ -1,0 +1,301 @@
+/* cfg.c — see cfg.h. */
+#include "tickerd/cfg.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tickerd/feed.h"
+#include "tickerd/log.h"
+
+#define CFG_OFF(field) offsetof(cfg_t, field)
+
+int cfg_fail(cfg_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int cfg_key_in(const char *key, const char *const *list)
+{
+    for (; list && *list; list++)
+        if (!strcmp(key, *list))
+            return 1;
+    return 0;
+}
+
+static int cfg_parse_one(const json_t *v, const char *path, const cfg_field *f, void *base,
+                         cfg_error *err)
+{
+    char *dst = (char *)base + f->offset;
+    switch (f->kind) {
+    case CFG_INT:
+    case CFG_U64: {
+        if (!json_is_integer(v))
+            return cfg_fail(err, "%s.%s: must be an integer from %.0f to %.0f", path, f->key,
+                            f->min, f->max);
+        json_int_t i = json_integer_value(v);
+        if ((double)i < f->min || (double)i > f->max)
+            return cfg_fail(err, "%s.%s: %lld is out of range (%.0f to %.0f)", path, f->key,
+                            (long long)i, f->min, f->max);
+        if (f->kind == CFG_INT)
+            *(int *)dst = (int)i;
+        else
+            *(uint64_t *)dst = (uint64_t)i;
+        return 0;
+    }
+    case CFG_DOUBLE: {
+        if (!json_is_number(v))
+            return cfg_fail(err, "%s.%s: must be a number from %g to %g", path, f->key, f->min,
+                            f->max);
+        double d = json_number_value(v);
+        if (!isfinite(d) || d < f->min || d > f->max)
+            return cfg_fail(err, "%s.%s: %g is out of range (%g to %g)", path, f->key, d, f->min,
+                            f->max);
+        *(double *)dst = d;
+        return 0;
+    }
+    case CFG_BOOL:
+        if (!json_is_boolean(v))
+            return cfg_fail(err, "%s.%s: must be true or false", path, f->key);
+        *(int *)dst = json_is_true(v);
+        return 0;
+    case CFG_STRING: {
+        if (!json_is_string(v))
+            return cfg_fail(err, "%s.%s: must be a string", path, f->key);
+        size_t n = json_string_length(v);
+        if (n + 1 > (size_t)f->max)
+            return cfg_fail(err, "%s.%s: longer than %.0f characters", path, f->key, f->max - 1);
+        memcpy(dst, json_string_value(v), n + 1);
+        return 0;
+    }
+    }
+    return cfg_fail(err, "%s.%s: internal error", path, f->key);
+}
+
+int cfg_parse_fields(const json_t *obj, const char *path, const cfg_field *fields, size_t nfields,
+                     const char *const *also_allowed, void *base, cfg_error *err)
+{
+    if (!json_is_object(obj))
+        return cfg_fail(err, "%s: must be an object", path);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        size_t i;
+        for (i = 0; i < nfields; i++)
+            if (!strcmp(fields[i].key, key))
+                break;
+        if (i < nfields) {
+            if (cfg_parse_one(v, path, &fields[i], base, err))
+                return -1;
+        } else if (!cfg_key_in(key, also_allowed)) {
+            return cfg_fail(err, "%s.%s: unknown key", path, key);
+        }
+    }
+    return 0;
+}
+
+static const cfg_field server_fields[] = {
+    {"bind", CFG_STRING, CFG_OFF(server.bind), 0, sizeof(((cfg_t *)0)->server.bind)},
+    {"port", CFG_INT, CFG_OFF(server.port), 0, 65535},
+    {"web_root", CFG_STRING, CFG_OFF(server.web_root), 0, sizeof(((cfg_t *)0)->server.web_root)},
+    {"max_connections", CFG_INT, CFG_OFF(server.max_connections), 1, 1000000},
+};
+static const cfg_field normalizer_fields[] = {
+    {"flush_interval_ms", CFG_INT, CFG_OFF(normalizer.flush_interval_ms), 0, 60000},
+    {"max_symbols", CFG_INT, CFG_OFF(normalizer.max_symbols), 1, 10000000},
+};
+static const cfg_field broadcast_fields[] = {
+    {"max_frame_bytes", CFG_INT, CFG_OFF(broadcast.max_frame_bytes), 1024, 16777216},
+    {"stall_timeout_ms", CFG_INT, CFG_OFF(broadcast.stall_timeout_ms), 100, 3600000},
+    {"ping_interval_s", CFG_INT, CFG_OFF(broadcast.ping_interval_s), 1, 3600},
+};
+static const cfg_field limits_fields[] = {
+    {"max_subscriptions", CFG_INT, CFG_OFF(limits.max_subscriptions), 1, 10000000},
+    {"max_message_bytes", CFG_INT, CFG_OFF(limits.max_message_bytes), 64, 1048576},
+    {"max_messages_per_sec", CFG_INT, CFG_OFF(limits.max_messages_per_sec), 1, 1000000},
+    {"max_errors", CFG_INT, CFG_OFF(limits.max_errors), 1, 1000000},
+};
+#define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
+
+static void cfg_free_feeds(cfg_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nfeeds; i++)
+        if (cfg->feeds[i].type && cfg->feeds[i].opts)
+            cfg->feeds[i].type->free_opts(cfg->feeds[i].opts);
+    free(cfg->feeds);
+    cfg->feeds = NULL;
+    cfg->nfeeds = 0;
+}
+
+void cfg_free(cfg_t *cfg) { cfg_free_feeds(cfg); }
+
+static int cfg_valid_feed_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 31)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+static int cfg_parse_feed(const json_t *obj, const char *path, feed_cfg *out, cfg_error *err)
+{
+    if (!json_is_object(obj))
+        return cfg_fail(err, "%s: must be an object", path);
+    const json_t *type = json_object_get(obj, "type");
+    if (!json_is_string(type))
+        return cfg_fail(err, "%s.type: required string (\"sim\")", path);
+    out->type = feed_type_find(json_string_value(type));
+    if (!out->type)
+        return cfg_fail(err, "%s.type: unknown feed type \"%s\"", path, json_string_value(type));
+    const json_t *name = json_object_get(obj, "name");
+    const char *n = name ? json_string_value(name) : out->type->name;
+    if (!n || !cfg_valid_feed_name(n))
+        return cfg_fail(err, "%s.name: must be 1-31 characters of [A-Za-z0-9_-]", path);
+    strcpy(out->name, n);
+    return out->type->parse(obj, path, &out->opts, err);
+}
+
+static int cfg_parse_feeds(cfg_t *cfg, const json_t *arr, cfg_error *err)
+{
+    if (!json_is_array(arr))
+        return cfg_fail(err, "feeds: must be an array");
+    if (json_array_size(arr) > 1000)
+        return cfg_fail(err, "feeds: at most 1000 feeds");
+    cfg_free_feeds(cfg);
+    size_t n = json_array_size(arr);
+    cfg->feeds = calloc(n ? n : 1, sizeof(*cfg->feeds));
+    if (!cfg->feeds)
+        return cfg_fail(err, "feeds: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "feeds[%zu]", i);
+        if (cfg_parse_feed(json_array_get(arr, i), path, &cfg->feeds[i], err))
+            return -1;
+        cfg->nfeeds = i + 1;
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(cfg->feeds[j].name, cfg->feeds[i].name))
+                return cfg_fail(err, "%s.name: duplicate feed name \"%s\"", path,
+                                cfg->feeds[i].name);
+    }
+    return 0;
+}
+
+static int cfg_parse_log(cfg_t *cfg, const json_t *obj, cfg_error *err)
+{
+    char level[16] = "";
+    static const cfg_field f[] = {{"level", CFG_STRING, 0, 0, sizeof(level)}};
+    if (cfg_parse_fields(obj, "log", f, 1, NULL, level, err))
+        return -1;
+    if (!level[0])
+        return 0;
+    int l = log_level_parse(level);
+    if (l < 0)
+        return cfg_fail(err, "log.level: must be one of error, warn, info, debug");
+    cfg->log.level = l;
+    return 0;
+}
+
+static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
+{
+    if (!json_is_object(root))
+        return cfg_fail(err, "(top level): must be a JSON object");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)root, key, v) {
+        int rc;
+        if (!strcmp(key, "server"))
+            rc = cfg_parse_fields(v, key, server_fields, NFIELDS(server_fields), NULL, cfg, err);
+        else if (!strcmp(key, "normalizer"))
+            rc = cfg_parse_fields(v, key, normalizer_fields, NFIELDS(normalizer_fields), NULL,
+                                  cfg, err);
+        else if (!strcmp(key, "broadcast"))
+            rc = cfg_parse_fields(v, key, broadcast_fields, NFIELDS(broadcast_fields), NULL, cfg,
+                                  err);
+        else if (!strcmp(key, "limits"))
+            rc = cfg_parse_fields(v, key, limits_fields, NFIELDS(limits_fields), NULL, cfg, err);
+        else if (!strcmp(key, "log"))
+            rc = cfg_parse_log(cfg, v, err);
+        else if (!strcmp(key, "feeds"))
+            rc = cfg_parse_feeds(cfg, v, err);
+        else
+            rc = cfg_fail(err, "%s: unknown key", key);
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
+
+int cfg_defaults(cfg_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    strcpy(cfg->server.bind, "127.0.0.1");
+    cfg->server.port = 8080;
+    cfg->server.max_connections = 10000;
+    cfg->log.level = LOG_INFO;
+    cfg->normalizer.flush_interval_ms = 10;
+    cfg->normalizer.max_symbols = 100000;
+    cfg->broadcast.max_frame_bytes = 65536;
+    cfg->broadcast.stall_timeout_ms = 30000;
+    cfg->broadcast.ping_interval_s = 30;
+    cfg->limits.max_subscriptions = 1000;
+    cfg->limits.max_message_bytes = 4096;
+    cfg->limits.max_messages_per_sec = 50;
+    cfg->limits.max_errors = 20;
+
+    /* The embedded default feed: the simulator with its own defaults. */
+    cfg_error err;
+    json_t *sim = json_pack("[{s:s, s:s}]", "type", "sim", "name", "sim");
+    int rc = sim ? cfg_parse_feeds(cfg, sim, &err) : -1;
+    json_decref(sim);
+    if (rc)
+        cfg_free(cfg);
+    return rc;
+}
+
+static int cfg_load_json(cfg_t *cfg, json_t *root, cfg_error *err)
+{
+    if (cfg_defaults(cfg)) {
+        json_decref(root);
+        return cfg_fail(err, "out of memory");
+    }
+    int rc = cfg_apply_json(cfg, root, err);
+    json_decref(root);
+    if (rc)
+        cfg_free(cfg);
+    return rc;
+}
+
+int cfg_load_file(cfg_t *cfg, const char *path, cfg_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        memset(cfg, 0, sizeof(*cfg));
+        if (jerr.line < 0)
+            return cfg_fail(err, "%s: cannot read: %s", path, jerr.text);
+        return cfg_fail(err, "%s:%d:%d: invalid JSON: %s", path, jerr.line, jerr.column,
+                        jerr.text);
+    }
+    return cfg_load_json(cfg, root, err);
+}
+
+int cfg_load_string(cfg_t *cfg, const char *text, cfg_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        memset(cfg, 0, sizeof(*cfg));
+        return cfg_fail(err, "invalid JSON at %d:%d: %s", jerr.line, jerr.column, jerr.text);
+    }
+    return cfg_load_json(cfg, root, err);
+}

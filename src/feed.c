@@ -1,0 +1,92 @@
+/* feed.c — the adapter registry and the feed handle (see feed.h). */
+#include "tickerd/feed.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tickerd/feed_sim.h"
+
+static const feed_type *const feed_types[] = {
+    &feed_sim_type,
+};
+
+struct feed {
+    char name[32];
+    const feed_type *type;
+    void *self;
+    int started;
+};
+
+const feed_type *feed_type_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(feed_types) / sizeof(feed_types[0]); i++)
+        if (!strcmp(feed_types[i]->name, name))
+            return feed_types[i];
+    return NULL;
+}
+
+const char *feed_state_name(feed_state s)
+{
+    switch (s) {
+    case FEED_STARTING:
+        return "starting";
+    case FEED_LIVE:
+        return "live";
+    case FEED_DOWN:
+        return "down";
+    }
+    return "?";
+}
+
+feed *feed_create(const feed_cfg *cfg, const feed_env *env)
+{
+    feed *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    strcpy(f->name, cfg->name);
+    f->type = cfg->type;
+    f->self = f->type->create(cfg->opts, env);
+    if (!f->self) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+int feed_start(feed *f)
+{
+    int rc = f->type->start(f->self);
+    f->started = rc == 0;
+    return rc;
+}
+
+int feed_reload(feed *f, const feed_cfg *cfg)
+{
+    if (cfg->type != f->type)
+        return -1;
+    return f->type->reload(f->self, cfg->opts);
+}
+
+void feed_stop(feed *f)
+{
+    if (f->started)
+        f->type->stop(f->self);
+    f->started = 0;
+}
+
+void feed_destroy(feed *f)
+{
+    if (!f)
+        return;
+    feed_stop(f);
+    f->type->destroy(f->self);
+    free(f);
+}
+
+const char *feed_name(const feed *f) { return f->name; }
+const feed_type *feed_get_type(const feed *f) { return f->type; }
+void feed_get_status(const feed *f, feed_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    f->type->status(f->self, st);
+}

@@ -1,0 +1,519 @@
+/* ws.c — see ws.h.
+ *
+ * One write per WRITEABLE: a queued control reply if there is one (so an ack
+ * always precedes the snapshot it announces), else the client's next update
+ * frame from bcast. While anything remains, ask for another WRITEABLE. */
+#include "tickerd/ws.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tickerd/log.h"
+#include "tickerd/util.h"
+
+#define WS_ERROR_WINDOW_US 10000000 /* the error budget's window */
+#define WS_REPLY_QUEUE 16           /* replies held per connection */
+#define WS_REPLY_PAUSE_AT 8         /* stop reading requests at this many */
+#define WS_ID_MAX 64
+#define WS_CLOSE_TRY_AGAIN_LATER 1013
+
+typedef struct ws_session ws_session;
+
+struct ws_server {
+    bcast *b;
+    ws_limits limits;
+    ws_stats stats;
+    ws_session *sessions; /* every open connection, for sweep and shutdown */
+    unsigned char *frame; /* LWS_PRE + max_frame_bytes scratch for frames */
+    size_t frame_cap;
+};
+
+struct ws_session {
+    struct lws *wsi;
+    ws_server *ws;
+    bcast_client *client; /* NULL for a connection refused at max_connections */
+    ws_session *next, *prev;
+    /* message reassembly */
+    char *rx;
+    uint32_t rx_len;
+    uint8_t in_msg, rx_binary, rx_skip, rx_paused;
+    /* replies: each is LWS_PRE + text, length in reply_len */
+    unsigned char *reply[WS_REPLY_QUEUE];
+    uint32_t reply_len[WS_REPLY_QUEUE];
+    uint8_t reply_head, reply_count;
+    /* limits */
+    double tokens;
+    int64_t tokens_at_us;
+    uint32_t errors;
+    int64_t errors_since_us;
+    int64_t want_write_since_us; /* 0 = not waiting for the socket */
+    uint16_t close_code;
+    const char *close_reason;
+};
+
+static const char *const error_names[WS_ERR_COUNT] = {
+    "bad_json",          "bad_request",       "unknown_op",
+    "unknown_symbol",    "too_many_subscriptions", "message_too_large",
+    "binary_not_supported", "rate_limited",   "internal",
+};
+
+const char *ws_error_name(ws_error_code code) { return error_names[code]; }
+const ws_stats *ws_get_stats(const ws_server *ws) { return &ws->stats; }
+
+ws_server *ws_create(bcast *b, const ws_limits *limits)
+{
+    ws_server *ws = calloc(1, sizeof(*ws));
+    if (!ws)
+        return NULL;
+    ws->b = b;
+    if (ws_set_limits(ws, limits)) {
+        free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+void ws_destroy(ws_server *ws)
+{
+    if (!ws)
+        return;
+    free(ws->frame);
+    free(ws);
+}
+
+int ws_set_limits(ws_server *ws, const ws_limits *limits)
+{
+    if (limits->max_frame_bytes != ws->frame_cap) {
+        unsigned char *f = realloc(ws->frame, LWS_PRE + (size_t)limits->max_frame_bytes);
+        if (!f)
+            return -1;
+        ws->frame = f;
+        ws->frame_cap = limits->max_frame_bytes;
+    }
+    ws->limits = *limits;
+    return 0;
+}
+
+/* ---- writing ---- */
+
+static void ws_request_write(ws_session *s)
+{
+    if (!s->want_write_since_us)
+        s->want_write_since_us = tk_mono_us();
+    lws_callback_on_writable(s->wsi);
+}
+
+static void ws_wake(void *arg) { ws_request_write(arg); }
+
+static void ws_close(ws_session *s, uint16_t code, const char *reason)
+{
+    if (s->close_code)
+        return;
+    s->close_code = code;
+    s->close_reason = reason;
+    lws_callback_on_writable(s->wsi);
+}
+
+static void ws_queue_reply(ws_session *s, json_t *reply)
+{
+    char *text = json_dumps(reply, JSON_COMPACT);
+    json_decref(reply);
+    if (!text)
+        return;
+    if (s->reply_count == WS_REPLY_QUEUE) {
+        /* Reading pauses well before this; only frames lws had already
+         * parsed can land here. Counted, never silent. */
+        s->ws->stats.replies_dropped++;
+        free(text);
+        return;
+    }
+    size_t len = strlen(text);
+    unsigned char *buf = malloc(LWS_PRE + len);
+    if (!buf) {
+        free(text);
+        s->ws->stats.replies_dropped++;
+        return;
+    }
+    memcpy(buf + LWS_PRE, text, len);
+    free(text);
+    unsigned slot = (s->reply_head + s->reply_count) % WS_REPLY_QUEUE;
+    s->reply[slot] = buf;
+    s->reply_len[slot] = (uint32_t)len;
+    s->reply_count++;
+    /* Back-pressure on requests: a client that does not read its replies
+     * stops being read, instead of growing this queue. */
+    if (s->reply_count >= WS_REPLY_PAUSE_AT && !s->rx_paused) {
+        s->rx_paused = 1;
+        lws_rx_flow_control(s->wsi, 0);
+    }
+    ws_request_write(s);
+}
+
+static int ws_writeable(ws_session *s)
+{
+    ws_server *ws = s->ws;
+    if (s->close_code) {
+        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    s->want_write_since_us = 0;
+    unsigned char *buf;
+    size_t len;
+    if (s->reply_count) {
+        unsigned slot = s->reply_head;
+        buf = s->reply[slot];
+        len = s->reply_len[slot];
+        s->reply[slot] = NULL;
+        s->reply_head = (uint8_t)((slot + 1) % WS_REPLY_QUEUE);
+        s->reply_count--;
+        int n = lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
+        free(buf);
+        if (n < (int)len)
+            return -1;
+        if (s->rx_paused && s->reply_count < WS_REPLY_PAUSE_AT / 2) {
+            s->rx_paused = 0;
+            lws_rx_flow_control(s->wsi, 1);
+        }
+    } else if (s->client) {
+        len = bcast_client_frame(s->client, (char *)ws->frame + LWS_PRE, ws->frame_cap);
+        if (len && lws_write(s->wsi, ws->frame + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
+            return -1;
+    } else {
+        len = 0;
+    }
+    ws->stats.bytes_out += len;
+    if (s->reply_count || (s->client && bcast_client_has_pending(s->client)))
+        ws_request_write(s);
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static json_t *ws_id_copy(const json_t *id) { return id ? json_deep_copy(id) : json_null(); }
+
+static void ws_error(ws_session *s, const json_t *id, ws_error_code code, const char *message,
+                     json_t *symbols)
+{
+    ws_server *ws = s->ws;
+    ws->stats.errors[code]++;
+    json_t *r = json_pack("{s:s, s:o, s:s, s:s}", "op", "error", "id", ws_id_copy(id), "code",
+                          error_names[code], "message", message);
+    if (r && symbols)
+        json_object_set_new(r, "symbols", symbols);
+    else
+        json_decref(symbols);
+    if (r)
+        ws_queue_reply(s, r);
+
+    int64_t now = tk_mono_us();
+    if (now - s->errors_since_us > WS_ERROR_WINDOW_US) {
+        s->errors_since_us = now;
+        s->errors = 0;
+    }
+    if (++s->errors > ws->limits.max_errors) {
+        ws->stats.abuse_closes++;
+        log_info("ws: closing a connection after %u errors in 10 s", s->errors);
+        ws_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many errors");
+    }
+}
+
+static void ws_ack(ws_session *s, const json_t *id, const char *req, json_t *extra_key_val)
+{
+    json_t *r = json_pack("{s:s, s:o, s:s}", "op", "ack", "id", ws_id_copy(id), "req", req);
+    if (!r) {
+        json_decref(extra_key_val);
+        return;
+    }
+    if (extra_key_val)
+        json_object_update(r, extra_key_val);
+    json_decref(extra_key_val);
+    ws_queue_reply(s, r);
+}
+
+static int ws_rate_ok(ws_session *s)
+{
+    double rate = s->ws->limits.max_messages_per_sec;
+    int64_t now = tk_mono_us();
+    if (!s->tokens_at_us) {
+        s->tokens = rate;
+    } else {
+        s->tokens += rate * (double)(now - s->tokens_at_us) / 1e6;
+        if (s->tokens > rate)
+            s->tokens = rate;
+    }
+    s->tokens_at_us = now;
+    if (s->tokens < 1)
+        return 0;
+    s->tokens -= 1;
+    return 1;
+}
+
+static void ws_subscription(ws_session *s, const json_t *id, const char *op, const json_t *syms)
+{
+    int subscribe = !strcmp(op, "subscribe");
+    size_t n = json_array_size(syms);
+    if (!json_is_array(syms) || n == 0) {
+        ws_error(s, id, WS_ERR_BAD_REQUEST, "\"symbols\" must be a non-empty array of strings",
+                 NULL);
+        return;
+    }
+    /* n is bounded by max_message_bytes (each element takes >= 3 bytes). */
+    const char **names = malloc(n * sizeof(*names));
+    size_t *unknown = malloc(n * sizeof(*unknown));
+    if (!names || !unknown)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        names[i] = json_string_value(json_array_get(syms, i));
+        if (!names[i]) {
+            ws_error(s, id, WS_ERR_BAD_REQUEST, "\"symbols\" must hold only strings", NULL);
+            goto done;
+        }
+    }
+    if (subscribe) {
+        size_t nunknown = 0;
+        bcast_rc rc = bcast_subscribe(s->client, names, n, unknown, &nunknown);
+        if (rc == BCAST_EUNKNOWN) {
+            json_t *list = json_array();
+            sbuf msg;
+            sbuf_init(&msg, 512);
+            sbuf_printf(&msg, "unknown symbol(s):");
+            for (size_t i = 0; i < nunknown; i++) {
+                json_array_append_new(list, json_string(names[unknown[i]]));
+                sbuf_printf(&msg, "%s %s", i ? "," : "", names[unknown[i]]);
+            }
+            ws_error(s, id, WS_ERR_UNKNOWN_SYMBOL, msg.overflow ? "unknown symbol(s)" : msg.data,
+                     list);
+            sbuf_free(&msg);
+            goto done;
+        }
+        if (rc == BCAST_ELIMIT) {
+            ws_error(s, id, WS_ERR_TOO_MANY_SUBSCRIPTIONS,
+                     "the subscribe would exceed limits.max_subscriptions; nothing changed", NULL);
+            goto done;
+        }
+        if (rc != BCAST_OK)
+            goto oom;
+    } else {
+        bcast_unsubscribe(s->client, names, n);
+    }
+    ws_ack(s, id, op, json_pack("{s:O}", "symbols", syms));
+done:
+    free(names);
+    free(unknown);
+    return;
+oom:
+    free(names);
+    free(unknown);
+    ws_error(s, id, WS_ERR_INTERNAL, "out of memory", NULL);
+}
+
+static void ws_handle_message(ws_session *s, const char *msg, size_t len)
+{
+    ws_server *ws = s->ws;
+    ws->stats.messages_in++;
+    if (!ws_rate_ok(s)) {
+        ws_error(s, NULL, WS_ERR_RATE_LIMITED, "too many messages per second; message dropped",
+                 NULL);
+        return;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(msg, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root || !json_is_object(root)) {
+        char text[256];
+        if (root)
+            snprintf(text, sizeof(text), "a message must be a JSON object");
+        else
+            snprintf(text, sizeof(text), "invalid JSON at line %d column %d: %s", jerr.line,
+                     jerr.column, jerr.text);
+        json_decref(root);
+        ws_error(s, NULL, WS_ERR_BAD_JSON, text, NULL);
+        return;
+    }
+    const json_t *id = json_object_get(root, "id");
+    if (id && !json_is_integer(id) &&
+        !(json_is_string(id) && json_string_length(id) <= WS_ID_MAX)) {
+        ws_error(s, NULL, WS_ERR_BAD_REQUEST, "\"id\" must be an integer or a string of at most 64 bytes",
+                 NULL);
+    } else {
+        const char *op = json_string_value(json_object_get(root, "op"));
+        if (!op)
+            ws_error(s, id, WS_ERR_BAD_REQUEST, "\"op\" must be a string", NULL);
+        else if (!strcmp(op, "ping"))
+            ws_ack(s, id, op, json_pack("{s:I}", "time", (json_int_t)tk_now_us()));
+        else if (!strcmp(op, "subscribe") || !strcmp(op, "unsubscribe"))
+            ws_subscription(s, id, op, json_object_get(root, "symbols"));
+        else
+            ws_error(s, id, WS_ERR_UNKNOWN_OP, "unknown op (subscribe, unsubscribe, ping)", NULL);
+    }
+    json_decref(root);
+}
+
+static void ws_receive(ws_session *s, const char *in, size_t len)
+{
+    ws_server *ws = s->ws;
+    if (!s->in_msg) {
+        s->in_msg = 1;
+        s->rx_binary = (uint8_t)lws_frame_is_binary(s->wsi);
+        s->rx_skip = 0;
+        s->rx_len = 0;
+    }
+    int final = lws_is_final_fragment(s->wsi) && !lws_remaining_packet_payload(s->wsi);
+    size_t incoming = len + lws_remaining_packet_payload(s->wsi);
+
+    if (!s->rx_binary && !s->rx_skip && s->rx_len + incoming > ws->limits.max_message_bytes) {
+        s->rx_skip = 1; /* discard the rest of this message as it arrives */
+        free(s->rx);
+        s->rx = NULL;
+    }
+    if (!s->rx_binary && !s->rx_skip) {
+        if (final && !s->rx_len) {
+            ws_handle_message(s, in, len); /* common case: no copy */
+        } else {
+            if (!s->rx)
+                s->rx = malloc(ws->limits.max_message_bytes);
+            if (!s->rx) {
+                s->rx_skip = 1;
+            } else {
+                memcpy(s->rx + s->rx_len, in, len);
+                s->rx_len += (uint32_t)len;
+                if (final)
+                    ws_handle_message(s, s->rx, s->rx_len);
+            }
+        }
+    }
+    if (!final)
+        return;
+    if (s->rx_binary)
+        ws_error(s, NULL, WS_ERR_BINARY_NOT_SUPPORTED, "binary frames are not supported; send JSON text",
+                 NULL);
+    else if (s->rx_skip)
+        ws_error(s, NULL, WS_ERR_MESSAGE_TOO_LARGE, "message larger than limits.max_message_bytes; discarded",
+                 NULL);
+    free(s->rx); /* idle connections hold no receive buffer */
+    s->rx = NULL;
+    s->in_msg = 0;
+}
+
+/* ---- connection lifecycle ---- */
+
+static void ws_link(ws_session *s)
+{
+    ws_server *ws = s->ws;
+    s->next = ws->sessions;
+    if (s->next)
+        s->next->prev = s;
+    ws->sessions = s;
+    ws->stats.sessions++;
+}
+
+static void ws_unlink(ws_session *s)
+{
+    ws_server *ws = s->ws;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        ws->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    ws->stats.sessions--;
+}
+
+static int ws_path_ok(struct lws *wsi)
+{
+    char uri[64];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    return n == 3 && !memcmp(uri, "/ws", 3);
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len)
+{
+    ws_session *s = user;
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    ws_server *ws = proto ? proto->user : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return ws_path_ok(wsi) ? 0 : 1;
+
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(s, 0, sizeof(*s));
+        s->wsi = wsi;
+        s->ws = ws;
+        if (ws->stats.sessions >= ws->limits.max_connections) {
+            ws->stats.connections_rejected++;
+            ws_link(s);
+            ws_close(s, WS_CLOSE_TRY_AGAIN_LATER, "server full");
+            return 0;
+        }
+        s->client = bcast_client_create(ws->b, ws_wake, s);
+        if (!s->client)
+            return -1;
+        ws_link(s);
+        return 0;
+
+    case LWS_CALLBACK_RECEIVE:
+        if (!s->close_code && s->client)
+            ws_receive(s, in, len);
+        return 0;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return ws_writeable(s);
+
+    case LWS_CALLBACK_CLOSED:
+        if (!s->ws)
+            return 0;
+        ws_unlink(s);
+        bcast_client_destroy(s->client);
+        free(s->rx);
+        while (s->reply_count) {
+            free(s->reply[s->reply_head]);
+            s->reply_head = (uint8_t)((s->reply_head + 1) % WS_REPLY_QUEUE);
+            s->reply_count--;
+        }
+        memset(s, 0, sizeof(*s));
+        return 0;
+
+    default:
+        return 0;
+    }
+}
+
+struct lws_protocols ws_protocol(ws_server *ws)
+{
+    struct lws_protocols p = {
+        .name = WS_PROTOCOL_NAME,
+        .callback = ws_callback,
+        .per_session_data_size = sizeof(ws_session),
+        .rx_buffer_size = WS_RX_BUFFER_SIZE,
+        .user = ws,
+    };
+    return p;
+}
+
+void ws_sweep(ws_server *ws)
+{
+    int64_t now = tk_mono_us();
+    int64_t limit = (int64_t)ws->limits.stall_timeout_ms * 1000;
+    for (ws_session *s = ws->sessions; s; s = s->next) {
+        if (!s->want_write_since_us || now - s->want_write_since_us < limit)
+            continue;
+        /* The peer has taken no bytes for the whole timeout: dead or frozen.
+         * Its socket cannot take a close frame either, so drop it now. */
+        ws->stats.stall_closes++;
+        log_info("ws: closing a stalled connection (nothing accepted for %u ms)",
+                 ws->limits.stall_timeout_ms);
+        s->want_write_since_us = 0;
+        s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+        lws_close_reason(s->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"stalled", 7);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
+void ws_shutdown(ws_server *ws)
+{
+    for (ws_session *s = ws->sessions; s; s = s->next)
+        ws_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+}
