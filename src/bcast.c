@@ -8,6 +8,7 @@
  * one walk over the client's own subscriptions. */
 #include "tickerd/bcast.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,12 +97,16 @@ const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len)
 size_t bcast_encode_json(char *dst, const norm_quote *q)
 {
     double change = q->last - q->open;
+    /* Prices are finite and positive (the normalizer checks), but a ratio of
+     * extremes is not: keep the output valid JSON whatever comes in. */
+    double pct = 100.0 * change / q->open;
+    if (!isfinite(pct))
+        pct = 0;
     int n = snprintf(dst, BCAST_ENC_MAX,
                      "{\"symbol\":\"%s\",\"last\":%.10g,\"bid\":%.10g,\"ask\":%.10g,"
-                     "\"volume\":%.10g,\"open\":%.10g,\"change\":%.10g,\"change_pct\":%.4f,"
+                     "\"volume\":%.10g,\"open\":%.10g,\"change\":%.10g,\"change_pct\":%.6g,"
                      "\"seq\":%llu,\"ts\":%lld,\"src\":\"%s\"}",
-                     q->symbol, q->last, q->bid, q->ask, q->volume, q->open, change,
-                     100.0 * change / q->open, (unsigned long long)q->seq, (long long)q->ts_us,
+                     q->symbol, q->last, q->bid, q->ask, q->volume, q->open, change, pct, (unsigned long long)q->seq, (long long)q->ts_us,
                      q->source);
     /* Every field is bounded (symbol and source names < 32, %.10g < 18), so
      * this cannot truncate; the clamp only guards against a future field. */

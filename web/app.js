@@ -258,12 +258,9 @@ table.tHead.addEventListener('click', (e) => {
 
 // ---- filter ----
 
-function matches(row) {
-  return !filterText || row.sym.includes(filterText) || String(row.q?.src ?? '').toUpperCase().includes(filterText);
-}
-
+// Substring match on the symbol (upper-cased), so it never changes with live data.
 function applyFilter(row) {
-  const hide = !matches(row);
+  const hide = !!filterText && !row.sym.includes(filterText);
   if (row.tr.hidden === hide) return;
   row.tr.hidden = hide;
   // animations do not run while hidden; clear leftovers so they do not replay on show

@@ -3,7 +3,7 @@ import { test, describe, afterEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startTickerd, runTickerd, stopAll, connect, closeAllClients, httpGet, metrics, waitFor, waitForSymbols,
-  simConfig, hasSymbol, updatesOf, UpdateTracker, sleep, DEFAULT_SYMBOLS, BUILTIN_SYMBOL_COUNT,
+  simConfig, hasSymbol, waitForSymbolCount, updatesOf, UpdateTracker, sleep, DEFAULT_SYMBOLS, BUILTIN_SYMBOL_COUNT,
 } from './lib/harness.mjs';
 
 const T = { timeout: 30000 };
@@ -209,6 +209,7 @@ describe('command line', () => {
 describe('HTTP endpoints', () => {
   test('/healthz is 200 with the sim feed live, client and symbol counts', T, async () => {
     const srv = await startTickerd({ config: simConfig({ rate: 1000 }) });
+    await waitForSymbolCount(srv, BUILTIN_SYMBOL_COUNT);
     const c1 = await connect(srv);
     const c2 = await connect(srv);
     const body = await waitFor(async () => {

@@ -573,6 +573,16 @@ export async function waitForSymbols(target, names, timeoutMs = 5000) {
   }, { timeoutMs, message: `symbols ${names.join(',')} in /api/symbols` });
 }
 
+/** Wait until /api/symbols lists exactly `n` symbols, all with a value. Returns the symbols array. */
+export async function waitForSymbolCount(target, n, timeoutMs = 5000) {
+  return waitFor(async () => {
+    const r = await httpGet(target, '/api/symbols');
+    if (r.status !== 200) return false;
+    const list = r.json().symbols;
+    return Array.isArray(list) && list.length === n && list.every((s) => typeof s.last === 'number') ? list : false;
+  }, { timeoutMs, message: `${n} symbols with values in /api/symbols` });
+}
+
 // ---------------------------------------------------------------------------------------------------------
 /**
  * Follows every snapshot/update a client receives and checks the per-symbol ordering rules of the protocol:

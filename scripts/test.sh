@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# test.sh — set up, build and run the whole suite twice: a normal build, then
+# an AddressSanitizer + UndefinedBehaviorSanitizer build. Exits non-zero if
+# any test fails in either. Artifacts (screenshots, logs) go to artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh test
+mkdir -p artifacts
+jobs=$(nproc)
+
+run_suite() { # name, build dir, cmake args...
+  local name=$1 dir=$2; shift 2
+  echo "=== $name build ===" >&2
+  cmake -S . -B "$dir" "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  echo "=== $name suite ===" >&2
+  (cd "$dir" && ctest --output-on-failure -j"$jobs")
+}
+
+run_suite release build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTICKERD_SANITIZE=OFF
+# halt_on_error makes any sanitizer report fail the process, so the tests
+# that check exit codes and liveness see it.
+export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:exitcode=86
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+run_suite sanitize build-asan -DCMAKE_BUILD_TYPE=Debug -DTICKERD_SANITIZE=ON
+echo "test.sh: all suites passed" >&2

@@ -1,0 +1,105 @@
+/* Configuration: etc/tickerd.json is exactly the built-in defaults, and every
+ * kind of bad input is refused with an error naming the key. */
+#include <string.h>
+
+#include "check.h"
+#include "tickerd/cfg.h"
+
+static int error_names(const char *json, const char *expect)
+{
+    cfg_t c;
+    cfg_error err = {{0}};
+    if (!cfg_load_string(&c, json, &err)) {
+        cfg_free(&c);
+        fprintf(stderr, "  accepted: %s\n", json);
+        return 0;
+    }
+    if (!strstr(err.msg, expect)) {
+        fprintf(stderr, "  error \"%s\" does not mention \"%s\"\n", err.msg, expect);
+        return 0;
+    }
+    return 1;
+}
+
+static void shipped_file_equals_builtin_defaults(void)
+{
+    cfg_t def, file;
+    cfg_error err;
+    CHECK(cfg_defaults(&def) == 0);
+    int rc = cfg_load_file(&file, TICKERD_SOURCE_DIR "/etc/tickerd.json", &err);
+    CHECK(rc == 0);
+    if (rc) {
+        fprintf(stderr, "  %s\n", err.msg);
+        cfg_free(&def);
+        return;
+    }
+    CHECK(!memcmp(&def.server, &file.server, sizeof(def.server)));
+    CHECK(!memcmp(&def.log, &file.log, sizeof(def.log)));
+    CHECK(!memcmp(&def.normalizer, &file.normalizer, sizeof(def.normalizer)));
+    CHECK(!memcmp(&def.broadcast, &file.broadcast, sizeof(def.broadcast)));
+    CHECK(!memcmp(&def.limits, &file.limits, sizeof(def.limits)));
+    CHECK(def.nfeeds == 1 && file.nfeeds == 1);
+    CHECK(!strcmp(def.feeds[0].name, file.feeds[0].name));
+    CHECK(def.feeds[0].type == file.feeds[0].type);
+    cfg_free(&def);
+    cfg_free(&file);
+}
+
+static void overrides_apply_and_missing_keys_keep_defaults(void)
+{
+    cfg_t c;
+    cfg_error err;
+    CHECK(cfg_load_string(&c, "{\"server\":{\"port\":0},\"normalizer\":{\"flush_interval_ms\":0}}",
+                          &err) == 0);
+    CHECK(c.server.port == 0);
+    CHECK(c.normalizer.flush_interval_ms == 0);
+    CHECK(c.limits.max_subscriptions == 1000);
+    CHECK(c.nfeeds == 1);
+    cfg_free(&c);
+}
+
+static void bad_config_names_the_key(void)
+{
+    CHECK(error_names("{\"server\":{\"prot\":1}}", "server.prot"));
+    CHECK(error_names("{\"bogus\":1}", "bogus"));
+    CHECK(error_names("{\"normalizer\":{\"flush_interval_ms\":\"x\"}}",
+                      "normalizer.flush_interval_ms"));
+    CHECK(error_names("{\"limits\":{\"max_subscriptions\":0}}", "limits.max_subscriptions"));
+    CHECK(error_names("{\"server\":{\"port\":70000}}", "server.port"));
+    CHECK(error_names("{\"server\":{\"port\":1.5}}", "server.port"));
+    CHECK(error_names("{\"log\":{\"level\":\"loud\"}}", "log.level"));
+    CHECK(error_names("{\"server\":[]}", "server"));
+    CHECK(error_names("{\"feeds\":{}}", "feeds"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"nope\"}]}", "feeds[0].type"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"sim\",\"rate\":0}]}", "feeds[0].rate"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"sim\",\"speed\":1}]}", "feeds[0].speed"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"sim\",\"name\":\"a b\"}]}", "feeds[0].name"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"sim\"},{\"type\":\"sim\"}]}", "feeds[1].name"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"sim\",\"symbols\":[{\"symbol\":\"X-Y\"}]}]}",
+                      "feeds[0].symbols[0].price"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"sim\",\"symbols\":[{\"symbol\":\"bad\",\"price\":1,"
+                      "\"volatility\":1,\"spread_bps\":1,\"tick\":0.01}]}]}",
+                      "feeds[0].symbols[0].symbol"));
+    CHECK(error_names("{\"feeds\":[{\"type\":\"sim\",\"include_defaults\":false}]}",
+                      "feeds[0].symbols"));
+    CHECK(error_names("{\"server\":{\"port\":1}, \"server\":{\"port\":2}}", "duplicate"));
+    CHECK(error_names("[1]", "top level"));
+    CHECK(error_names("{", "invalid JSON"));
+}
+
+static void unreadable_file_is_an_error(void)
+{
+    cfg_t c;
+    cfg_error err;
+    CHECK(cfg_load_file(&c, "/nonexistent/tickerd.json", &err) == -1);
+    CHECK(strstr(err.msg, "/nonexistent/tickerd.json") != NULL);
+}
+
+int main(void)
+{
+    RUN(shipped_file_equals_builtin_defaults);
+    RUN(overrides_apply_and_missing_keys_keep_defaults);
+    RUN(bad_config_names_the_key);
+    RUN(unreadable_file_is_an_error);
+    return check_done();
+}
