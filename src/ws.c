@@ -49,6 +49,7 @@ struct ws_session {
     int64_t errors_since_us;
     int64_t want_write_since_us; /* 0 = not waiting for the socket */
     uint16_t close_code;
+    uint8_t close_after_replies; /* send the queued replies before closing */
     const char *close_reason;
 };
 
@@ -106,11 +107,12 @@ static void ws_request_write(ws_session *s)
 
 static void ws_wake(void *arg) { ws_request_write(arg); }
 
-static void ws_close(ws_session *s, uint16_t code, const char *reason)
+static void ws_close(ws_session *s, uint16_t code, const char *reason, int after_replies)
 {
     if (s->close_code)
         return;
     s->close_code = code;
+    s->close_after_replies = (uint8_t)after_replies;
     s->close_reason = reason;
     lws_callback_on_writable(s->wsi);
 }
@@ -153,7 +155,7 @@ static void ws_queue_reply(ws_session *s, json_t *reply)
 static int ws_writeable(ws_session *s)
 {
     ws_server *ws = s->ws;
-    if (s->close_code) {
+    if (s->close_code && !(s->close_after_replies && s->reply_count)) {
         lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
                          (unsigned char *)s->close_reason, strlen(s->close_reason));
         return -1;
@@ -184,7 +186,7 @@ static int ws_writeable(ws_session *s)
         len = 0;
     }
     ws->stats.bytes_out += len;
-    if (s->reply_count || (s->client && bcast_client_has_pending(s->client)))
+    if (s->close_code || s->reply_count || (s->client && bcast_client_has_pending(s->client)))
         ws_request_write(s);
     return 0;
 }
@@ -215,7 +217,8 @@ static void ws_error(ws_session *s, const json_t *id, ws_error_code code, const 
     if (++s->errors > ws->limits.max_errors) {
         ws->stats.abuse_closes++;
         log_info("ws: closing a connection after %u errors in 10 s", s->errors);
-        ws_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many errors");
+        /* The client sees the errors that led here, then the close. */
+        ws_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many errors", 1);
     }
 }
 
@@ -445,7 +448,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (ws->stats.sessions >= ws->limits.max_connections) {
             ws->stats.connections_rejected++;
             ws_link(s);
-            ws_close(s, WS_CLOSE_TRY_AGAIN_LATER, "server full");
+            ws_close(s, WS_CLOSE_TRY_AGAIN_LATER, "server full", 0);
             return 0;
         }
         s->client = bcast_client_create(ws->b, ws_wake, s);
@@ -515,5 +518,5 @@ void ws_sweep(ws_server *ws)
 void ws_shutdown(ws_server *ws)
 {
     for (ws_session *s = ws->sessions; s; s = s->next)
-        ws_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+        ws_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 0);
 }
