@@ -16,7 +16,8 @@
  *   poll() over every socket on each turn; with ~9000 connections that
  *   kernel scan was over half of our CPU (measured with perf) and would make
  *   the load tool, not the server, the bottleneck.  libuv uses epoll.
- *   --poll keeps lws' default loop (also the fallback if the plugin is missing).
+ *   --poll keeps lws' default loop (also the fallback if the plugin is
+ *   missing, and the only loop when built without LOADGEN_WITH_LIBUV).
  * - No full JSON parse on the hot path.  Update objects in tickerd frames are
  *   flat (no nested objects or arrays), so every '{' ... '}' inside the frame's
  *   outer object is one update; inside it we look for "seq": / "ts": /
@@ -29,7 +30,9 @@
  *   4 bytes per subscribed symbol for the seq-gap table, plus lws' own wsi
  *   and rx buffer (RX_BUFFER_SIZE).
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem, getopt_long */
+#endif
 
 #include <libwebsockets.h>
 
@@ -44,7 +47,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#if defined(LOADGEN_WITH_LIBUV)
 #include <uv.h>
+#endif
 
 /* ---------------------------------------------------------------- limits */
 
@@ -55,6 +60,13 @@
 #define TICK_US 10000         /* scheduler tick: ramp granularity and phase-change precision */
 #define CONNECT_GRACE_US (30 * LWS_US_PER_SEC) /* wait for slow handshakes after the last connect */
 #define MAX_LOGGED_ERRORS 5   /* print only the first few connect / protocol errors */
+/*
+ * Handshakes in flight at once.  lws keeps every pending timeout in one
+ * sorted linked list per thread and inserts by walking it from the head, so
+ * thousands of simultaneous handshakes (a busy server) cost O(pending) per
+ * insert: with 9000 at once the tool's loop stalled for seconds.
+ */
+#define MAX_INFLIGHT 256
 
 /* ------------------------------------------------------------ histogram */
 
@@ -495,7 +507,9 @@ struct counters {
 static struct {
 	struct options o;
 	struct lws_context *ctx;
+#if defined(LOADGEN_WITH_LIBUV)
 	uv_loop_t loop;
+#endif
 	bool use_uv;
 	struct conn *conns;
 	lws_sorted_usec_list_t tick;
@@ -914,19 +928,22 @@ static void set_phase(enum phase p, lws_usec_t now)
 		}
 		g.at_end = g.tot;
 		g.done = true;
+#if defined(LOADGEN_WITH_LIBUV)
 		if (g.use_uv)
 			uv_stop(&g.loop); /* lws itself is shut down after the loop returns */
+#endif
 	}
 	g.phase = p;
 	g.t_phase = now;
 }
 
-/* Start as many connections as the ramp rate allows by now. */
+/* Start as many connections as the ramp rate and MAX_INFLIGHT allow by now. */
 static void ramp(lws_usec_t now)
 {
 	double due = (double)(now - g.t_start) * g.o.ramp / 1e6 + 1;
 	uint32_t target = due >= g.o.n ? g.o.n : (uint32_t)due;
-	while (g.started < target) {
+	while (g.started < target &&
+	       g.started - g.established - g.connect_errors < MAX_INFLIGHT) {
 		connect_one(&g.conns[g.started]);
 		g.t_last_connect = now;
 	}
@@ -1149,10 +1166,10 @@ static void pick_stalled(void)
 	}
 }
 
-static struct lws_context *create_context(rlim_t fds, bool use_uv)
+static struct lws_context *create_context(rlim_t fds, void *uv_loop)
 {
 	struct lws_context_creation_info info;
-	void *loops[1] = { &g.loop };
+	void *loops[1] = { uv_loop };
 
 	memset(&info, 0, sizeof info);
 	info.port = CONTEXT_PORT_NO_LISTEN;
@@ -1168,24 +1185,26 @@ static struct lws_context *create_context(rlim_t fds, bool use_uv)
 	info.connect_timeout_secs = 20;
 	info.timeout_secs = 20;
 	info.pcontext = &g.ctx; /* lws NULLs it once a (libuv) destroy has completed */
-	if (use_uv) {
+	if (uv_loop) {
 		info.options |= LWS_SERVER_OPTION_LIBUV;
 		info.foreign_loops = loops; /* only read during creation */
 	}
 	return lws_create_context(&info);
 }
 
+#if defined(LOADGEN_WITH_LIBUV)
+
 /* libuv, unless --poll or lws cannot load its libuv plugin. */
 static bool start_lws(rlim_t fds)
 {
 	g.use_uv = !g.o.poll && !uv_loop_init(&g.loop);
-	if (g.use_uv && !(g.ctx = create_context(fds, true))) {
+	if (g.use_uv && !(g.ctx = create_context(fds, &g.loop))) {
 		fprintf(stderr, "tickerd-loadgen: libuv event loop unavailable, using poll()\n");
 		uv_loop_close(&g.loop);
 		g.use_uv = false;
 	}
 	if (!g.use_uv)
-		g.ctx = create_context(fds, false);
+		g.ctx = create_context(fds, NULL);
 	return g.ctx != NULL;
 }
 
@@ -1213,6 +1232,31 @@ static void stop_lws(void)
 		lws_context_destroy(g.ctx);
 	uv_loop_close(&g.loop);
 }
+
+#else /* poll() only */
+
+static bool start_lws(rlim_t fds)
+{
+	if (!g.o.poll && g.o.n > 1000)
+		fprintf(stderr, "tickerd-loadgen: built without libuv: poll() over %u sockets "
+				"costs much CPU\n", g.o.n);
+	g.ctx = create_context(fds, NULL);
+	return g.ctx != NULL;
+}
+
+static void run_loop(void)
+{
+	while (!g.done && lws_service(g.ctx, 0) >= 0)
+		;
+}
+
+static void stop_lws(void)
+{
+	lws_sul_cancel(&g.tick);
+	lws_context_destroy(g.ctx);
+}
+
+#endif
 
 int main(int argc, char **argv)
 {

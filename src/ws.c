@@ -480,7 +480,9 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
 
     default:
-        return 0;
+        /* As the vhost's default protocol this one also inherits keep-alive
+         * HTTP connections between transactions: let lws serve them. */
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
     }
 }
 
