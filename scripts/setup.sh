@@ -2,14 +2,14 @@
 # setup.sh — install what building, running and testing tickerd needs, and
 # only what is missing. Usage: scripts/setup.sh [run|test]   (default: run)
 #   run:  compiler toolchain and the libraries tickerd links
-#   test: the above plus Node.js and the npm test tools (tests/node_modules)
+#   test: the above plus Node.js, Chromium and the npm test tools (tests/node_modules)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev libcurl4-openssl-dev)
 if [ "$mode" = test ]; then
-  pkgs+=(clang)   # the sanitizer build's LeakSanitizer runtime and future fuzzers
+  pkgs+=(chromium)  # the dashboard's real-browser tests (driven by playwright-core)
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

@@ -190,6 +190,11 @@ test('too_many_subscriptions is atomic and re-subscribing does not count twice',
   assert.equal(e2.code, 'too_many_subscriptions', JSON.stringify(e2));
   const dm = (await d.collect(500)).filter((m) => m.op === 'update' || m.op === 'snapshot');
   assert.equal(dm.length, 0, 'a failed 4-symbol subscribe subscribed something');
+
+  // "*" counts as one subscription, although it covers all 20 symbols.
+  const star = await d.request({ op: 'subscribe', symbols: ['*'], id: 24 });
+  assert.equal(star.op, 'ack', `subscribe ["*"] with max_subscriptions 3: ${JSON.stringify(star)}`);
+  await d.next((m) => hasSymbol(m, 'GBP-USD'), 3000, 'GBP-USD data via "*"');
   await assertObserverHealthy(obs);
 });
 

@@ -145,6 +145,56 @@ describe('signals', () => {
     assert.ok(c.isOpen);
     assert.deepEqual(tc.violations, []);
   });
+
+  test('SIGHUP applies new limits at once; server.* changes are ignored until restart', T, async () => {
+    const cfg = simConfig({ rate: 1000, seed: 7, server: { max_connections: 100 } });
+    const srv = await startTickerd({ config: cfg });
+    await waitForSymbols(srv, ['BTC-USD', 'ETH-USD']);
+    const c = await connect(srv);
+    await c.subscribe(['BTC-USD']);
+
+    const cfg2 = structuredClone(cfg);
+    cfg2.limits = { max_subscriptions: 1 };
+    cfg2.server.max_connections = 1;
+    srv.writeConfig(cfg2);
+    srv.signal('SIGHUP');
+    // the new limit applies to the existing connection...
+    const r = await waitFor(async () => {
+      const x = await c.request({ op: 'subscribe', symbols: ['ETH-USD'] });
+      return x.op === 'error' ? x : (await c.unsubscribe(['ETH-USD']), false);
+    }, { timeoutMs: 3000, intervalMs: 200, message: 'max_subscriptions 1 to apply after SIGHUP' });
+    assert.equal(r.code, 'too_many_subscriptions', JSON.stringify(r));
+    assert.ok(c.isOpen);
+    // ...while server.max_connections 1 is not applied without a restart
+    const d = await connect(srv);
+    const e = await connect(srv);
+    assert.equal((await d.request({ op: 'ping' })).op, 'ack');
+    assert.equal((await e.request({ op: 'ping' })).op, 'ack');
+    await sleep(200);
+    assert.ok(d.isOpen && e.isOpen, `a connection was refused after reloading server.max_connections: ${JSON.stringify(d.closeInfo ?? e.closeInfo)}`);
+    assert.ok(srv.alive());
+  });
+});
+
+// ---------------------------------------------------------------------------------------------- keepalive
+test('keepalive: an idle client is pinged after ping_interval_s; one that never pongs is closed', T, async (t) => {
+  const srv = await startTickerd({ config: simConfig({ rate: 100, broadcast: { ping_interval_s: 1 } }) });
+  const idle = await connect(srv);
+  let pings = 0;
+  idle.ws.on('ping', () => { pings++; });
+  const mute = await connect(srv, { wsOptions: { autoPong: false } });
+  let mutePings = 0;
+  mute.ws.on('ping', () => { mutePings++; });
+  const t0 = Date.now();
+  const info = await mute.waitClose(5000);
+  const closedAfter = Date.now() - t0;
+  t.diagnostic(`client without pongs closed with ${info.code} after ${closedAfter} ms`);
+  assert.ok(mutePings >= 1, 'the client was closed without having been pinged');
+  assert.ok(closedAfter >= 1000, `closed after ${closedAfter} ms, before one ping interval of silence`);
+  await sleep(Math.max(0, 3500 - (Date.now() - t0)));
+  assert.ok(pings >= 1, 'an idle client got no WebSocket ping within 3.5 s at ping_interval_s 1');
+  assert.ok(idle.isOpen, `a client that answers pings was closed: ${JSON.stringify(idle.closeInfo)}`);
+  assert.equal((await idle.request({ op: 'ping' })).op, 'ack');
 });
 
 // ------------------------------------------------------------------------------------------ configuration
@@ -285,6 +335,13 @@ describe('HTTP endpoints', () => {
     const m2 = await metrics(srv);
     assert.ok(m2.value('tickerd_updates_in_total') > m1.value('tickerd_updates_in_total'), 'updates_in_total not increasing');
     assert.ok(m2.value('tickerd_updates_out_total') > m1.value('tickerd_updates_out_total'), 'updates_out_total not increasing');
+  });
+
+  test('/healthz is 503 "down" when no feed is live', T, async () => {
+    const srv = await startTickerd({ config: { feeds: [] } });
+    const r = await httpGet(srv, '/healthz');
+    assert.equal(r.status, 503, r.body);
+    assert.equal(r.json().status, 'down');
   });
 
   test('GET / serves the dashboard HTML', T, async () => {

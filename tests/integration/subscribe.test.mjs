@@ -3,7 +3,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startTickerd, stopAll, connect, closeAllClients, httpGet, waitForSymbols, simConfig, updatesOf, hasSymbol,
+  startTickerd, stopAll, connect, closeAllClients, httpGet, metrics, waitForSymbols, waitForSymbolCount, simConfig,
+  updatesOf, hasSymbol,
   UpdateTracker, checkUpdateShape, sleep, DEFAULT_SYMBOLS, BUILTIN_SYMBOL_COUNT,
 } from './lib/harness.mjs';
 
@@ -276,4 +277,58 @@ test('subprotocol tickerd.json is accepted; no subprotocol gets the JSON encodin
   await d.next((x) => x.op === 'snapshot' || x.op === 'update', 3000);
   assert.equal(d.binaryFrames, 0, 'server sent binary frames');
   d.close();
+});
+
+test('coalescing: one published value per symbol per flush interval, seq +1 per value', T, async (t) => {
+  // 2000 updates/s over 20 symbols = about 100/s per symbol; with 200 ms coalescing at most ~5 values/s each.
+  const own = await startTickerd({ config: simConfig({ rate: 2000, seed: 8, normalizer: { flush_interval_ms: 200 } }) });
+  await waitForSymbols(own, ['BTC-USD']);
+  const c = await connect(own);
+  const tracker = new UpdateTracker(c);
+  const vals = [];
+  c.onMessage((m) => { for (const u of updatesOf(m)) if (u.symbol === 'BTC-USD') vals.push(u); });
+  await c.subscribe(['BTC-USD']);
+  await sleep(2000);
+  const seqs = vals.map((u) => u.seq);
+  t.diagnostic(`BTC-USD values in 2 s with 200 ms coalescing: ${seqs.length}`);
+  assert.ok(seqs.length >= 3, `only ${seqs.length} BTC-USD values in 2 s`);
+  assert.ok(seqs.length <= 2000 / 200 + 3, `${seqs.length} BTC-USD values in 2 s: not coalesced to one per 200 ms`);
+  // a fast reader is never conflated: every published value arrives, seq +1 each time
+  for (let i = 1; i < seqs.length; i++) {
+    assert.equal(seqs[i], seqs[i - 1] + 1, `seq jumped ${seqs[i - 1]} -> ${seqs[i]} for a client that reads promptly`);
+  }
+  assert.deepEqual(tracker.violations, []);
+  const m = await metrics(own);
+  assert.ok(m.value('tickerd_updates_coalesced_total') > 0, 'tickerd_updates_coalesced_total is 0');
+  assert.ok(m.value('tickerd_updates_published_total') < m.value('tickerd_updates_in_total') / 5,
+    `published ${m.value('tickerd_updates_published_total')} of ${m.value('tickerd_updates_in_total')} updates with 200 ms coalescing`);
+  c.close();
+  await own.stop();
+});
+
+test('broadcast.max_frame_bytes bounds every data frame; a "*" subscriber still gets every symbol', T, async () => {
+  const own = await startTickerd({
+    config: simConfig({
+      rate: 50000, seed: 9, feed: { include_defaults: false, generated_symbols: 100 },
+      broadcast: { max_frame_bytes: 1024 },
+    }),
+  });
+  await waitForSymbolCount(own, 100);
+  const c = await connect(own);
+  const tracker = new UpdateTracker(c);
+  const big = [];
+  let frames = 0;
+  c.onMessage((m, at, bin, bytes) => {
+    if (m.op !== 'update' && m.op !== 'snapshot') return;
+    frames++;
+    if (bytes > 1024) big.push(`${m.op} of ${bytes} bytes`);
+  });
+  await c.subscribe(['*']);
+  await sleep(1500);
+  assert.ok(frames > 10, `only ${frames} data frames`);
+  assert.deepEqual(big.slice(0, 5), [], `${big.length} of ${frames} frames exceed max_frame_bytes 1024`);
+  assert.equal(tracker.latest.size, 100, `saw ${tracker.latest.size} of 100 symbols`);
+  assert.deepEqual(tracker.violations, []);
+  c.close();
+  await own.stop();
 });

@@ -303,7 +303,7 @@ export class Client {
     }
     this.recent.push(msg);
     if (this.recent.length > 5) this.recent.shift();
-    for (const fn of this.listeners) fn(msg, at, isBinary);
+    for (const fn of this.listeners) fn(msg, at, isBinary, data.length);
     this.queue.push(msg);
     if (this.queue.length > this.maxQueue) this.queue.shift();
     this.#pump();
@@ -333,7 +333,7 @@ export class Client {
   get isOpen() { return this.ws.readyState === WebSocket.OPEN; }
   get protocol() { return this.ws.protocol; }
 
-  /** Register fn(msg, atMs, isBinary) for every incoming message; returns an unsubscribe function. */
+  /** Register fn(msg, atMs, isBinary, bytes) for every incoming message; returns an unsubscribe function. */
   onMessage(fn) { this.listeners.add(fn); return () => this.listeners.delete(fn); }
 
   /** Wait for (and consume up to) the next message matching pred. */
