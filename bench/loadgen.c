@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 #include <time.h>
 #if defined(LOADGEN_WITH_LIBUV)
 #include <uv.h>
@@ -178,7 +179,7 @@ static void usage(FILE *f)
 		"  --url URL              ws://HOST:PORT/PATH (default ws://127.0.0.1:8080/ws)\n"
 		"  -n N                   connections to open (default 100)\n"
 		"  -k K                   symbols each connection subscribes to, 0..S (default 10)\n"
-		"  -s S                   size of the symbol universe (default 100)\n"
+		"  -s S                   size of the symbol universe (default 100; with --symbols: a cap)\n"
 		"  --duration SEC         measured interval (default 10)\n"
 		"  --warmup SEC           run this long after connecting before measuring (default 2)\n"
 		"  --ramp PER_SEC         connection attempts per second (default 2000)\n"
@@ -314,7 +315,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		fprintf(stderr, "tickerd-loadgen: --stall-fraction needs --stall-for SEC > 0\n");
 		return -1;
 	}
-	(void)s_given; /* -s with --symbols caps the list; checked once it is loaded */
+	if (o->symbols_arg && !s_given)
+		o->s = UINT32_MAX; /* with --symbols, -s only caps the list */
 	return 0;
 }
 
@@ -516,6 +518,7 @@ static struct {
 	enum phase phase;
 	bool done;
 	lws_usec_t t_start, t_phase, t_last_connect, t_measure_start, measured_us, t_next_progress;
+	double cpu_at_measure, cpu_measured; /* our own CPU seconds: was the tool the bottleneck? */
 	uint32_t started, established, connect_errors, closed, subscribed, stalled_n;
 	uint32_t closed_1001, closed_1008, closed_1013, closed_other;
 	int stall_state; /* 0 before, 1 stalled, 2 resumed */
@@ -530,6 +533,14 @@ static void on_sigint(int sig)
 {
 	(void)sig;
 	g_interrupted = 1;
+}
+
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static int64_t realtime_us(void)
@@ -919,9 +930,11 @@ static void set_phase(enum phase p, lws_usec_t now)
 	if (p == PH_MEASURE) {
 		g.at_measure = g.tot;
 		g.t_measure_start = now;
+		g.cpu_at_measure = cpu_seconds();
 	} else if (p == PH_DONE) {
 		if (g.phase == PH_MEASURE) {
 			g.measured_us = now - g.t_measure_start;
+			g.cpu_measured = cpu_seconds() - g.cpu_at_measure;
 		} else {
 			g.at_measure = g.tot; /* stopped before measuring: an empty window */
 			g.measured_us = 0;
@@ -1076,7 +1089,8 @@ static void print_json(const struct report *r)
 	       "\"failed\":%u,\"subscribed\":%u,\"updates_per_s\":%.1f,\"frames_per_s\":%.1f,"
 	       "\"updates_per_frame\":%.3f,\"bytes_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
 	       "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"samples\":%llu,\"seq_skipped\":%llu,"
-	       "\"seq_backwards\":%llu,\"server_errors\":%llu,\"duration_s\":%.3f",
+	       "\"seq_backwards\":%llu,\"server_errors\":%llu,\"duration_s\":%.3f,"
+	       "\"loadgen_cpu\":%.3f,\"interrupted\":%s",
 	       g.o.n, g.established, g.connect_errors, g.closed, r->failed, g.subscribed,
 	       per_s(m->updates, d), per_s(m->frames, d),
 	       m->update_frames ? (double)m->updates / (double)m->update_frames : 0.0,
@@ -1084,7 +1098,8 @@ static void print_json(const struct report *r)
 	       ms(hist_quantile(&r->all, 0.99)), ms(hist_quantile(&r->all, 0.999)),
 	       ms((double)r->all.max), (unsigned long long)r->all.count,
 	       (unsigned long long)m->seq_skipped, (unsigned long long)m->seq_backwards,
-	       (unsigned long long)m->errors, d);
+	       (unsigned long long)m->errors, d, d > 0 ? g.cpu_measured / d : 0.0,
+	       g_interrupted ? "true" : "false");
 	if (g.stalled_n) {
 		const struct hist *h[2] = { &g.lat_ok, &g.lat_stalled };
 		const char *pre[2] = { "nonstalled_", "stalled_" };
@@ -1134,6 +1149,9 @@ static void print_human(const struct report *r)
 	       (unsigned long long)m->seq_skipped,
 	       seen ? 100.0 * (double)m->seq_skipped / (double)seen : 0.0,
 	       (unsigned long long)m->seq_backwards);
+	printf("load tool    %.0f%% of one CPU during the measurement%s\n",
+	       d > 0 ? 100.0 * g.cpu_measured / d : 0.0,
+	       d > 0 && g.cpu_measured / d > 0.9 ? " (saturated: results are a lower bound)" : "");
 	if (m->errors || m->unparsed)
 		printf("protocol     %llu error replies, %llu unparsed frames/objects\n",
 		       (unsigned long long)m->errors, (unsigned long long)m->unparsed);
