@@ -146,33 +146,64 @@ describe('signals', () => {
     assert.deepEqual(tc.violations, []);
   });
 
-  test('SIGHUP applies new limits at once; server.* changes are ignored until restart', T, async () => {
+  test('SIGHUP applies limits and max_connections at once; bind/port stay until restart', T, async () => {
     const cfg = simConfig({ rate: 1000, seed: 7, server: { max_connections: 100 } });
     const srv = await startTickerd({ config: cfg });
     await waitForSymbols(srv, ['BTC-USD', 'ETH-USD']);
     const c = await connect(srv);
     await c.subscribe(['BTC-USD']);
+    const d = await connect(srv);
 
     const cfg2 = structuredClone(cfg);
     cfg2.limits = { max_subscriptions: 1 };
     cfg2.server.max_connections = 1;
+    cfg2.server.port = 1;               // needs a restart: must keep listening where it is
+    cfg2.server.bind = '127.0.0.2';
     srv.writeConfig(cfg2);
     srv.signal('SIGHUP');
-    // the new limit applies to the existing connection...
+    // the new subscription limit applies to the existing connection...
     const r = await waitFor(async () => {
       const x = await c.request({ op: 'subscribe', symbols: ['ETH-USD'] });
       return x.op === 'error' ? x : (await c.unsubscribe(['ETH-USD']), false);
     }, { timeoutMs: 3000, intervalMs: 200, message: 'max_subscriptions 1 to apply after SIGHUP' });
     assert.equal(r.code, 'too_many_subscriptions', JSON.stringify(r));
-    assert.ok(c.isOpen);
-    // ...while server.max_connections 1 is not applied without a restart
-    const d = await connect(srv);
-    const e = await connect(srv);
+
+    // ...max_connections 1 refuses new connections but keeps the two already open
+    const e = await connect(srv, { waitOpen: false });
+    const info = await e.waitClose(3000);
+    assert.equal(info.code, 1013, `new connection above the reloaded max_connections closed with ${info.code}`);
+    assert.ok(c.isOpen && d.isOpen, 'a connection open before lowering max_connections was dropped');
     assert.equal((await d.request({ op: 'ping' })).op, 'ack');
-    assert.equal((await e.request({ op: 'ping' })).op, 'ack');
-    await sleep(200);
-    assert.ok(d.isOpen && e.isOpen, `a connection was refused after reloading server.max_connections: ${JSON.stringify(d.closeInfo ?? e.closeInfo)}`);
+
+    // still serving on the original address and port
+    assert.equal((await httpGet(srv, '/healthz')).status, 200);
     assert.ok(srv.alive());
+  });
+
+  test('SIGHUP stops a feed removed from the file and starts a new one', T, async () => {
+    const cfg = simConfig({ rate: 1000, seed: 8 });
+    const srv = await startTickerd({ config: cfg });
+    await waitForSymbols(srv, ['BTC-USD']);
+    const c = await connect(srv);
+    await c.subscribe(['BTC-USD']);
+    const cfg2 = structuredClone(cfg);
+    cfg2.feeds[0].name = 'sim2';
+    srv.writeConfig(cfg2);
+    srv.signal('SIGHUP');
+    const h = await waitFor(async () => {
+      const j = (await httpGet(srv, '/healthz')).json();
+      const names = (j.feeds ?? []).map((f) => f.name);
+      return names.includes('sim2') && !names.includes('sim') && j.feeds.find((f) => f.name === 'sim2').state === 'live' ? j : false;
+    }, { timeoutMs: 3000, message: '/healthz to list feed sim2 (live) and no longer sim' });
+    assert.equal(h.status, 'ok');
+    const m = await metrics(srv);
+    assert.equal(m.value('tickerd_feed_up', { feed: 'sim2' }), 1);
+    assert.notEqual(m.value('tickerd_feed_up', { feed: 'sim' }), 1, 'removed feed "sim" still reported up');
+    // the symbols are still served (now from sim2) to the client that was already subscribed
+    const u = await c.next((x) => x.op === 'update' && updatesOf(x).some((v) => v.symbol === 'BTC-USD' && (v.src === undefined || v.src === 'sim2')),
+      3000, 'a BTC-USD update from sim2');
+    assert.ok(u);
+    assert.ok(c.isOpen);
   });
 });
 

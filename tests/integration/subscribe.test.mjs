@@ -303,7 +303,7 @@ test('coalescing: one published value per symbol per flush interval, seq +1 per 
   assert.ok(m.value('tickerd_updates_published_total') < m.value('tickerd_updates_in_total') / 5,
     `published ${m.value('tickerd_updates_published_total')} of ${m.value('tickerd_updates_in_total')} updates with 200 ms coalescing`);
   c.close();
-  await own.stop();
+  assert.deepEqual(await own.stop(), { code: 0, signal: null }, 'exit status on SIGTERM');
 });
 
 test('broadcast.max_frame_bytes bounds every data frame; a "*" subscriber still gets every symbol', T, async () => {
@@ -330,5 +330,5 @@ test('broadcast.max_frame_bytes bounds every data frame; a "*" subscriber still 
   assert.equal(tracker.latest.size, 100, `saw ${tracker.latest.size} of 100 symbols`);
   assert.deepEqual(tracker.violations, []);
   c.close();
-  await own.stop();
+  assert.deepEqual(await own.stop(), { code: 0, signal: null }, 'exit status on SIGTERM');
 });

@@ -60,16 +60,49 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => { killAllNow(); process.exit(128 + os.constants.signals[sig]); });
 }
 
-/** Stop every server this process started (use in `after` hooks). */
+const startedServers = new Set(); // servers from startTickerd() not yet checked by stopAll()
+const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|ThreadSanitizer|runtime error:/;
+
+/**
+ * Stop every server this process started (use in `after`/`afterEach` hooks): SIGTERM, then SIGKILL after 3 s.
+ * Then checks every server started since the last call and throws if one that was still running did not exit
+ * 0 on SIGTERM, or if any server's stderr holds a sanitizer report — so crashes, leaks and sanitizer findings
+ * fail the test file even when no assertion noticed them.
+ */
 export async function stopAll() {
-  const procs = [...liveProcs];
-  await Promise.all(procs.map(async (p) => {
+  const problems = [];
+  const servers = [...startedServers];
+  startedServers.clear();
+  await Promise.all(servers.map(async (srv) => {
+    if (srv.alive()) {
+      const t0 = Date.now();
+      try { srv.proc.kill('SIGTERM'); } catch { /* ignore */ }
+      const r = await orAfter(srv.exited, 3000, null);
+      if (!r) {
+        try { srv.proc.kill('SIGKILL'); } catch { /* ignore */ }
+        await srv.exited;
+        problems.push(`tickerd pid ${srv.pid} did not exit within 3 s of SIGTERM`);
+      } else if (r.code !== 0) {
+        problems.push(`tickerd pid ${srv.pid} exited with code ${r.code} signal ${r.signal} on SIGTERM ` +
+          `(after ${Date.now() - t0} ms)`);
+      }
+    }
+    const err = srv.stderr();
+    const m = SANITIZER_RE.exec(err);
+    if (m) problems.push(`tickerd pid ${srv.pid} stderr has a sanitizer report:\n${err.slice(Math.max(0, m.index - 200), m.index + 3000)}`);
+  }));
+  // anything else (e.g. runTickerd leftovers)
+  await Promise.all([...liveProcs].map(async (p) => {
     if (p.exitCode !== null || p.signalCode !== null) { liveProcs.delete(p); return; }
-    try { p.kill('SIGTERM'); } catch { /* ignore */ }
-    const done = await orAfter(new Promise((r) => p.once('exit', () => r(true))), 3000, false);
-    if (!done) { try { p.kill('SIGKILL'); } catch { /* ignore */ } }
+    try { p.kill('SIGKILL'); } catch { /* ignore */ }
+    await exitPromise(p);
     liveProcs.delete(p);
   }));
+  if (problems.length) {
+    const tails = servers.filter((x) => problems.some((p) => p.includes(`pid ${x.pid} `)))
+      .map((x) => `--- stderr of pid ${x.pid} (last 1500 chars) ---\n${x.stderr().slice(-1500)}`);
+    throw new Error(`${problems.join('\n')}\n${tails.join('\n')}`);
+  }
 }
 
 function makeTempDir() {
@@ -151,6 +184,7 @@ export async function startTickerd({ config = {}, args = [], env = {}, readyTime
 
   const server = {
     proc,
+    exited,
     pid: proc.pid,
     port,
     host,
@@ -180,6 +214,7 @@ export async function startTickerd({ config = {}, args = [], env = {}, readyTime
     /** Resident set size in KiB from /proc/<pid>/status (VmRSS). */
     rssKiB: () => rssKiB(proc.pid),
   };
+  startedServers.add(server);
   return server;
 }
 
