@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "tickerd/log.h"
 #include "tickerd/util.h"
@@ -17,6 +18,8 @@
 #define WS_REPLY_PAUSE_AT 8         /* stop reading requests at this many */
 #define WS_ID_MAX 64
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
+#define WS_LINGER_US 1000000   /* longest wait for a closing peer to go quiet */
+#define WS_LINGER_POLL_US 10000
 
 typedef struct ws_session ws_session;
 
@@ -51,6 +54,7 @@ struct ws_session {
     uint16_t close_code;
     uint8_t close_after_replies; /* send the queued replies before closing */
     const char *close_reason;
+    int64_t close_by_us;         /* lingering deadline, see ws_close_now */
 };
 
 static const char *const error_names[WS_ERR_COUNT] = {
@@ -114,6 +118,14 @@ static void ws_close(ws_session *s, uint16_t code, const char *reason, int after
     s->close_code = code;
     s->close_after_replies = (uint8_t)after_replies;
     s->close_reason = reason;
+    s->close_by_us = tk_mono_us() + WS_LINGER_US;
+    /* Keep reading (and discarding) what the peer still sends: closing a
+     * socket with unread input makes the kernel answer with a reset, which
+     * destroys the replies and the close frame on their way to the peer. */
+    if (s->rx_paused) {
+        s->rx_paused = 0;
+        lws_rx_flow_control(s->wsi, 1);
+    }
     lws_callback_on_writable(s->wsi);
 }
 
@@ -152,14 +164,30 @@ static void ws_queue_reply(ws_session *s, json_t *reply)
     ws_request_write(s);
 }
 
+/* Close with the chosen code, or return 0 to try again shortly. lws sends
+ * the close frame and closes the socket at once; if the peer's input is still
+ * unread then, the kernel answers with a reset and the peer loses the replies
+ * and the close frame in flight. So first linger, reading and discarding,
+ * until the input is drained or WS_LINGER_US has passed (as nginx's
+ * lingering_close does). */
+static int ws_close_now(ws_session *s)
+{
+    int unread = 0;
+    if (tk_mono_us() < s->close_by_us &&
+        !ioctl(lws_get_socket_fd(s->wsi), FIONREAD, &unread) && unread > 0) {
+        lws_set_timer_usecs(s->wsi, WS_LINGER_POLL_US);
+        return 0;
+    }
+    lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                     (unsigned char *)s->close_reason, strlen(s->close_reason));
+    return -1;
+}
+
 static int ws_writeable(ws_session *s)
 {
     ws_server *ws = s->ws;
-    if (s->close_code && !(s->close_after_replies && s->reply_count)) {
-        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
-        return -1;
-    }
+    if (s->close_code && !(s->close_after_replies && s->reply_count))
+        return ws_close_now(s);
     s->want_write_since_us = 0;
     unsigned char *buf;
     size_t len;
@@ -186,8 +214,10 @@ static int ws_writeable(ws_session *s)
         len = 0;
     }
     ws->stats.bytes_out += len;
-    if (s->close_code || s->reply_count || (s->client && bcast_client_has_pending(s->client)))
+    if (s->reply_count || (s->client && bcast_client_has_pending(s->client)))
         ws_request_write(s);
+    else if (s->close_code)
+        lws_callback_on_writable(s->wsi); /* replies flushed: now close */
     return 0;
 }
 
@@ -464,6 +494,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return ws_writeable(s);
+
+    case LWS_CALLBACK_TIMER: /* lingering before a close: look again */
+        lws_callback_on_writable(wsi);
+        return 0;
 
     case LWS_CALLBACK_CLOSED:
         if (!s->ws)
