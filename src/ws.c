@@ -30,6 +30,7 @@ struct ws_server {
     ws_session *sessions; /* every open connection, for sweep and shutdown */
     unsigned char *frame; /* LWS_PRE + max_frame_bytes scratch for frames */
     size_t frame_cap;
+    int shutting_down;
 };
 
 struct ws_session {
@@ -475,6 +476,11 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         memset(s, 0, sizeof(*s));
         s->wsi = wsi;
         s->ws = ws;
+        if (ws->shutting_down) {
+            ws_link(s);
+            ws_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 0);
+            return 0;
+        }
         if (ws->stats.sessions >= ws->limits.max_connections) {
             ws->stats.connections_rejected++;
             ws_link(s);
@@ -553,6 +559,7 @@ void ws_sweep(ws_server *ws)
 
 void ws_shutdown(ws_server *ws)
 {
+    ws->shutting_down = 1; /* and refuse newcomers the same way */
     for (ws_session *s = ws->sessions; s; s = s->next)
         ws_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 0);
 }
