@@ -17,10 +17,10 @@ run_suite() { # name, build dir, cmake args...
   (cd "$dir" && ctest --output-on-failure -j"$jobs")
 }
 
-run_suite release build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTICKERD_SANITIZE=OFF
+run_suite release build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTICKERD_SANITIZE=OFF -DTICKERD_BUILD_BENCH=ON
 # halt_on_error makes any sanitizer report fail the process, so the tests
 # that check exit codes and liveness see it.
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:exitcode=86
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-run_suite sanitize build-asan -DCMAKE_BUILD_TYPE=Debug -DTICKERD_SANITIZE=ON
+run_suite sanitize build-asan -DCMAKE_BUILD_TYPE=Debug -DTICKERD_SANITIZE=ON -DTICKERD_BUILD_BENCH=ON
 echo "test.sh: all suites passed" >&2

@@ -33,10 +33,22 @@ void http_destroy(http_server *h) { free(h); }
 
 /* ---- renderers ---- */
 
+static void metric_head(sbuf *o, const char *name, const char *type, const char *help)
+{
+    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
 static void metric(sbuf *o, const char *name, const char *type, const char *help, uint64_t v)
 {
-    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-                (unsigned long long)v);
+    metric_head(o, name, type, help);
+    sbuf_printf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* One labelled sample: name{label="value"} v */
+static void metric_labelled(sbuf *o, const char *name, const char *label, const char *value,
+                            uint64_t v)
+{
+    sbuf_printf(o, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
 }
 
 int http_render_metrics(const http_sources *src, sbuf *o)
@@ -50,11 +62,11 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            bs->subscriptions);
     metric(o, "tickerd_symbols", "gauge", "Symbols known", bcast_symbol_count(*src->bcast));
     metric(o, "tickerd_updates_in_total", "counter", "Upstream updates accepted", ns->accepted);
-    sbuf_printf(o, "# HELP tickerd_updates_rejected_total Upstream updates dropped by validation\n"
-                   "# TYPE tickerd_updates_rejected_total counter\n");
+    metric_head(o, "tickerd_updates_rejected_total", "counter",
+                "Upstream updates dropped by validation");
     for (int r = 0; r < NORM_REJECT_COUNT; r++)
-        sbuf_printf(o, "tickerd_updates_rejected_total{reason=\"%s\"} %llu\n",
-                    norm_reject_name((norm_reject_reason)r), (unsigned long long)ns->rejected[r]);
+        metric_labelled(o, "tickerd_updates_rejected_total", "reason",
+                        norm_reject_name((norm_reject_reason)r), ns->rejected[r]);
     metric(o, "tickerd_updates_coalesced_total", "counter",
            "Accepted updates folded into a value awaiting the next flush", ns->coalesced);
     metric(o, "tickerd_updates_published_total", "counter",
@@ -69,11 +81,10 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            bs->frames_out);
     metric(o, "tickerd_bytes_out_total", "counter", "WebSocket payload bytes sent", ws->bytes_out);
     metric(o, "tickerd_messages_in_total", "counter", "Client messages received", ws->messages_in);
-    sbuf_printf(o, "# HELP tickerd_client_errors_total Error replies sent to clients\n"
-                   "# TYPE tickerd_client_errors_total counter\n");
+    metric_head(o, "tickerd_client_errors_total", "counter", "Error replies sent to clients");
     for (int e = 0; e < WS_ERR_COUNT; e++)
-        sbuf_printf(o, "tickerd_client_errors_total{code=\"%s\"} %llu\n",
-                    ws_error_name((ws_error_code)e), (unsigned long long)ws->errors[e]);
+        metric_labelled(o, "tickerd_client_errors_total", "code", ws_error_name((ws_error_code)e),
+                        ws->errors[e]);
     metric(o, "tickerd_slow_client_closes_total", "counter",
            "Clients closed (1008) for accepting no bytes for broadcast.stall_timeout_ms",
            ws->stall_closes);
@@ -84,21 +95,20 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     metric(o, "tickerd_replies_dropped_total", "counter",
            "Control replies dropped because a client's reply queue was full", ws->replies_dropped);
 
-    sbuf_printf(o, "# HELP tickerd_feed_up Feed state: 1 live, 0 otherwise\n"
-                   "# TYPE tickerd_feed_up gauge\n");
+    /* Prometheus wants each family's samples together: two passes over the feeds. */
+    metric_head(o, "tickerd_feed_up", "gauge", "Feed state: 1 live, 0 otherwise");
     for (size_t i = 0; i < *src->nfeeds; i++) {
         feed_status st;
         feed_get_status((*src->feeds)[i], &st);
-        sbuf_printf(o, "tickerd_feed_up{feed=\"%s\"} %d\n", feed_name((*src->feeds)[i]),
-                    st.state == FEED_LIVE);
+        metric_labelled(o, "tickerd_feed_up", "feed", feed_name((*src->feeds)[i]),
+                        st.state == FEED_LIVE);
     }
-    sbuf_printf(o, "# HELP tickerd_feed_updates_total Updates emitted by each feed\n"
-                   "# TYPE tickerd_feed_updates_total counter\n");
+    metric_head(o, "tickerd_feed_updates_total", "counter", "Updates emitted by each feed");
     for (size_t i = 0; i < *src->nfeeds; i++) {
         feed_status st;
         feed_get_status((*src->feeds)[i], &st);
-        sbuf_printf(o, "tickerd_feed_updates_total{feed=\"%s\"} %llu\n",
-                    feed_name((*src->feeds)[i]), (unsigned long long)st.updates);
+        metric_labelled(o, "tickerd_feed_updates_total", "feed", feed_name((*src->feeds)[i]),
+                        st.updates);
     }
     metric(o, "tickerd_uptime_seconds", "gauge", "Seconds since start",
            (uint64_t)((tk_now_us() - src->started_us) / 1000000));
