@@ -309,7 +309,7 @@ static int sim_build(sim *s, const sim_opts *o)
             syms[k].cfg = c;
         } else {
             sim_symbol_init(s, &syms[k], &c, now);
-            s->env.sink.declare(s->env.sink.arg, s->env.source, c.symbol);
+            s->env.sink.declare(s->env.sink.arg, s->env.source, c.symbol, NULL);
         }
         k++;
     }

@@ -40,9 +40,10 @@ struct app {
 
 static void app_on_update(void *arg, const feed_update *u) { norm_ingest(((app *)arg)->norm, u); }
 
-static int app_on_declare(void *arg, uint16_t source, const char *symbol)
+static int app_on_declare(void *arg, uint16_t source, const char *venue_symbol,
+                          const char *canonical)
 {
-    return norm_declare(((app *)arg)->norm, source, symbol);
+    return norm_declare(((app *)arg)->norm, source, venue_symbol, canonical);
 }
 
 static void app_on_symbol(void *arg, uint32_t id, const char *symbol)

@@ -2,6 +2,7 @@
 #include "tickerd/norm.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,9 @@ typedef struct norm_entry {
 
 struct norm {
     symtab *symbols;
+    symtab *aliases;       /* "<source>\x1f<venue symbol>" → alias id */
+    uint32_t *alias_to;    /* alias id → symbol id */
+    uint32_t aliases_cap;
     norm_entry *entries; /* by symbol id */
     uint32_t entries_cap, max_symbols;
     uint32_t *dirty;     /* ids changed since the last flush, each once */
@@ -40,7 +44,11 @@ norm *norm_create(uint32_t max_symbols, int flush_interval_ms, const norm_sink *
     if (!n)
         return NULL;
     n->symbols = symtab_new(max_symbols);
-    if (!n->symbols) {
+    /* Each source may name each symbol its own way: bound aliases likewise. */
+    n->aliases = symtab_new(max_symbols);
+    if (!n->symbols || !n->aliases) {
+        symtab_free(n->symbols);
+        symtab_free(n->aliases);
         free(n);
         return NULL;
     }
@@ -57,6 +65,8 @@ void norm_destroy(norm *n)
     for (int i = 0; i < n->nsources; i++)
         free(n->sources[i]);
     symtab_free(n->symbols);
+    symtab_free(n->aliases);
+    free(n->alias_to);
     free(n->entries);
     free(n->dirty);
     free(n);
@@ -85,18 +95,23 @@ int norm_source_add(norm *n, const char *name)
     return n->nsources++;
 }
 
-/* Venue symbol → symbol id, creating the cache entry on first sight.
- * Returns SYMTAB_NONE with *reason set when refused. */
-static uint32_t norm_resolve(norm *n, const char *venue_symbol, norm_reject_reason *reason)
+/* The alias key of (source, venue symbol); 0 when it does not fit. */
+static int norm_alias_key(char *key, uint16_t source, const char *venue_symbol)
 {
-    /* Mapping of venue spellings (BTCUSDT, XBT/USD) comes with the venue
-     * adapters; until then only canonical symbols are accepted. */
-    if (!symtab_is_canonical(venue_symbol)) {
+    int len = snprintf(key, SYMTAB_NAME_MAX, "%u\x1f%s", (unsigned)source, venue_symbol);
+    return len > 0 && len < SYMTAB_NAME_MAX;
+}
+
+/* Canonical symbol → symbol id, creating the cache entry on first sight.
+ * Returns SYMTAB_NONE with *reason set when refused. */
+static uint32_t norm_resolve(norm *n, const char *canonical, norm_reject_reason *reason)
+{
+    if (!symtab_is_canonical(canonical)) {
         *reason = NORM_REJECT_BAD_SYMBOL;
         return SYMTAB_NONE;
     }
     int added;
-    uint32_t id = symtab_intern(n->symbols, venue_symbol, &added);
+    uint32_t id = symtab_intern(n->symbols, canonical, &added);
     if (id == SYMTAB_NONE) {
         *reason = NORM_REJECT_SYMBOL_LIMIT;
         return SYMTAB_NONE;
@@ -121,7 +136,7 @@ static uint32_t norm_resolve(norm *n, const char *venue_symbol, norm_reject_reas
     }
     norm_entry *e = &n->entries[id];
     memset(e, 0, sizeof(*e));
-    strcpy(e->q.symbol, venue_symbol);
+    strcpy(e->q.symbol, canonical);
     e->q.open = NAN;
     e->open_day = -1;
     if (n->sink.symbol_added)
@@ -129,15 +144,49 @@ static uint32_t norm_resolve(norm *n, const char *venue_symbol, norm_reject_reas
     return id;
 }
 
-int norm_declare(norm *n, uint16_t source, const char *venue_symbol)
+/* Symbol id for an update's symbol: the source's mapping if it declared
+ * one, else the symbol itself when canonical. */
+static uint32_t norm_lookup(norm *n, uint16_t source, const char *venue_symbol,
+                            norm_reject_reason *reason)
 {
-    (void)source;
-    norm_reject_reason reason;
-    if (norm_resolve(n, venue_symbol, &reason) == SYMTAB_NONE) {
-        n->stats.rejected[reason]++;
-        return -1;
+    char key[SYMTAB_NAME_MAX];
+    if (symtab_count(n->aliases) && norm_alias_key(key, source, venue_symbol)) {
+        uint32_t alias = symtab_find(n->aliases, key);
+        if (alias != SYMTAB_NONE)
+            return n->alias_to[alias];
+    }
+    return norm_resolve(n, venue_symbol, reason);
+}
+
+int norm_declare(norm *n, uint16_t source, const char *venue_symbol, const char *canonical)
+{
+    norm_reject_reason reason = NORM_REJECT_BAD_SYMBOL;
+    uint32_t id = norm_resolve(n, canonical ? canonical : venue_symbol, &reason);
+    if (id == SYMTAB_NONE)
+        goto refused;
+    if (canonical && strcmp(canonical, venue_symbol)) {
+        char key[SYMTAB_NAME_MAX];
+        int added;
+        reason = NORM_REJECT_SYMBOL_LIMIT;
+        uint32_t alias = norm_alias_key(key, source, venue_symbol)
+                             ? symtab_intern(n->aliases, key, &added)
+                             : SYMTAB_NONE;
+        if (alias == SYMTAB_NONE)
+            goto refused;
+        if (alias >= n->aliases_cap) {
+            uint32_t cap = n->aliases_cap ? n->aliases_cap * 2 : 64;
+            uint32_t *to = realloc(n->alias_to, (size_t)cap * sizeof(*to));
+            if (!to)
+                goto refused;
+            n->alias_to = to;
+            n->aliases_cap = cap;
+        }
+        n->alias_to[alias] = id; /* a re-declaration may re-point it */
     }
     return 0;
+refused:
+    n->stats.rejected[reason]++;
+    return -1;
 }
 
 static void norm_publish(norm *n, uint32_t id)
@@ -169,7 +218,7 @@ int norm_ingest(norm *n, const feed_update *u)
         return norm_reject(n, NORM_REJECT_CROSSED);
 
     norm_reject_reason reason;
-    uint32_t id = norm_resolve(n, u->symbol, &reason);
+    uint32_t id = norm_lookup(n, u->source, u->symbol, &reason);
     if (id == SYMTAB_NONE)
         return norm_reject(n, reason);
     norm_entry *e = &n->entries[id];

@@ -39,8 +39,11 @@ typedef struct feed_sink {
     /* Deliver one update (service thread). */
     void (*emit)(void *arg, const feed_update *u);
     /* Announce a venue symbol before its first update, so clients can
-     * subscribe to it at once. Returns 0, or -1 if it was refused. */
-    int (*declare)(void *arg, uint16_t source, const char *symbol);
+     * subscribe to it at once, and say which canonical symbol it is
+     * (canonical NULL: the venue symbol already is canonical). Updates may
+     * then name the venue symbol; the normalizer maps it. Returns 0, or -1 if
+     * it was refused. */
+    int (*declare)(void *arg, uint16_t source, const char *venue_symbol, const char *canonical);
 } feed_sink;
 
 typedef enum { FEED_STARTING = 0, FEED_LIVE, FEED_DOWN } feed_state;

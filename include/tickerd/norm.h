@@ -32,7 +32,7 @@ typedef struct norm_quote {
 } norm_quote;
 
 typedef enum {
-    NORM_REJECT_BAD_SYMBOL = 0, /* not canonical and no mapping */
+    NORM_REJECT_BAD_SYMBOL = 0, /* neither mapped for its source nor canonical */
     NORM_REJECT_NOT_FINITE,     /* NaN or infinite field */
     NORM_REJECT_NOT_POSITIVE,   /* price <= 0 or volume < 0 */
     NORM_REJECT_CROSSED,        /* bid > ask */
@@ -67,8 +67,10 @@ int norm_flush_interval(const norm *n);
 /* Register a source name (a feed); returns its id, or -1 when full. The same
  * name always gets the same id. */
 int norm_source_add(norm *n, const char *name);
-/* Make a venue symbol known before it quotes. 0 or -1 (rejected, counted). */
-int norm_declare(norm *n, uint16_t source, const char *venue_symbol);
+/* Make a symbol known before it quotes, and map source's venue_symbol to
+ * canonical (NULL: venue_symbol is canonical). Updates from that source
+ * naming venue_symbol then count for canonical. 0 or -1 (rejected, counted). */
+int norm_declare(norm *n, uint16_t source, const char *venue_symbol, const char *canonical);
 /* Validate and cache one update. Returns 0 if accepted, else the reason + 1. */
 int norm_ingest(norm *n, const feed_update *u);
 /* Publish every symbol that changed since the last flush. */

@@ -154,7 +154,31 @@ static void bounds_the_number_of_symbols(void)
     CHECK(norm_symbol_count(n) == 4);
     CHECK(s.symbols == 4);
     CHECK(norm_get_stats(n)->rejected[NORM_REJECT_SYMBOL_LIMIT] == 1);
-    CHECK(norm_declare(n, 0, "F-USD") == -1);
+    CHECK(norm_declare(n, 0, "F-USD", NULL) == -1);
+    norm_destroy(n);
+}
+
+static void maps_venue_symbols_per_source(void)
+{
+    seen s;
+    norm *n = make(&s, 0);
+    int binance = norm_source_add(n, "binance"), kraken = norm_source_add(n, "kraken");
+    CHECK(norm_declare(n, (uint16_t)binance, "BTCUSDT", "BTC-USDT") == 0);
+    CHECK(norm_declare(n, (uint16_t)kraken, "XBT/USD", "BTC-USD") == 0);
+    CHECK(norm_declare(n, (uint16_t)kraken, "XBT/USD", "not canonical") == -1);
+    CHECK(norm_symbol_count(n) == 2);
+
+    feed_update u = upd("BTCUSDT", 100, 10);
+    u.source = (uint16_t)binance;
+    CHECK(norm_ingest(n, &u) == 0);
+    CHECK(!strcmp(s.last.symbol, "BTC-USDT") && !strcmp(s.last.source, "binance"));
+    u = upd("XBT/USD", 200, 10);
+    u.source = (uint16_t)kraken;
+    CHECK(norm_ingest(n, &u) == 0);
+    CHECK(!strcmp(s.last.symbol, "BTC-USD"));
+    /* A mapping belongs to its source: another source's XBT/USD is unknown. */
+    u.source = (uint16_t)binance;
+    CHECK(norm_ingest(n, &u) == NORM_REJECT_BAD_SYMBOL + 1);
     norm_destroy(n);
 }
 
@@ -165,5 +189,6 @@ int main(void)
     RUN(publishes_every_update_when_flush_interval_is_zero);
     RUN(tracks_session_open_and_change);
     RUN(bounds_the_number_of_symbols);
+    RUN(maps_venue_symbols_per_source);
     return check_done();
 }
