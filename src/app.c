@@ -26,7 +26,7 @@ struct app {
     http_server *http;
     feed **feeds;
     size_t nfeeds;
-    struct lws_protocols protocols[3];
+    struct lws_protocols protocols[4];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -55,6 +55,23 @@ static void app_on_symbol(void *arg, uint32_t id, const char *symbol)
 static void app_on_publish(void *arg, uint32_t id, const norm_quote *q)
 {
     bcast_publish(((app *)arg)->bcast, id, q);
+}
+
+/* Feeds with threads of their own hand over through mailboxes and wake the
+ * loop with lws_cancel_service(), which lws reports to every protocol as
+ * EVENT_WAIT_CANCELLED; this protocol has no connections, only that. */
+static int app_loop_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                             void *in, size_t len)
+{
+    (void)user;
+    (void)in;
+    (void)len;
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
+        app *a = lws_get_protocol(wsi)->user;
+        for (size_t i = 0; i < a->nfeeds; i++)
+            feed_wake(a->feeds[i]);
+    }
+    return 0;
 }
 
 /* ---- timers ---- */
@@ -157,6 +174,9 @@ static int app_listen(app *a)
     const cfg_t *c = &a->cfg;
     a->protocols[0] = http_protocol(a->http);
     a->protocols[1] = ws_protocol(a->ws);
+    a->protocols[2].name = "tickerd-loop";
+    a->protocols[2].callback = app_loop_callback;
+    a->protocols[2].user = a;
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;

@@ -90,3 +90,9 @@ void feed_get_status(const feed *f, feed_status *st)
     memset(st, 0, sizeof(*st));
     f->type->status(f->self, st);
 }
+
+void feed_wake(feed *f)
+{
+    if (f->started && f->type->wake)
+        f->type->wake(f->self);
+}

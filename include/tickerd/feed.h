@@ -75,6 +75,9 @@ typedef struct feed_type {
     void (*stop)(void *self);
     void (*destroy)(void *self);
     void (*status)(const void *self, feed_status *st);
+    /* Optional: the service loop was woken (lws_cancel_service); adapters
+     * with a thread of their own drain their feed_mailbox here. */
+    void (*wake)(void *self);
 } feed_type;
 
 /* The registry of adapter types known to this build. */
@@ -92,5 +95,6 @@ void feed_destroy(feed *f);
 const char *feed_name(const feed *f);
 const feed_type *feed_get_type(const feed *f);
 void feed_get_status(const feed *f, feed_status *st);
+void feed_wake(feed *f);
 
 #endif
