@@ -10,6 +10,7 @@ mode=${1:-run}
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev libcurl4-openssl-dev)
 if [ "$mode" = test ]; then
   pkgs+=(chromium)  # the dashboard's real-browser tests (driven by playwright-core)
+  pkgs+=(clang libclang-rt-14-dev)  # libFuzzer targets over the venue parsers
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — set up, build and run the whole suite twice: a normal build, then
-# an AddressSanitizer + UndefinedBehaviorSanitizer build. Exits non-zero if
+# an AddressSanitizer + UndefinedBehaviorSanitizer build; then a short libFuzzer
+# run over each venue parser (clang). Exits non-zero if
 # any test fails in either. Artifacts (screenshots, logs) go to artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,11 @@ run_suite release build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTICKERD_SANITIZE=OFF
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:detect_leaks=1:exitcode=86
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 run_suite sanitize build-asan -DCMAKE_BUILD_TYPE=Debug -DTICKERD_SANITIZE=ON -DTICKERD_BUILD_BENCH=ON
+unset ASAN_OPTIONS UBSAN_OPTIONS
+# A short libFuzzer run per venue parser: libFuzzer needs clang, so its own build.
+echo "=== fuzz build (clang) ===" >&2
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DTICKERD_BUILD_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_venue_binance fuzz_venue_coinbase fuzz_venue_kraken fuzz_venue_coingecko
+echo "=== fuzz suite ===" >&2
+(cd build-fuzz && ctest --output-on-failure -R '^fuzz_')
 echo "test.sh: all suites passed" >&2

@@ -308,10 +308,12 @@ static void app_reload_feeds(app *a, const cfg_t *nc)
                 break;
             }
         }
-        if (f) {
-            if (feed_reload(f, fc))
-                log_error("feed %s: reload failed; it keeps its old settings", fc->name);
-        } else {
+        if (f && feed_reload(f, fc)) {
+            /* Adapters that cannot change settings in place start afresh. */
+            log_info("feed %s: restarting with its new settings", fc->name);
+            feed_destroy(f);
+            f = app_feed_start(a, fc);
+        } else if (!f) {
             f = app_feed_start(a, fc);
         }
         if (f)

@@ -153,7 +153,7 @@ static int cfg_parse_feed(const json_t *obj, const char *path, feed_cfg *out, cf
         return cfg_fail(err, "%s: must be an object", path);
     const json_t *type = json_object_get(obj, "type");
     if (!json_is_string(type))
-        return cfg_fail(err, "%s.type: required string (\"sim\")", path);
+        return cfg_fail(err, "%s.type: required string (\"sim\" or \"rest\")", path);
     out->type = feed_type_find(json_string_value(type));
     if (!out->type)
         return cfg_fail(err, "%s.type: unknown feed type \"%s\"", path, json_string_value(type));

@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/feed_rest.h"
 #include "tickerd/feed_sim.h"
 
 static const feed_type *const feed_types[] = {
     &feed_sim_type,
+    &feed_rest_type,
 };
 
 struct feed {
