@@ -278,6 +278,19 @@ static int sim_build(sim *s, const sim_opts *o)
         return -1;
     int64_t now = tk_mono_us();
     size_t k = 0;
+    /* Name indexes keep building linear for large generated sets. */
+    symtab *seen = symtab_new((uint32_t)n + 1), *old_names = NULL;
+    if (s->nsyms) {
+        old_names = symtab_new((uint32_t)s->nsyms);
+        for (size_t m = 0; old_names && m < s->nsyms; m++)
+            symtab_intern(old_names, s->syms[m].cfg.symbol, NULL);
+    }
+    if (!seen || (s->nsyms && !old_names)) {
+        symtab_free(seen);
+        symtab_free(old_names);
+        free(syms);
+        return -1;
+    }
     for (size_t i = 0; i < n; i++) {
         sim_symbol_cfg c;
         if (o->include_defaults && i < FEED_SIM_DEFAULT_SYMBOLS) {
@@ -294,16 +307,11 @@ static int sim_build(sim *s, const sim_opts *o)
             c.spread_bps = 2.0;
             c.tick = 0.01;
         }
-        size_t j;
-        for (j = 0; j < k; j++)
-            if (!strcmp(syms[j].cfg.symbol, c.symbol))
-                break;
-        if (j < k)
+        int added;
+        if (symtab_intern(seen, c.symbol, &added) == SYMTAB_NONE || !added)
             continue; /* a symbol listed twice is simulated once */
-        sim_symbol *old = NULL;
-        for (size_t m = 0; m < s->nsyms; m++)
-            if (!strcmp(s->syms[m].cfg.symbol, c.symbol))
-                old = &s->syms[m];
+        uint32_t was = old_names ? symtab_find(old_names, c.symbol) : SYMTAB_NONE;
+        sim_symbol *old = was == SYMTAB_NONE ? NULL : &s->syms[was];
         if (old) {
             syms[k] = *old;
             syms[k].cfg = c;
@@ -313,6 +321,8 @@ static int sim_build(sim *s, const sim_opts *o)
         }
         k++;
     }
+    symtab_free(seen);
+    symtab_free(old_names);
     free(s->syms);
     s->syms = syms;
     s->nsyms = k;

@@ -4,6 +4,7 @@
 #include <libwebsockets.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "tickerd/bcast.h"
@@ -66,6 +67,8 @@ static int app_loop_callback(struct lws *wsi, enum lws_callback_reasons reason, 
     (void)user;
     (void)in;
     (void)len;
+    if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+        return 1; /* not a protocol clients may ask for */
     if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) {
         app *a = lws_get_protocol(wsi)->user;
         for (size_t i = 0; i < a->nfeeds; i++)
@@ -220,6 +223,22 @@ static int app_listen(app *a)
     return 0;
 }
 
+/* Every connection is a descriptor: a limit the process can never reach
+ * would turn into silent drops inside lws instead of a counted 1013. */
+static void app_fit_connections_to_fds(cfg_t *c)
+{
+    struct rlimit rl;
+    const int reserve = 64; /* listener, pipes, files, feeds, HTTP */
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    if ((rlim_t)c->server.max_connections + reserve > rl.rlim_cur) {
+        int fit = rl.rlim_cur > (rlim_t)reserve * 2 ? (int)(rl.rlim_cur - reserve) : reserve;
+        log_warn("server.max_connections %d exceeds the open-file limit %llu; using %d",
+                 c->server.max_connections, (unsigned long long)rl.rlim_cur, fit);
+        c->server.max_connections = fit;
+    }
+}
+
 app *app_create(cfg_t *cfg)
 {
     app *a = calloc(1, sizeof(*a));
@@ -230,6 +249,7 @@ app *app_create(cfg_t *cfg)
     a->cfg = *cfg;
     memset(cfg, 0, sizeof(*cfg));
     log_set_level((log_level)a->cfg.log.level);
+    app_fit_connections_to_fds(&a->cfg);
 
     norm_sink sink = {.arg = a, .symbol_added = app_on_symbol, .publish = app_on_publish};
     bcast_opts bo = app_bcast_opts(&a->cfg);
@@ -332,6 +352,7 @@ static void app_reload_feeds(app *a, const cfg_t *nc)
 
 int app_reload(app *a, cfg_t *nc)
 {
+    app_fit_connections_to_fds(nc);
     /* The listening socket and the page stay as they are until a restart. */
     if (memcmp(&nc->server, &a->cfg.server, sizeof(nc->server))) {
         log_warn("reload: server.* changes need a restart; keeping the running values");

@@ -158,14 +158,6 @@ static int sub_reserve(bcast_client *c, uint32_t extra)
     return 0;
 }
 
-static uint32_t sub_find(const bcast_client *c, uint32_t sym)
-{
-    for (uint32_t i = 0; i < c->nsubs; i++)
-        if (c->subs[i].sym == sym)
-            return i;
-    return UINT32_MAX;
-}
-
 static void client_wake(bcast_client *c)
 {
     if (!c->wake_requested) {
@@ -221,6 +213,10 @@ static void sub_remove(bcast_client *c, uint32_t idx)
         b->syms[moved->sym].members[moved->room_pos].sub = idx;
     }
     b->stats.subscriptions--;
+    /* If that was all that was due, no frame will come to clear the wake
+     * flag: clear it here, or later publishes would never wake the client. */
+    if (!c->npending && !c->nsnap)
+        c->wake_requested = 0;
 }
 
 static void wildcard_link(bcast_client *c)
@@ -275,6 +271,21 @@ void bcast_client_destroy(bcast_client *c)
 int bcast_client_has_pending(const bcast_client *c) { return c->npending || c->nsnap; }
 uint32_t bcast_client_subscription_count(const bcast_client *c) { return c->nsubs; }
 
+/* Which symbols the client holds, as a bitmap over all symbols, so that a
+ * subscribe is linear in (request + subscriptions), not quadratic. Freed by
+ * the caller. NULL on OOM. */
+static uint8_t *held_bitmap(const bcast_client *c)
+{
+    uint8_t *held = calloc(c->b->nsyms / 8 + 1, 1);
+    if (held)
+        for (uint32_t i = 0; i < c->nsubs; i++)
+            held[c->subs[i].sym / 8] |= (uint8_t)(1u << (c->subs[i].sym % 8));
+    return held;
+}
+
+#define HELD(bits, id) ((bits)[(id) / 8] & (1u << ((id) % 8)))
+#define HOLD(bits, id) ((bits)[(id) / 8] |= (uint8_t)(1u << ((id) % 8)))
+
 bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, size_t *unknown,
                          size_t *nunknown)
 {
@@ -282,8 +293,12 @@ bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, si
     int star = 0;
     uint32_t fresh = 0;
     *nunknown = 0;
+    uint8_t *held = held_bitmap(c);
+    if (!held)
+        return BCAST_ENOMEM;
 
-    /* Pass 1: check everything before changing anything (atomic). */
+    /* Pass 1: check everything before changing anything (atomic). Symbols
+     * named twice count once: they are marked held as they are counted. */
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(names[i], "*")) {
             star = 1;
@@ -292,17 +307,12 @@ bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, si
         uint32_t id = symtab_find(b->names, names[i]);
         if (id == SYMTAB_NONE) {
             unknown[(*nunknown)++] = i;
-            continue;
-        }
-        if (sub_find(c, id) != UINT32_MAX)
-            continue;
-        size_t j;
-        for (j = 0; j < i; j++)
-            if (!strcmp(names[j], names[i]))
-                break;
-        if (j == i)
+        } else if (!HELD(held, id)) {
+            HOLD(held, id);
             fresh++;
+        }
     }
+    free(held);
     if (*nunknown)
         return BCAST_EUNKNOWN;
     /* With "*" the client holds every symbol, counted as one subscription. */
@@ -311,27 +321,45 @@ bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, si
     if (sub_reserve(c, star ? b->nsyms : fresh))
         return BCAST_ENOMEM;
 
-    /* Pass 2: apply. */
-    if (star) {
-        for (uint32_t i = 0; i < c->nsubs; i++)
+    /* Pass 2: apply, linear too: one walk over the client's subscriptions
+     * re-snapshots the requested ones it holds, then the rest are added. */
+    uint8_t *want = calloc(b->nsyms / 8 + 1, 1);
+    if (!want)
+        return BCAST_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = star ? SYMTAB_NONE : symtab_find(b->names, names[i]);
+        if (id != SYMTAB_NONE)
+            HOLD(want, id);
+    }
+    for (uint32_t i = 0; i < c->nsubs; i++) {
+        uint32_t id = c->subs[i].sym;
+        if (star || HELD(want, id)) {
             sub_mark_snapshot(c, &c->subs[i]);
-        for (uint32_t id = 0; id < b->nsyms; id++)
-            if (sub_find(c, id) == UINT32_MAX && sub_add(c, id, 1))
-                return BCAST_ENOMEM;
+            want[id / 8] &= (uint8_t)~(1u << (id % 8));
+        }
+        if (star)
+            HOLD(want, id); /* held: "*" must not add it again */
+    }
+    bcast_rc rc = BCAST_OK;
+    if (star) {
+        for (uint32_t id = 0; id < b->nsyms && rc == BCAST_OK; id++)
+            if (!HELD(want, id) && sub_add(c, id, 1))
+                rc = BCAST_ENOMEM;
         wildcard_link(c);
     } else {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && rc == BCAST_OK; i++) {
             uint32_t id = symtab_find(b->names, names[i]);
-            uint32_t idx = sub_find(c, id);
-            if (idx != UINT32_MAX)
-                sub_mark_snapshot(c, &c->subs[idx]);
-            else if (sub_add(c, id, 1))
-                return BCAST_ENOMEM;
+            if (id != SYMTAB_NONE && HELD(want, id)) {
+                want[id / 8] &= (uint8_t)~(1u << (id % 8)); /* named twice: once */
+                if (sub_add(c, id, 1))
+                    rc = BCAST_ENOMEM;
+            }
         }
     }
+    free(want);
     if (c->nsnap)
         client_wake(c);
-    return BCAST_OK;
+    return rc;
 }
 
 void bcast_unsubscribe(bcast_client *c, const char *const *names, size_t n)
@@ -343,11 +371,20 @@ void bcast_unsubscribe(bcast_client *c, const char *const *names, size_t n)
             wildcard_unlink(c);
             return;
         }
-        uint32_t id = symtab_find(c->b->names, names[i]);
-        uint32_t idx = id == SYMTAB_NONE ? UINT32_MAX : sub_find(c, id);
-        if (idx != UINT32_MAX)
-            sub_remove(c, idx);
     }
+    /* One walk over the subscriptions, whatever the request's size. */
+    uint8_t *drop = calloc(c->b->nsyms / 8 + 1, 1);
+    if (!drop)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = symtab_find(c->b->names, names[i]);
+        if (id != SYMTAB_NONE)
+            HOLD(drop, id);
+    }
+    for (uint32_t i = c->nsubs; i-- > 0;)
+        if (HELD(drop, c->subs[i].sym))
+            sub_remove(c, i); /* swap-remove moves only already-visited entries */
+    free(drop);
 }
 
 /* ---- symbols and publishing ---- */

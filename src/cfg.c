@@ -169,8 +169,8 @@ static int cfg_parse_feeds(cfg_t *cfg, const json_t *arr, cfg_error *err)
 {
     if (!json_is_array(arr))
         return cfg_fail(err, "feeds: must be an array");
-    if (json_array_size(arr) > 1000)
-        return cfg_fail(err, "feeds: at most 1000 feeds");
+    if (json_array_size(arr) > 64)
+        return cfg_fail(err, "feeds: at most 64 feeds");
     cfg_free_feeds(cfg);
     size_t n = json_array_size(arr);
     cfg->feeds = calloc(n ? n : 1, sizeof(*cfg->feeds));

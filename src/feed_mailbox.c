@@ -25,6 +25,9 @@ struct feed_mailbox {
     uint64_t overwritten;
 };
 
+/* A symbol that does not fit, or a slot out of range, is a bug in the
+ * adapter: refuse it visibly (counted as overwritten) rather than rename it. */
+
 feed_mailbox *feed_mailbox_create(size_t slots, struct lws_context *ctx)
 {
     feed_mailbox *m = calloc(1, sizeof(*m));
@@ -58,13 +61,15 @@ void feed_mailbox_destroy(feed_mailbox *m)
 
 void feed_mailbox_put(feed_mailbox *m, size_t slot, const feed_update *u)
 {
-    if (slot >= m->nslots)
-        return;
     pthread_mutex_lock(&m->lock);
+    if (slot >= m->nslots || strlen(u->symbol) >= SYMTAB_NAME_MAX) {
+        m->overwritten++;
+        pthread_mutex_unlock(&m->lock);
+        return;
+    }
     mailbox_slot *s = &m->slots[slot];
     s->u = *u;
-    strncpy(s->symbol, u->symbol, sizeof(s->symbol) - 1);
-    s->symbol[sizeof(s->symbol) - 1] = '\0';
+    strcpy(s->symbol, u->symbol);
     s->u.symbol = s->symbol;
     int wake = 0;
     if (s->full) {

@@ -232,6 +232,8 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     http_server *h = proto ? proto->user : NULL;
 
     switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return 1; /* no WebSocket upgrades onto the HTTP protocol */
     case LWS_CALLBACK_HTTP:
         return http_begin(wsi, h, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:

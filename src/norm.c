@@ -110,29 +110,34 @@ static uint32_t norm_resolve(norm *n, const char *canonical, norm_reject_reason 
         *reason = NORM_REJECT_BAD_SYMBOL;
         return SYMTAB_NONE;
     }
-    int added;
-    uint32_t id = symtab_intern(n->symbols, canonical, &added);
-    if (id == SYMTAB_NONE) {
+    uint32_t id = symtab_find(n->symbols, canonical);
+    if (id != SYMTAB_NONE)
+        return id;
+    /* Grow the per-id arrays before interning, so a failed allocation leaves
+     * no name without its entry. */
+    uint32_t next = symtab_count(n->symbols);
+    if (next >= n->max_symbols) {
         *reason = NORM_REJECT_SYMBOL_LIMIT;
         return SYMTAB_NONE;
     }
-    if (!added)
-        return id;
-    if (id >= n->entries_cap) {
+    if (next >= n->entries_cap) {
         uint32_t cap = n->entries_cap ? n->entries_cap * 2 : 64;
         norm_entry *e = realloc(n->entries, (size_t)cap * sizeof(*e));
-        uint32_t *d = realloc(n->dirty, (size_t)cap * sizeof(*d));
         if (e)
             n->entries = e;
+        uint32_t *d = e ? realloc(n->dirty, (size_t)cap * sizeof(*d)) : NULL;
         if (d)
             n->dirty = d;
         if (!e || !d) {
-            /* The symtab keeps the name; the id stays unusable. Count it as
-             * a limit hit rather than crash. */
             *reason = NORM_REJECT_SYMBOL_LIMIT;
             return SYMTAB_NONE;
         }
         n->entries_cap = cap;
+    }
+    id = symtab_intern(n->symbols, canonical, NULL);
+    if (id == SYMTAB_NONE) {
+        *reason = NORM_REJECT_SYMBOL_LIMIT;
+        return SYMTAB_NONE;
     }
     norm_entry *e = &n->entries[id];
     memset(e, 0, sizeof(*e));
@@ -166,14 +171,11 @@ int norm_declare(norm *n, uint16_t source, const char *venue_symbol, const char 
         goto refused;
     if (canonical && strcmp(canonical, venue_symbol)) {
         char key[SYMTAB_NAME_MAX];
-        int added;
         reason = NORM_REJECT_SYMBOL_LIMIT;
-        uint32_t alias = norm_alias_key(key, source, venue_symbol)
-                             ? symtab_intern(n->aliases, key, &added)
-                             : SYMTAB_NONE;
-        if (alias == SYMTAB_NONE)
+        if (!norm_alias_key(key, source, venue_symbol))
             goto refused;
-        if (alias >= n->aliases_cap) {
+        uint32_t need = symtab_count(n->aliases) + 1;
+        if (need > n->aliases_cap) {
             uint32_t cap = n->aliases_cap ? n->aliases_cap * 2 : 64;
             uint32_t *to = realloc(n->alias_to, (size_t)cap * sizeof(*to));
             if (!to)
@@ -181,6 +183,9 @@ int norm_declare(norm *n, uint16_t source, const char *venue_symbol, const char 
             n->alias_to = to;
             n->aliases_cap = cap;
         }
+        uint32_t alias = symtab_intern(n->aliases, key, NULL);
+        if (alias == SYMTAB_NONE)
+            goto refused;
         n->alias_to[alias] = id; /* a re-declaration may re-point it */
     }
     return 0;

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 
 #include "tickerd/log.h"
@@ -41,6 +42,7 @@ struct ws_session {
     /* message reassembly */
     char *rx;
     uint32_t rx_len;
+    uint32_t rx_limit; /* max_message_bytes when this message began (reload-proof) */
     uint8_t in_msg, rx_binary, rx_skip, rx_paused;
     /* replies: each is LWS_PRE + text, length in reply_len */
     unsigned char *reply[WS_REPLY_QUEUE];
@@ -52,6 +54,7 @@ struct ws_session {
     uint32_t errors;
     int64_t errors_since_us;
     int64_t want_write_since_us; /* 0 = not waiting for the socket */
+    int outq;                    /* unsent bytes in the kernel at the last sweep */
     uint16_t close_code;
     uint8_t close_after_replies; /* send the queued replies before closing */
     const char *close_reason;
@@ -179,8 +182,9 @@ static int ws_close_now(ws_session *s)
         lws_set_timer_usecs(s->wsi, WS_LINGER_POLL_US);
         return 0;
     }
-    lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
-                     (unsigned char *)s->close_reason, strlen(s->close_reason));
+    const char *reason = s->close_reason ? s->close_reason : "";
+    lws_close_reason(s->wsi, (enum lws_close_status)s->close_code, (unsigned char *)reason,
+                     strlen(reason));
     return -1;
 }
 
@@ -392,11 +396,12 @@ static void ws_receive(ws_session *s, const char *in, size_t len)
         s->rx_binary = (uint8_t)lws_frame_is_binary(s->wsi);
         s->rx_skip = 0;
         s->rx_len = 0;
+        s->rx_limit = ws->limits.max_message_bytes;
     }
     int final = lws_is_final_fragment(s->wsi) && !lws_remaining_packet_payload(s->wsi);
     size_t incoming = len + lws_remaining_packet_payload(s->wsi);
 
-    if (!s->rx_binary && !s->rx_skip && s->rx_len + incoming > ws->limits.max_message_bytes) {
+    if (!s->rx_binary && !s->rx_skip && s->rx_len + incoming > s->rx_limit) {
         s->rx_skip = 1; /* discard the rest of this message as it arrives */
         free(s->rx);
         s->rx = NULL;
@@ -406,7 +411,7 @@ static void ws_receive(ws_session *s, const char *in, size_t len)
             ws_handle_message(s, in, len); /* common case: no copy */
         } else {
             if (!s->rx)
-                s->rx = malloc(ws->limits.max_message_bytes);
+                s->rx = malloc(s->rx_limit);
             if (!s->rx) {
                 s->rx_skip = 1;
             } else {
@@ -476,22 +481,21 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         memset(s, 0, sizeof(*s));
         s->wsi = wsi;
         s->ws = ws;
+        /* Linked before anything can fail: CLOSED follows ESTABLISHED always
+         * and unlinks. Refused connections linger until closed but do not
+         * count against the limit (bcast's client count is the live one). */
+        ws_link(s);
         if (ws->shutting_down) {
-            ws_link(s);
             ws_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 0);
             return 0;
         }
-        if (ws->stats.sessions >= ws->limits.max_connections) {
+        if (bcast_get_stats(ws->b)->clients >= ws->limits.max_connections) {
             ws->stats.connections_rejected++;
-            ws_link(s);
             ws_close(s, WS_CLOSE_TRY_AGAIN_LATER, "server full", 0);
             return 0;
         }
         s->client = bcast_client_create(ws->b, ws_wake, s);
-        if (!s->client)
-            return -1;
-        ws_link(s);
-        return 0;
+        return s->client ? 0 : -1;
 
     case LWS_CALLBACK_RECEIVE:
         if (!s->close_code && s->client)
@@ -543,7 +547,15 @@ void ws_sweep(ws_server *ws)
     int64_t now = tk_mono_us();
     int64_t limit = (int64_t)ws->limits.stall_timeout_ms * 1000;
     for (ws_session *s = ws->sessions; s; s = s->next) {
-        if (!s->want_write_since_us || now - s->want_write_since_us < limit)
+        if (!s->want_write_since_us)
+            continue;
+        /* Slow is not stalled: while lws drains a partly sent frame no
+         * WRITEABLE comes, so also watch the kernel's send queue shrink. */
+        int outq = 0;
+        if (!ioctl(lws_get_socket_fd(s->wsi), SIOCOUTQ, &outq) && outq < s->outq)
+            s->want_write_since_us = now;
+        s->outq = outq;
+        if (now - s->want_write_since_us < limit)
             continue;
         /* The peer has taken no bytes for the whole timeout: dead or frozen.
          * Its socket cannot take a close frame either, so drop it now. */
@@ -552,6 +564,9 @@ void ws_sweep(ws_server *ws)
                  ws->limits.stall_timeout_ms);
         s->want_write_since_us = 0;
         s->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+        s->close_reason = "stalled";
+        s->close_after_replies = 0;
+        s->close_by_us = 0; /* no lingering: it reads nothing anyway */
         lws_close_reason(s->wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)"stalled", 7);
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
     }

@@ -284,6 +284,27 @@ static void encodes_an_update_as_json_with_the_contract_keys(void)
     json_decref(j);
 }
 
+static void unsubscribing_the_only_pending_symbol_keeps_the_client_wakeable(void)
+{
+    bcast *b = make(100, 65536);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *two[] = {"BTC-USD", "ETH-USD"};
+    size_t unknown[2], nunknown;
+    bcast_subscribe(c, two, 2, unknown, &nunknown);
+    char buf[4096];
+    bcast_client_frame(c, buf, sizeof(buf));
+    wakes = 0;
+    publish(b, 0, 1, 1); /* BTC pending, one wake */
+    const char *btc[] = {"BTC-USD"};
+    bcast_unsubscribe(c, btc, 1); /* ...and gone before any write */
+    CHECK(!bcast_client_has_pending(c));
+    publish(b, 1, 2, 1); /* ETH must wake the client again */
+    CHECK(wakes == 2);
+    CHECK(bcast_client_frame(c, buf, sizeof(buf)) > 0);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
 int main(void)
 {
     RUN(snapshot_comes_before_updates);
@@ -292,5 +313,6 @@ int main(void)
     RUN(subscribe_is_atomic_and_limited);
     RUN(full_frames_carry_the_rest_next_time);
     RUN(encodes_an_update_as_json_with_the_contract_keys);
+    RUN(unsubscribing_the_only_pending_symbol_keeps_the_client_wakeable);
     return check_done();
 }
