@@ -9,6 +9,7 @@
 
 #include "tickerd/bcast.h"
 #include "tickerd/feed.h"
+#include "tickerd/feed_ws.h"
 #include "tickerd/http.h"
 #include "tickerd/log.h"
 #include "tickerd/norm.h"
@@ -27,7 +28,7 @@ struct app {
     http_server *http;
     feed **feeds;
     size_t nfeeds;
-    struct lws_protocols protocols[4];
+    struct lws_protocols protocols[5];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -136,9 +137,11 @@ static feed *app_feed_start(app *a, const feed_cfg *fc)
     }
     feed_env env = {
         .lws = a->ctx,
+        .vhost = a->vhost,
         .sink = {.arg = a, .emit = app_on_update, .declare = app_on_declare},
         .source = (uint16_t)source,
     };
+    snprintf(env.name, sizeof(env.name), "%s", fc->name);
     feed *f = feed_create(fc, &env);
     if (!f) {
         log_error("feed %s: could not be created", fc->name);
@@ -180,6 +183,7 @@ static int app_listen(app *a)
     a->protocols[2].name = "tickerd-loop";
     a->protocols[2].callback = app_loop_callback;
     a->protocols[2].user = a;
+    a->protocols[3] = *feed_ws_protocol(); /* upstream WebSocket feeds */
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;
@@ -193,7 +197,8 @@ static int app_listen(app *a)
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    /* TLS for upstream wss:// feeds (the listener itself is plain HTTP). */
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (!strchr(c->server.bind, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     a->ctx = lws_create_context(&info);

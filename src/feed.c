@@ -6,10 +6,12 @@
 
 #include "tickerd/feed_rest.h"
 #include "tickerd/feed_sim.h"
+#include "tickerd/feed_ws.h"
 
 static const feed_type *const feed_types[] = {
     &feed_sim_type,
     &feed_rest_type,
+    &feed_ws_type,
 };
 
 struct feed {

@@ -23,6 +23,7 @@
 #include "tickerd/cfg.h"
 
 struct lws_context;
+struct lws_vhost;
 
 /* One price observation from upstream. All prices are in quote currency. */
 typedef struct feed_update {
@@ -57,6 +58,8 @@ typedef struct feed_status {
 
 typedef struct feed_env {
     struct lws_context *lws;
+    struct lws_vhost *vhost; /* for client connections */
+    char name[32];           /* the feed's configured name, for logs */
     feed_sink sink;
     uint16_t source; /* id to stamp on every update */
 } feed_env;

@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "tickerd/feed.h"
+#include "tickerd/symtab.h"
 
 /* What one received message was. */
 typedef enum {
@@ -151,6 +152,25 @@ extern const venue_preset venue_coingecko;
 #define VENUE_BINANCE_MAX_SYMBOLS 512
 /* The quote currency CoinGecko prices are requested in (vs_currencies). */
 #define VENUE_COINGECKO_VS "usd"
+
+/* ---- for adapters: a venue feed's configured symbols ---- */
+
+typedef struct venue_symbol_map {
+    char canonical[SYMTAB_NAME_MAX]; /* BTC-USD */
+    char venue[VENUE_SYMBOL_MAX];    /* as the venue spells it: XBT/USD */
+} venue_symbol_map;
+
+/* Parse a feed's "symbols": ["BTC-USD", {"symbol": "BTC-USD", "venue": "XBTUSD"}]
+ * — canonical symbols spelled for the venue by its preset, or explicit
+ * spellings. At most max entries. Returns 0, or -1 with err naming
+ * path.symbols[i]; *out is the caller's to free either way. */
+int venue_parse_symbols(const json_t *arr, const char *path, const venue_preset *v, size_t max,
+                        venue_symbol_map **out, size_t *n, cfg_error *err);
+/* Index into m of the configured symbol an update names (the configured
+ * spelling first, then the preset's mapping: Kraken answers XBTUSD with
+ * XXBTZUSD), or -1 for a symbol the feed did not ask for. */
+long venue_symbol_index(const venue_preset *v, const venue_symbol_map *m, size_t n,
+                        const char *venue_symbol);
 
 /* ---- building blocks shared by the presets (feeds/venue_*.c) ----
  * Exported for the presets and their tests; adapters need none of them. */
