@@ -95,11 +95,29 @@ static void unreadable_file_is_an_error(void)
     CHECK(strstr(err.msg, "/nonexistent/tickerd.json") != NULL);
 }
 
+static void example_configs_are_valid(void)
+{
+    const char *files[] = {"binance", "coinbase", "kraken", "coingecko"};
+    for (int i = 0; i < 4; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), TICKERD_SOURCE_DIR "/etc/examples/%s.json", files[i]);
+        cfg_t c;
+        cfg_error err;
+        int rc = cfg_load_file(&c, path, &err);
+        CHECK(rc == 0);
+        if (rc)
+            fprintf(stderr, "  %s\n", err.msg);
+        else
+            cfg_free(&c);
+    }
+}
+
 int main(void)
 {
     RUN(shipped_file_equals_builtin_defaults);
     RUN(overrides_apply_and_missing_keys_keep_defaults);
     RUN(bad_config_names_the_key);
     RUN(unreadable_file_is_an_error);
+    RUN(example_configs_are_valid);
     return check_done();
 }
