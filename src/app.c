@@ -93,6 +93,7 @@ static void app_housekeeping(lws_sorted_usec_list_t *sul)
 {
     app *a = lws_container_of(sul, app, housekeeping_sul);
     ws_sweep(a->ws);
+    norm_check_stale(a->norm, tk_now_us());
     lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
 }
 
@@ -154,6 +155,36 @@ static feed *app_feed_start(app *a, const feed_cfg *fc)
     }
     log_info("feed %s (%s) started", fc->name, fc->type->name);
     return f;
+}
+
+/* Source priority: the feeds[] order, then normalizer.priority overrides.
+ * Called once the feeds (and so their source ids) exist. */
+static void app_apply_priorities(app *a, const cfg_t *c)
+{
+    size_t total = c->nfeeds;
+    for (size_t i = 0; i < c->normalizer.npriority; i++)
+        total += c->normalizer.priority[i].nfeeds;
+    const char **names = calloc(total ? total : 1, sizeof(*names));
+    norm_priority *ov = calloc(c->normalizer.npriority ? c->normalizer.npriority : 1, sizeof(*ov));
+    int rc = -1;
+    if (names && ov) {
+        size_t k = 0;
+        for (size_t i = 0; i < c->nfeeds; i++)
+            names[k++] = c->feeds[i].name;
+        for (size_t i = 0; i < c->normalizer.npriority; i++) {
+            const cfg_priority *p = &c->normalizer.priority[i];
+            ov[i].symbol = p->symbol;
+            ov[i].sources = names + k;
+            ov[i].nsources = p->nfeeds;
+            for (size_t j = 0; j < p->nfeeds; j++)
+                names[k++] = p->feeds[j];
+        }
+        rc = norm_set_priorities(a->norm, names, c->nfeeds, ov, c->normalizer.npriority);
+    }
+    if (rc)
+        log_error("out of memory: source priorities unchanged");
+    free(names);
+    free(ov);
 }
 
 static int app_resolve_web_root(app *a)
@@ -279,6 +310,8 @@ app *app_create(cfg_t *cfg)
     }
     if (app_resolve_web_root(a) || app_listen(a))
         goto fail;
+    norm_set_stale_after(a->norm, a->cfg.normalizer.stale_after_ms);
+    norm_set_jump_band(a->norm, a->cfg.normalizer.jump_band_pct);
 
     for (size_t i = 0; i < a->cfg.nfeeds; i++) {
         feed *f = app_feed_start(a, &a->cfg.feeds[i]);
@@ -286,6 +319,7 @@ app *app_create(cfg_t *cfg)
             goto fail;
         a->feeds[a->nfeeds++] = f;
     }
+    app_apply_priorities(a, &a->cfg);
     app_schedule_flush(a);
     lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
     log_info("tickerd %s: %zu feed(s), %u symbols, flush every %d ms, page from %s", TK_VERSION,
@@ -375,6 +409,8 @@ int app_reload(app *a, cfg_t *nc)
     }
     bcast_set_opts(a->bcast, &bo);
     norm_set_flush_interval(a->norm, nc->normalizer.flush_interval_ms);
+    norm_set_stale_after(a->norm, nc->normalizer.stale_after_ms);
+    norm_set_jump_band(a->norm, nc->normalizer.jump_band_pct);
     app_schedule_flush(a);
     a->ws_liveness.secs_since_valid_ping = (uint16_t)nc->broadcast.ping_interval_s;
     a->ws_liveness.secs_since_valid_hangup = (uint16_t)(2 * nc->broadcast.ping_interval_s);
@@ -382,6 +418,7 @@ int app_reload(app *a, cfg_t *nc)
         log_warn("reload: normalizer.max_symbols changes need a restart");
     nc->normalizer.max_symbols = a->cfg.normalizer.max_symbols;
     app_reload_feeds(a, nc);
+    app_apply_priorities(a, nc);
 
     cfg_free(&a->cfg);
     a->cfg = *nc;

@@ -105,9 +105,11 @@ size_t bcast_encode_json(char *dst, const norm_quote *q)
     int n = snprintf(dst, BCAST_ENC_MAX,
                      "{\"symbol\":\"%s\",\"last\":%.10g,\"bid\":%.10g,\"ask\":%.10g,"
                      "\"volume\":%.10g,\"open\":%.10g,\"change\":%.10g,\"change_pct\":%.6g,"
-                     "\"seq\":%llu,\"ts\":%lld,\"src\":\"%s\"}",
+                     "\"seq\":%llu,\"ts\":%lld,\"src\":\"%s\"%s}",
                      q->symbol, q->last, q->bid, q->ask, q->volume, q->open, change, pct, (unsigned long long)q->seq, (long long)q->ts_us,
-                     q->source);
+                     q->source,
+                     /* Present only while stale, and false once on recovery. */
+                     q->stale ? ",\"stale\":true" : q->stale_cleared ? ",\"stale\":false" : "");
     /* Every field is bounded (symbol and source names < 32, %.10g < 18), so
      * this cannot truncate; the clamp only guards against a future field. */
     return n < BCAST_ENC_MAX ? (size_t)n : BCAST_ENC_MAX - 1;

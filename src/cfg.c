@@ -9,6 +9,7 @@
 
 #include "tickerd/feed.h"
 #include "tickerd/log.h"
+#include "tickerd/symtab.h"
 
 #define CFG_OFF(field) offsetof(cfg_t, field)
 
@@ -109,6 +110,8 @@ static const cfg_field server_fields[] = {
 static const cfg_field normalizer_fields[] = {
     {"flush_interval_ms", CFG_INT, CFG_OFF(normalizer.flush_interval_ms), 0, 60000},
     {"max_symbols", CFG_INT, CFG_OFF(normalizer.max_symbols), 1, 10000000},
+    {"stale_after_ms", CFG_INT, CFG_OFF(normalizer.stale_after_ms), 100, 3600000},
+    {"jump_band_pct", CFG_DOUBLE, CFG_OFF(normalizer.jump_band_pct), 0, 1000},
 };
 static const cfg_field broadcast_fields[] = {
     {"max_frame_bytes", CFG_INT, CFG_OFF(broadcast.max_frame_bytes), 1024, 16777216},
@@ -133,7 +136,20 @@ static void cfg_free_feeds(cfg_t *cfg)
     cfg->nfeeds = 0;
 }
 
-void cfg_free(cfg_t *cfg) { cfg_free_feeds(cfg); }
+static void cfg_free_priority(cfg_t *cfg)
+{
+    for (size_t i = 0; i < cfg->normalizer.npriority; i++)
+        free(cfg->normalizer.priority[i].feeds);
+    free(cfg->normalizer.priority);
+    cfg->normalizer.priority = NULL;
+    cfg->normalizer.npriority = 0;
+}
+
+void cfg_free(cfg_t *cfg)
+{
+    cfg_free_feeds(cfg);
+    cfg_free_priority(cfg);
+}
 
 static int cfg_valid_feed_name(const char *s)
 {
@@ -153,7 +169,7 @@ static int cfg_parse_feed(const json_t *obj, const char *path, feed_cfg *out, cf
         return cfg_fail(err, "%s: must be an object", path);
     const json_t *type = json_object_get(obj, "type");
     if (!json_is_string(type))
-        return cfg_fail(err, "%s.type: required string (\"sim\" or \"rest\")", path);
+        return cfg_fail(err, "%s.type: required string (\"sim\", \"rest\" or \"ws\")", path);
     out->type = feed_type_find(json_string_value(type));
     if (!out->type)
         return cfg_fail(err, "%s.type: unknown feed type \"%s\"", path, json_string_value(type));
@@ -190,6 +206,77 @@ static int cfg_parse_feeds(cfg_t *cfg, const json_t *arr, cfg_error *err)
     return 0;
 }
 
+/* normalizer.priority: {"BTC-USD": ["feed-a", "feed-b"], ...}. The names are
+ * checked against feeds[] once the whole file is read (cfg_check_priority). */
+static int cfg_parse_priority(cfg_t *cfg, const json_t *obj, cfg_error *err)
+{
+    if (!json_is_object(obj))
+        return cfg_fail(err, "normalizer.priority: must be an object mapping a symbol to an "
+                             "array of feed names");
+    cfg_free_priority(cfg);
+    size_t n = json_object_size(obj);
+    if (!n)
+        return 0;
+    cfg->normalizer.priority = calloc(n, sizeof(*cfg->normalizer.priority));
+    if (!cfg->normalizer.priority)
+        return cfg_fail(err, "normalizer.priority: out of memory");
+    const char *sym;
+    json_t *arr;
+    json_object_foreach((json_t *)obj, sym, arr) {
+        if (!symtab_is_canonical(sym))
+            return cfg_fail(err, "normalizer.priority.%.40s: not a canonical symbol (BASE-QUOTE)",
+                            sym);
+        size_t m = json_is_array(arr) ? json_array_size(arr) : 0;
+        if (!json_is_array(arr) || m < 1 || m > 64)
+            return cfg_fail(err, "normalizer.priority.%s: must be an array of 1 to 64 feed names",
+                            sym);
+        cfg_priority *p = &cfg->normalizer.priority[cfg->normalizer.npriority];
+        p->feeds = calloc(m, sizeof(*p->feeds));
+        if (!p->feeds)
+            return cfg_fail(err, "normalizer.priority.%s: out of memory", sym);
+        strcpy(p->symbol, sym);
+        cfg->normalizer.npriority++;
+        for (size_t i = 0; i < m; i++) {
+            const char *name = json_string_value(json_array_get(arr, i));
+            if (!name || !cfg_valid_feed_name(name))
+                return cfg_fail(err, "normalizer.priority.%s[%zu]: must be a feed name", sym, i);
+            for (size_t j = 0; j < i; j++)
+                if (!strcmp(p->feeds[j], name))
+                    return cfg_fail(err, "normalizer.priority.%s[%zu]: \"%s\" is listed twice",
+                                    sym, i, name);
+            strcpy(p->feeds[i], name);
+            p->nfeeds = i + 1;
+        }
+    }
+    return 0;
+}
+
+static int cfg_check_priority(const cfg_t *cfg, cfg_error *err)
+{
+    for (size_t i = 0; i < cfg->normalizer.npriority; i++) {
+        const cfg_priority *p = &cfg->normalizer.priority[i];
+        for (size_t j = 0; j < p->nfeeds; j++) {
+            size_t k = 0;
+            while (k < cfg->nfeeds && strcmp(cfg->feeds[k].name, p->feeds[j]))
+                k++;
+            if (k == cfg->nfeeds)
+                return cfg_fail(err, "normalizer.priority.%s[%zu]: no feed is named \"%s\"",
+                                p->symbol, j, p->feeds[j]);
+        }
+    }
+    return 0;
+}
+
+static int cfg_parse_normalizer(cfg_t *cfg, const json_t *obj, cfg_error *err)
+{
+    static const char *const also[] = {"priority", NULL};
+    if (cfg_parse_fields(obj, "normalizer", normalizer_fields, NFIELDS(normalizer_fields), also,
+                         cfg, err))
+        return -1;
+    const json_t *prio = json_object_get(obj, "priority");
+    return prio ? cfg_parse_priority(cfg, prio, err) : 0;
+}
+
 static int cfg_parse_log(cfg_t *cfg, const json_t *obj, cfg_error *err)
 {
     char level[16] = "";
@@ -216,8 +303,7 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
         if (!strcmp(key, "server"))
             rc = cfg_parse_fields(v, key, server_fields, NFIELDS(server_fields), NULL, cfg, err);
         else if (!strcmp(key, "normalizer"))
-            rc = cfg_parse_fields(v, key, normalizer_fields, NFIELDS(normalizer_fields), NULL,
-                                  cfg, err);
+            rc = cfg_parse_normalizer(cfg, v, err);
         else if (!strcmp(key, "broadcast"))
             rc = cfg_parse_fields(v, key, broadcast_fields, NFIELDS(broadcast_fields), NULL, cfg,
                                   err);
@@ -232,7 +318,7 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
         if (rc)
             return -1;
     }
-    return 0;
+    return cfg_check_priority(cfg, err);
 }
 
 int cfg_defaults(cfg_t *cfg)
@@ -244,6 +330,8 @@ int cfg_defaults(cfg_t *cfg)
     cfg->log.level = LOG_INFO;
     cfg->normalizer.flush_interval_ms = 10;
     cfg->normalizer.max_symbols = 100000;
+    cfg->normalizer.stale_after_ms = 10000;
+    cfg->normalizer.jump_band_pct = 5.0;
     cfg->broadcast.max_frame_bytes = 65536;
     cfg->broadcast.stall_timeout_ms = 30000;
     cfg->broadcast.ping_interval_s = 30;

@@ -71,6 +71,17 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            "Accepted updates folded into a value awaiting the next flush", ns->coalesced);
     metric(o, "tickerd_updates_published_total", "counter",
            "Values published to the broadcaster after coalescing", ns->published);
+    metric(o, "tickerd_updates_standby_total", "counter",
+           "Accepted updates from a source that is not the symbol's active source (kept, not "
+           "published)",
+           ns->standby);
+    metric(o, "tickerd_source_switches_total", "counter",
+           "Changes of a symbol's active source (failover to the next fresh source, or take-back "
+           "by the preferred one)",
+           ns->switches);
+    metric(o, "tickerd_symbols_stale", "gauge",
+           "Symbols with a value but no fresh source (published with \"stale\":true)",
+           ns->stale_symbols);
     metric(o, "tickerd_updates_out_total", "counter", "Update objects sent to clients",
            bs->updates_out);
     metric(o, "tickerd_snapshot_updates_out_total", "counter",
@@ -135,11 +146,13 @@ int http_render_healthz(const http_sources *src, sbuf *o)
             json_object_set_new(j, "detail", json_string(st.detail));
         json_array_append_new(feeds, j);
     }
-    json_t *root = json_pack("{s:s, s:s, s:I, s:i, s:i, s:o}", "status", live ? "ok" : "down",
-                             "version", TK_VERSION, "uptime_s",
+    json_t *root = json_pack("{s:s, s:s, s:I, s:i, s:i, s:I, s:o}", "status",
+                             live ? "ok" : "down", "version", TK_VERSION, "uptime_s",
                              (json_int_t)((now - src->started_us) / 1000000), "clients",
                              (int)bcast_get_stats(*src->bcast)->clients, "symbols",
-                             (int)bcast_symbol_count(*src->bcast), "feeds", feeds);
+                             (int)bcast_symbol_count(*src->bcast), "stale_symbols",
+                             (json_int_t)norm_get_stats(*src->norm)->stale_symbols, "feeds",
+                             feeds);
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text)
         sbuf_append(o, text, strlen(text));

@@ -6,15 +6,39 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/log.h"
 #include "tickerd/util.h"
 
 #define US_PER_DAY INT64_C(86400000000)
+#define NORM_NO_SOURCE UINT16_MAX
+/* Switch/stale log lines per housekeeping period before they are summed up. */
+#define NORM_LOG_BURST 16
+
+/* The latest value of one source for one symbol. */
+typedef struct norm_slot {
+    double last, bid, ask, volume;
+    double open;      /* venue's, or first last of the UTC day from this source */
+    int64_t open_day; /* UTC day that open belongs to */
+    int64_t ts_us;    /* this source's event time: never goes backwards */
+    int64_t received_us; /* local clock at arrival: freshness */
+    uint16_t source;
+    uint16_t rank; /* lower = preferred; the slots are kept sorted by it */
+} norm_slot;
 
 typedef struct norm_entry {
-    norm_quote q;
-    int64_t open_day; /* UTC day the session open belongs to */
-    uint8_t dirty;    /* changed since last flush: id is on the dirty list */
+    norm_quote q;       /* what is (to be) published: the active source's value */
+    norm_slot *slots;   /* every source quoting the symbol, by rank */
+    uint16_t nslots, slots_cap;
+    uint16_t active;    /* source id of the published value, NORM_NO_SOURCE = none yet */
+    int32_t override;   /* index into the priority overrides, -1 = none */
+    uint8_t dirty;      /* changed since last flush: id is on the dirty list */
+    uint8_t stale;      /* no source fresh: published with q.stale */
 } norm_entry;
+
+/* Per-symbol priority overrides: src_ids[first .. first+count). */
+typedef struct norm_override {
+    uint32_t first, count;
+} norm_override;
 
 struct norm {
     symtab *symbols;
@@ -26,14 +50,24 @@ struct norm {
     uint32_t *dirty;     /* ids changed since the last flush, each once */
     uint32_t ndirty;
     int flush_interval_ms;
+    int64_t stale_after_us;
+    double jump_band_pct;
     char *sources[NORM_MAX_SOURCES];
     int nsources;
+    uint16_t default_pos[NORM_MAX_SOURCES]; /* place in the default order, UINT16_MAX = none */
+    symtab *override_names; /* canonical symbol → override index; NULL = none */
+    norm_override *overrides;
+    uint16_t *override_src;
+    uint8_t rechoose; /* priorities changed: re-choose every active source */
+    int log_budget;
+    uint64_t log_suppressed;
     norm_sink sink;
     norm_stats stats;
 };
 
 static const char *const reject_names[NORM_REJECT_COUNT] = {
     "bad_symbol", "not_finite", "not_positive", "crossed", "time_backwards", "symbol_limit",
+    "implausible",
 };
 
 const char *norm_reject_name(norm_reject_reason r) { return reject_names[r]; }
@@ -54,6 +88,10 @@ norm *norm_create(uint32_t max_symbols, int flush_interval_ms, const norm_sink *
     }
     n->max_symbols = max_symbols;
     n->flush_interval_ms = flush_interval_ms;
+    n->stale_after_us = (int64_t)NORM_DEFAULT_STALE_AFTER_MS * 1000;
+    n->jump_band_pct = NORM_DEFAULT_JUMP_BAND_PCT;
+    memset(n->default_pos, 0xff, sizeof(n->default_pos));
+    n->log_budget = NORM_LOG_BURST;
     n->sink = *sink;
     return n;
 }
@@ -64,8 +102,13 @@ void norm_destroy(norm *n)
         return;
     for (int i = 0; i < n->nsources; i++)
         free(n->sources[i]);
+    for (uint32_t id = 0; id < symtab_count(n->symbols); id++)
+        free(n->entries[id].slots);
     symtab_free(n->symbols);
     symtab_free(n->aliases);
+    symtab_free(n->override_names);
+    free(n->overrides);
+    free(n->override_src);
     free(n->alias_to);
     free(n->entries);
     free(n->dirty);
@@ -80,6 +123,9 @@ void norm_set_flush_interval(norm *n, int ms)
 }
 
 int norm_flush_interval(const norm *n) { return n->flush_interval_ms; }
+
+void norm_set_stale_after(norm *n, int ms) { n->stale_after_us = (int64_t)ms * 1000; }
+void norm_set_jump_band(norm *n, double pct) { n->jump_band_pct = pct; }
 
 int norm_source_add(norm *n, const char *name)
 {
@@ -143,7 +189,12 @@ static uint32_t norm_resolve(norm *n, const char *canonical, norm_reject_reason 
     memset(e, 0, sizeof(*e));
     strcpy(e->q.symbol, canonical);
     e->q.open = NAN;
-    e->open_day = -1;
+    e->active = NORM_NO_SOURCE;
+    e->override = -1;
+    if (n->override_names) {
+        uint32_t o = symtab_find(n->override_names, canonical);
+        e->override = o == SYMTAB_NONE ? -1 : (int32_t)o;
+    }
     if (n->sink.symbol_added)
         n->sink.symbol_added(n->sink.arg, id, e->q.symbol);
     return id;
@@ -194,6 +245,106 @@ refused:
     return -1;
 }
 
+/* ---- priority ---- */
+
+static uint16_t norm_rank(const norm *n, const norm_entry *e, uint16_t source)
+{
+    if (source >= NORM_MAX_SOURCES)
+        return UINT16_MAX; /* never registered: last */
+    if (e->override >= 0) {
+        const norm_override *o = &n->overrides[e->override];
+        for (uint32_t i = 0; i < o->count; i++)
+            if (n->override_src[o->first + i] == source)
+                return (uint16_t)i;
+    }
+    if (n->default_pos[source] != UINT16_MAX)
+        return (uint16_t)(NORM_MAX_SOURCES + n->default_pos[source]);
+    return (uint16_t)(2 * NORM_MAX_SOURCES + source);
+}
+
+static void norm_sort_slots(norm_entry *e)
+{
+    for (uint16_t i = 1; i < e->nslots; i++) {
+        norm_slot s = e->slots[i];
+        uint16_t j = i;
+        for (; j > 0 && e->slots[j - 1].rank > s.rank; j--)
+            e->slots[j] = e->slots[j - 1];
+        e->slots[j] = s;
+    }
+}
+
+static int norm_source_find(const norm *n, const char *name)
+{
+    for (int i = 0; i < n->nsources; i++)
+        if (!strcmp(n->sources[i], name))
+            return i;
+    return -1;
+}
+
+int norm_set_priorities(norm *n, const char *const *order, size_t norder,
+                        const norm_priority *overrides, size_t noverrides)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < noverrides; i++)
+        total += overrides[i].nsources;
+    symtab *names = noverrides ? symtab_new((uint32_t)noverrides + 1) : NULL;
+    norm_override *ov = noverrides ? calloc(noverrides, sizeof(*ov)) : NULL;
+    uint16_t *src = total ? calloc(total, sizeof(*src)) : NULL;
+    if ((noverrides && (!names || !ov)) || (total && !src)) {
+        symtab_free(names);
+        free(ov);
+        free(src);
+        return -1;
+    }
+    uint32_t used = 0;
+    for (size_t i = 0; i < noverrides; i++) {
+        int added = 0;
+        uint32_t k = symtab_intern(names, overrides[i].symbol, &added);
+        if (k == SYMTAB_NONE || !added)
+            continue; /* not a symbol, or listed twice: the first wins */
+        ov[k].first = used;
+        for (size_t j = 0; j < overrides[i].nsources; j++) {
+            int id = norm_source_find(n, overrides[i].sources[j]);
+            int dup = 0;
+            for (uint32_t m = ov[k].first; id >= 0 && m < used; m++)
+                dup |= src[m] == id;
+            if (id >= 0 && !dup)
+                src[used++] = (uint16_t)id;
+        }
+        ov[k].count = used - ov[k].first;
+    }
+    symtab_free(n->override_names);
+    free(n->overrides);
+    free(n->override_src);
+    n->override_names = names;
+    n->overrides = ov;
+    n->override_src = src;
+
+    memset(n->default_pos, 0xff, sizeof(n->default_pos));
+    uint16_t pos = 0;
+    for (size_t i = 0; i < norder; i++) {
+        int id = norm_source_find(n, order[i]);
+        if (id >= 0 && n->default_pos[id] == UINT16_MAX)
+            n->default_pos[id] = pos++;
+    }
+
+    for (uint32_t id = 0; id < symtab_count(n->symbols); id++) {
+        norm_entry *e = &n->entries[id];
+        e->override = -1;
+        if (names) {
+            uint32_t k = symtab_find(names, e->q.symbol);
+            e->override = k == SYMTAB_NONE ? -1 : (int32_t)k;
+        }
+        for (uint16_t i = 0; i < e->nslots; i++)
+            e->slots[i].rank = norm_rank(n, e, e->slots[i].source);
+        norm_sort_slots(e);
+    }
+    n->rechoose = 1; /* at the next norm_check_stale, which knows the time */
+    return 0;
+}
+
+/* ---- publishing ---- */
+
 static void norm_publish(norm *n, uint32_t id)
 {
     norm_entry *e = &n->entries[id];
@@ -201,6 +352,23 @@ static void norm_publish(norm *n, uint32_t id)
     e->q.seq++;
     n->stats.published++;
     n->sink.publish(n->sink.arg, id, &e->q);
+    e->q.stale_cleared = 0;
+}
+
+/* The symbol's value changed: publish it now or at the next flush. replaces:
+ * the new value replaces one awaiting the flush (counted as coalesced). */
+static void norm_touch(norm *n, uint32_t id, int replaces)
+{
+    norm_entry *e = &n->entries[id];
+    if (n->flush_interval_ms == 0) {
+        norm_publish(n, id);
+    } else if (e->dirty) {
+        if (replaces)
+            n->stats.coalesced++;
+    } else {
+        e->dirty = 1;
+        n->dirty[n->ndirty++] = id;
+    }
 }
 
 static int norm_reject(norm *n, norm_reject_reason r)
@@ -209,7 +377,136 @@ static int norm_reject(norm *n, norm_reject_reason r)
     return (int)r + 1;
 }
 
-int norm_ingest(norm *n, const feed_update *u)
+static int norm_fresh(const norm *n, const norm_slot *s, int64_t now_us)
+{
+    return now_us - s->received_us <= n->stale_after_us;
+}
+
+static norm_slot *norm_slot_find(norm_entry *e, uint16_t source)
+{
+    for (uint16_t i = 0; i < e->nslots; i++)
+        if (e->slots[i].source == source)
+            return &e->slots[i];
+    return NULL;
+}
+
+static const char *norm_source_name(const norm *n, uint16_t source)
+{
+    return source < n->nsources ? n->sources[source] : "?";
+}
+
+/* A slot for source, in rank order; allocated on a source's first value for
+ * the symbol, never more slots than there are sources. */
+static norm_slot *norm_slot_add(norm *n, norm_entry *e, uint16_t source)
+{
+    if (e->nslots == e->slots_cap) {
+        uint32_t cap = e->slots_cap ? 2u * e->slots_cap : 1;
+        if (cap > (uint32_t)n->nsources)
+            cap = (uint32_t)n->nsources;
+        if (cap <= e->nslots)
+            cap = e->nslots + 1u; /* a source id not registered: still bounded */
+        norm_slot *s = realloc(e->slots, (size_t)cap * sizeof(*s));
+        if (!s)
+            return NULL;
+        e->slots = s;
+        e->slots_cap = (uint16_t)cap;
+    }
+    uint16_t rank = norm_rank(n, e, source);
+    uint16_t pos = e->nslots;
+    while (pos > 0 && e->slots[pos - 1].rank > rank) {
+        e->slots[pos] = e->slots[pos - 1];
+        pos--;
+    }
+    e->nslots++;
+    norm_slot *s = &e->slots[pos];
+    memset(s, 0, sizeof(*s));
+    s->source = source;
+    s->rank = rank;
+    s->open = NAN;
+    s->open_day = -1;
+    return s;
+}
+
+#define NORM_LOG(n, ...)                                                                           \
+    do {                                                                                           \
+        if ((n)->log_budget > 0) {                                                                 \
+            (n)->log_budget--;                                                                     \
+            log_info(__VA_ARGS__);                                                                 \
+        } else {                                                                                   \
+            (n)->log_suppressed++;                                                                 \
+        }                                                                                          \
+    } while (0)
+
+static void norm_copy(norm_quote *q, const norm_slot *s, const char *source)
+{
+    q->last = s->last;
+    q->bid = s->bid;
+    q->ask = s->ask;
+    q->volume = s->volume;
+    q->open = s->open;
+    q->ts_us = s->ts_us;
+    q->received_us = s->received_us;
+    q->source = source;
+}
+
+/* Make the highest-priority fresh source the active one. updated: the slot
+ * an update was just written to (NULL from the periodic check). */
+static void norm_choose(norm *n, uint32_t id, int64_t now_us, const norm_slot *updated)
+{
+    norm_entry *e = &n->entries[id];
+    const norm_slot *best = NULL;
+    for (uint16_t i = 0; i < e->nslots && !best; i++)
+        if (norm_fresh(n, &e->slots[i], now_us))
+            best = &e->slots[i];
+
+    if (!best) {
+        if (e->active != NORM_NO_SOURCE && !e->stale) {
+            e->stale = 1;
+            e->q.stale = 1;
+            e->q.stale_cleared = 0;
+            n->stats.stale_symbols++;
+            NORM_LOG(n, "%s: no fresh source for %lld ms; marked stale (last value from %s)",
+                     e->q.symbol, (long long)(n->stale_after_us / 1000), e->q.source);
+            norm_touch(n, id, 0);
+        }
+        return;
+    }
+    if (updated && updated != best)
+        n->stats.standby++;
+    if (best->source == e->active && best != updated && !e->stale)
+        return; /* nothing new to publish */
+
+    const char *name = norm_source_name(n, best->source);
+    if (best->source != e->active && e->active != NORM_NO_SOURCE) {
+        n->stats.switches++;
+        const norm_slot *old = norm_slot_find(e, e->active);
+        if (e->stale)
+            NORM_LOG(n, "%s: source %s -> %s (fresh again after being stale)", e->q.symbol,
+                     norm_source_name(n, e->active), name);
+        else if (!old || !norm_fresh(n, old, now_us))
+            NORM_LOG(n, "%s: source %s -> %s (failover: %s silent for more than %lld ms)",
+                     e->q.symbol, norm_source_name(n, e->active), name,
+                     norm_source_name(n, e->active), (long long)(n->stale_after_us / 1000));
+        else
+            NORM_LOG(n, "%s: source %s -> %s (take-back by the preferred source)", e->q.symbol,
+                     norm_source_name(n, e->active), name);
+    } else if (e->stale) {
+        NORM_LOG(n, "%s: fresh again from %s", e->q.symbol, name);
+    }
+    e->active = best->source;
+    if (e->stale) {
+        e->stale = 0;
+        e->q.stale = 0;
+        e->q.stale_cleared = 1;
+        n->stats.stale_symbols--;
+    }
+    norm_copy(&e->q, best, name);
+    norm_touch(n, id, 1);
+}
+
+int norm_ingest(norm *n, const feed_update *u) { return norm_ingest_at(n, u, tk_now_us()); }
+
+int norm_ingest_at(norm *n, const feed_update *u, int64_t now_us)
 {
     /* Validate before touching the symbol table, so garbage cannot create
      * symbols. */
@@ -227,38 +524,55 @@ int norm_ingest(norm *n, const feed_update *u)
     if (id == SYMTAB_NONE)
         return norm_reject(n, reason);
     norm_entry *e = &n->entries[id];
-    if (u->ts_us < e->q.ts_us)
+    norm_slot *s = norm_slot_find(e, u->source);
+    /* Sources' clocks differ: each source's own time must not go back. */
+    if (s && u->ts_us < s->ts_us)
         return norm_reject(n, NORM_REJECT_TIME_BACKWARDS);
 
-    norm_quote *q = &e->q;
-    q->last = u->last;
-    q->bid = u->bid;
-    q->ask = u->ask;
-    q->volume = u->volume;
-    q->ts_us = u->ts_us;
-    q->received_us = tk_now_us();
-    q->source = u->source < n->nsources ? n->sources[u->source] : "?";
+    if (n->jump_band_pct > 0 && e->nslots > (s ? 1 : 0)) {
+        /* The median last of the other fresh sources; none: nothing to compare. */
+        double others[NORM_MAX_SOURCES];
+        int k = 0;
+        for (uint16_t i = 0; i < e->nslots; i++) {
+            const norm_slot *o = &e->slots[i];
+            if (o == s || !norm_fresh(n, o, now_us))
+                continue;
+            int j = k++;
+            for (; j > 0 && others[j - 1] > o->last; j--)
+                others[j] = others[j - 1];
+            others[j] = o->last;
+        }
+        if (k) {
+            double median = k % 2 ? others[k / 2] : (others[k / 2 - 1] + others[k / 2]) / 2;
+            if (fabs(u->last - median) > median * n->jump_band_pct / 100.0)
+                return norm_reject(n, NORM_REJECT_IMPLAUSIBLE);
+        }
+    }
+    if (!s) {
+        s = norm_slot_add(n, e, u->source);
+        if (!s)
+            return norm_reject(n, NORM_REJECT_SYMBOL_LIMIT);
+    }
+
+    s->last = u->last;
+    s->bid = u->bid;
+    s->ask = u->ask;
+    s->volume = u->volume;
+    s->ts_us = u->ts_us;
+    s->received_us = now_us;
     if (!isnan(u->open)) {
-        q->open = u->open;
+        s->open = u->open;
     } else {
         /* Session open = first trade of the UTC day, for venues that do not
          * send one (24/7 crypto has no exchange session). */
         int64_t day = u->ts_us / US_PER_DAY;
-        if (day != e->open_day) {
-            e->open_day = day;
-            q->open = u->last;
+        if (day != s->open_day) {
+            s->open_day = day;
+            s->open = u->last;
         }
     }
     n->stats.accepted++;
-
-    if (n->flush_interval_ms == 0) {
-        norm_publish(n, id);
-    } else if (e->dirty) {
-        n->stats.coalesced++;
-    } else {
-        e->dirty = 1;
-        n->dirty[n->ndirty++] = id;
-    }
+    norm_choose(n, id, now_us, s);
     return 0;
 }
 
@@ -269,6 +583,26 @@ void norm_flush(norm *n)
     for (uint32_t i = 0; i < n->ndirty; i++)
         norm_publish(n, n->dirty[i]);
     n->ndirty = 0;
+}
+
+void norm_check_stale(norm *n, int64_t now_us)
+{
+    if (n->log_suppressed)
+        log_info("%llu more source switch/stale events not logged one by one "
+                 "(see tickerd_source_switches_total, tickerd_symbols_stale)",
+                 (unsigned long long)n->log_suppressed);
+    n->log_suppressed = 0;
+    n->log_budget = NORM_LOG_BURST;
+    int all = n->rechoose;
+    n->rechoose = 0;
+    for (uint32_t id = 0; id < symtab_count(n->symbols); id++) {
+        norm_entry *e = &n->entries[id];
+        if (e->active == NORM_NO_SOURCE || e->stale)
+            continue;
+        const norm_slot *a = norm_slot_find(e, e->active);
+        if (all || !a || !norm_fresh(n, a, now_us))
+            norm_choose(n, id, now_us, NULL);
+    }
 }
 
 const norm_stats *norm_get_stats(const norm *n) { return &n->stats; }

@@ -41,6 +41,13 @@ typedef struct feed_cfg {
     void *opts; /* owned; parsed and freed by type */
 } feed_cfg;
 
+/* normalizer.priority: one symbol's sources (feed names), most preferred first. */
+typedef struct cfg_priority {
+    char symbol[32];     /* canonical */
+    char (*feeds)[32];   /* owned */
+    size_t nfeeds;
+} cfg_priority;
+
 typedef struct cfg_t {
     struct {
         char bind[64];
@@ -54,6 +61,10 @@ typedef struct cfg_t {
     struct {
         int flush_interval_ms;
         int max_symbols;
+        int stale_after_ms;
+        double jump_band_pct;
+        cfg_priority *priority; /* owned; per-symbol overrides of the feeds[] order */
+        size_t npriority;
     } normalizer;
     struct {
         int max_frame_bytes;
