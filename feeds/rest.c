@@ -9,6 +9,7 @@
  * other failures back off exponentially with full jitter up to max_backoff_ms. Bodies
  * are bounded by max_body_bytes. Parsed updates go through a feed_mailbox
  * (latest value per symbol) to the service thread, which the thread wakes.
+ * With "capture" set, every response is also recorded raw (feed_capture.h).
  * Nothing here touches lws or downstream state from the curl thread.
  */
 #include <curl/curl.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/feed_capture.h"
 #include "tickerd/feed_mailbox.h"
 #include "tickerd/feed_rest.h"
 #include "tickerd/log.h"
@@ -44,6 +46,7 @@ typedef struct rest_opts {
     int stale_after_ms;
     int max_body_bytes;
     int max_backoff_ms;
+    char capture[512]; /* "" = off */
     rest_symbol *symbols;
     size_t nsymbols;
 } rest_opts;
@@ -67,6 +70,7 @@ typedef struct rest {
     const venue_preset *preset;
     const char **venue_syms; /* pointers into o.symbols, for the preset */
     feed_mailbox *mailbox;
+    feed_capture *capture;   /* raw responses, when "capture" is set */
     feed_update *known;      /* last complete value per symbol (merging partials) */
     CURLM *multi;
     rest_request *reqs;
@@ -143,6 +147,7 @@ static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error
         {"stale_after_ms", CFG_INT, offsetof(rest_opts, stale_after_ms), 100, 3600000},
         {"max_body_bytes", CFG_INT, offsetof(rest_opts, max_body_bytes), 1024, 67108864},
         {"max_backoff_ms", CFG_INT, offsetof(rest_opts, max_backoff_ms), 100, 3600000},
+        {"capture", CFG_STRING, offsetof(rest_opts, capture), 0, 512},
     };
     static const char *const handled[] = {"type", "name", "symbols", NULL};
     rest_opts *o = calloc(1, sizeof(*o));
@@ -214,26 +219,6 @@ static void rest_set_detail(rest *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Partial quotes (a book ticker without a last, a ticker without volume) are
- * completed with what this feed last saw of the symbol, so the normalizer
- * only ever gets whole quotes. */
-static void rest_merge(feed_update *known, feed_update *u)
-{
-    if (isnan(u->bid) && isnan(u->ask) && !isnan(u->last))
-        u->bid = u->ask = u->last;
-    if (isnan(u->bid))
-        u->bid = known->bid;
-    if (isnan(u->ask))
-        u->ask = known->ask;
-    if (isnan(u->last))
-        u->last = !isnan(u->bid) && !isnan(u->ask) ? (u->bid + u->ask) / 2 : known->last;
-    if (isnan(u->volume))
-        u->volume = isnan(known->volume) ? 0 : known->volume;
-    if (isnan(u->open))
-        u->open = known->open;
-    *known = *u;
-}
-
 static void rest_on_update(void *arg, const feed_update *in)
 {
     rest *r = arg;
@@ -254,7 +239,7 @@ static void rest_on_update(void *arg, const feed_update *in)
             return; /* a symbol we did not ask for */
     }
     feed_update u = *in;
-    rest_merge(&r->known[i], &u);
+    feed_update_complete(&r->known[i], &u);
     u.symbol = r->o.symbols[i].canonical;
     u.source = r->env.source;
     feed_mailbox_put(r->mailbox, i, &u);
@@ -295,6 +280,12 @@ static void rest_done(rest *r, rest_request *q, CURLcode rc, int64_t now)
         rest_schedule(q, now, rest_backoff_ms(r, q));
         return;
     }
+    /* A response arrived: capture it raw, whatever it says. */
+    const char *hint = r->preset->rest_requests(r->o.nsymbols) == r->o.nsymbols
+                           ? r->venue_syms[q->index]
+                           : NULL;
+    int64_t recv_us = tk_now_us();
+    feed_capture_rest(r->capture, recv_us, status, hint, q->body ? q->body : "", q->len);
     if (status == 429 || status == 418) {
         curl_off_t retry_s = 0;
         curl_easy_getinfo(q->easy, CURLINFO_RETRY_AFTER, &retry_s);
@@ -310,11 +301,8 @@ static void rest_done(rest *r, rest_request *q, CURLcode rc, int64_t now)
     }
     char err[160] = "";
     venue_emit emit = {.arg = r, .update = rest_on_update};
-    const char *hint = r->preset->rest_requests(r->o.nsymbols) == r->o.nsymbols
-                           ? r->venue_syms[q->index]
-                           : NULL;
     venue_msg m = r->preset->rest_parse(status, q->body ? q->body : "", q->len, hint,
-                                        r->env.source, tk_now_us(), &emit, err, sizeof(err));
+                                        r->env.source, recv_us, &emit, err, sizeof(err));
     if (m == VENUE_MSG_DATA && status >= 200 && status < 300) {
         atomic_fetch_add(&r->polls_ok, 1);
         atomic_store(&r->last_ok_us, tk_now_us());
@@ -400,6 +388,20 @@ static void *rest_create(const void *opts, const feed_env *env)
     pthread_mutex_init(&r->detail_lock, NULL);
     if (!r->o.symbols || !r->venue_syms || !r->known || !r->preset)
         goto fail;
+    if (o->capture[0]) {
+        char err[600];
+        /* Room for a whole max_body_bytes response even if escaping doubles
+         * it; a record that does not fit is dropped and counted. */
+        size_t bytes = 2 * (size_t)o->max_body_bytes + 4096;
+        r->capture = feed_capture_open(o->capture, bytes > FEED_CAPTURE_DEFAULT_BUFFER
+                                                       ? bytes
+                                                       : FEED_CAPTURE_DEFAULT_BUFFER,
+                                       err, sizeof(err));
+        if (!r->capture) {
+            log_error("feed %s: capture: %s", env->name, err);
+            goto fail;
+        }
+    }
     memcpy(r->o.symbols, o->symbols, o->nsymbols * sizeof(*o->symbols));
     for (size_t i = 0; i < o->nsymbols; i++) {
         r->venue_syms[i] = r->o.symbols[i].venue;
@@ -479,6 +481,7 @@ static void rest_destroy(void *self)
     if (r->multi)
         curl_multi_cleanup(r->multi);
     feed_mailbox_destroy(r->mailbox);
+    feed_capture_close(r->capture);
     pthread_mutex_destroy(&r->detail_lock);
     free(r->o.symbols);
     free(r->venue_syms);

@@ -1,9 +1,11 @@
 /* feed.c — the adapter registry and the feed handle (see feed.h). */
 #include "tickerd/feed.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/feed_replay.h"
 #include "tickerd/feed_rest.h"
 #include "tickerd/feed_sim.h"
 #include "tickerd/feed_ws.h"
@@ -12,6 +14,7 @@ static const feed_type *const feed_types[] = {
     &feed_sim_type,
     &feed_rest_type,
     &feed_ws_type,
+    &feed_replay_type,
 };
 
 struct feed {
@@ -99,4 +102,24 @@ void feed_wake(feed *f)
 {
     if (f->started && f->type->wake)
         f->type->wake(f->self);
+}
+
+void feed_update_complete(feed_update *known, feed_update *u)
+{
+    int made_up_book = known->bid == known->ask && known->ask == known->last;
+    if (isnan(u->bid) && isnan(u->ask) && !isnan(u->last) && (isnan(known->bid) || made_up_book))
+        u->bid = u->ask = u->last;
+    if (isnan(u->bid))
+        u->bid = known->bid;
+    if (isnan(u->ask))
+        u->ask = known->ask;
+    if (isnan(u->last))
+        u->last = !isnan(u->bid) && !isnan(u->ask) ? (u->bid + u->ask) / 2 : known->last;
+    if (isnan(u->volume))
+        u->volume = isnan(known->volume) ? 0 : known->volume;
+    if (isnan(u->open))
+        u->open = known->open;
+    if (u->ts_us < known->ts_us)
+        u->ts_us = known->ts_us;
+    *known = *u;
 }

@@ -35,6 +35,17 @@ typedef struct feed_update {
     uint16_t source;   /* source id the feed was created with */
 } feed_update;
 
+/* Complete a partial update u (a field the message lacked is NAN, venue.h)
+ * with known, the last complete value the feed saw for the symbol, then make
+ * u the new known value (known starts with every price NAN). A message without
+ * a book takes the known book, or a book of bid = ask = last when none was
+ * ever seen (or the known one was itself made up that way: price-only sources);
+ * a missing last becomes the mid; missing volume the known one, else 0; missing
+ * open the known one. ts_us never goes back behind known's. A price never seen
+ * stays NAN (drop such an update, or the normalizer rejects it as not_finite).
+ * Adapter threads call it on their own state; it touches nothing else. */
+void feed_update_complete(feed_update *known, feed_update *u);
+
 typedef struct feed_sink {
     void *arg;
     /* Deliver one update (service thread). */
