@@ -33,10 +33,6 @@
 #define REST_BACKOFF_BASE_MS 500
 #define REST_URL_MAX 4096
 
-typedef struct rest_symbol {
-    char canonical[SYMTAB_NAME_MAX];
-    char venue[SYMTAB_NAME_MAX];
-} rest_symbol;
 
 typedef struct rest_opts {
     char venue[16];
@@ -47,7 +43,7 @@ typedef struct rest_opts {
     int max_body_bytes;
     int max_backoff_ms;
     char capture[512]; /* "" = off */
-    rest_symbol *symbols;
+    venue_symbol_map *symbols;
     size_t nsymbols;
 } rest_opts;
 
@@ -98,45 +94,6 @@ static void rest_free_opts(void *p)
     free(o);
 }
 
-/* "symbols": ["BTC-USD", {"symbol": "BTC-USD", "venue": "XBTUSD"}, ...]: a
- * canonical symbol is spelled for the venue by its preset; an object overrides
- * the spelling. */
-static int rest_parse_symbols(const json_t *arr, const char *path, const venue_preset *v,
-                              rest_opts *o, cfg_error *err)
-{
-    if (!json_is_array(arr) || !json_array_size(arr))
-        return cfg_fail(err, "%s.symbols: required, a non-empty array", path);
-    if (json_array_size(arr) > REST_MAX_SYMBOLS)
-        return cfg_fail(err, "%s.symbols: at most %d symbols", path, REST_MAX_SYMBOLS);
-    o->nsymbols = json_array_size(arr);
-    o->symbols = calloc(o->nsymbols, sizeof(*o->symbols));
-    if (!o->symbols)
-        return cfg_fail(err, "%s.symbols: out of memory", path);
-    for (size_t i = 0; i < o->nsymbols; i++) {
-        const json_t *e = json_array_get(arr, i);
-        rest_symbol *sym = &o->symbols[i];
-        char p[96];
-        snprintf(p, sizeof(p), "%s.symbols[%zu]", path, i);
-        if (json_is_string(e)) {
-            snprintf(sym->canonical, sizeof(sym->canonical), "%s", json_string_value(e));
-        } else {
-            static const cfg_field f[] = {
-                {"symbol", CFG_STRING, offsetof(rest_symbol, canonical), 0, SYMTAB_NAME_MAX},
-                {"venue", CFG_STRING, offsetof(rest_symbol, venue), 0, SYMTAB_NAME_MAX},
-            };
-            if (cfg_parse_fields(e, p, f, 2, NULL, sym, err))
-                return -1;
-        }
-        if (!symtab_is_canonical(sym->canonical))
-            return cfg_fail(err, "%s: \"%s\" is not a canonical symbol (BASE-QUOTE)", p,
-                            sym->canonical);
-        if (!sym->venue[0] && v->to_venue(sym->canonical, sym->venue, sizeof(sym->venue)))
-            return cfg_fail(err, "%s: no %s spelling known for %s; give {\"symbol\",\"venue\"}",
-                            p, v->name, sym->canonical);
-    }
-    return 0;
-}
-
 static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error *err)
 {
     static const cfg_field fields[] = {
@@ -171,7 +128,8 @@ static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error
         cfg_fail(err, "%s.base_url: must start with http:// or https://", path);
         goto fail;
     }
-    if (rest_parse_symbols(json_object_get(obj, "symbols"), path, v, o, err))
+    if (venue_parse_symbols(json_object_get(obj, "symbols"), path, v, REST_MAX_SYMBOLS,
+                            &o->symbols, &o->nsymbols, err))
         goto fail;
     *out = o;
     return 0;
@@ -222,27 +180,14 @@ static void rest_set_detail(rest *r, const char *fmt, ...)
 static void rest_on_update(void *arg, const feed_update *in)
 {
     rest *r = arg;
-    char canonical[SYMTAB_NAME_MAX];
-    size_t i;
-    /* The venue's spelling as configured first, then the preset's mapping
-     * (Kraken answers XBTUSD with XXBTZUSD). */
-    for (i = 0; i < r->o.nsymbols; i++)
-        if (!strcmp(r->o.symbols[i].venue, in->symbol))
-            break;
-    if (i == r->o.nsymbols) {
-        if (r->preset->to_canonical(in->symbol, canonical, sizeof(canonical)))
-            return;
-        for (i = 0; i < r->o.nsymbols; i++)
-            if (!strcmp(r->o.symbols[i].canonical, canonical))
-                break;
-        if (i == r->o.nsymbols)
-            return; /* a symbol we did not ask for */
-    }
+    long i = venue_symbol_index(r->preset, r->o.symbols, r->o.nsymbols, in->symbol);
+    if (i < 0)
+        return; /* a symbol we did not ask for */
     feed_update u = *in;
     feed_update_complete(&r->known[i], &u);
     u.symbol = r->o.symbols[i].canonical;
     u.source = r->env.source;
-    feed_mailbox_put(r->mailbox, i, &u);
+    feed_mailbox_put(r->mailbox, (size_t)i, &u);
     atomic_fetch_add(&r->updates, 1);
     atomic_store(&r->last_update_us, tk_now_us());
 }

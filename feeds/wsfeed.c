@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/feed_capture.h"
 #include "tickerd/feed_ws.h"
 #include "tickerd/log.h"
 #include "tickerd/util.h"
@@ -35,6 +36,7 @@ typedef struct wsfeed_opts {
     int silence_timeout_ms;
     int max_backoff_ms;
     int max_message_bytes;
+    char capture[512]; /* "" = off */
     venue_symbol_map *symbols;
     size_t nsymbols;
 } wsfeed_opts;
@@ -47,6 +49,7 @@ typedef struct wsfeed {
     feed_env env;
     wsfeed_opts o;
     const venue_preset *preset;
+    feed_capture *capture; /* raw frames, when "capture" is set */
     const char **venue_syms;
     feed_update *known;  /* last complete quote per symbol: partial messages merge in */
     struct lws *wsi;
@@ -85,6 +88,7 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
         {"silence_timeout_ms", CFG_INT, offsetof(wsfeed_opts, silence_timeout_ms), 500, 3600000},
         {"max_backoff_ms", CFG_INT, offsetof(wsfeed_opts, max_backoff_ms), 100, 3600000},
         {"max_message_bytes", CFG_INT, offsetof(wsfeed_opts, max_message_bytes), 1024, 67108864},
+        {"capture", CFG_STRING, offsetof(wsfeed_opts, capture), 0, 512},
     };
     static const char *const handled[] = {"type", "name", "symbols", NULL};
     wsfeed_opts *o = calloc(1, sizeof(*o));
@@ -119,36 +123,16 @@ fail:
 
 /* ---- messages ---- */
 
-/* Venues send partial quotes (Binance: book ticker without a last, mini
- * ticker without a book); complete each with what this feed last saw, and
- * keep event time monotonic per symbol across those message kinds. */
-static void wsfeed_merge(feed_update *known, feed_update *u)
-{
-    if (isnan(u->bid) && isnan(u->ask) && !isnan(u->last) && isnan(known->bid))
-        u->bid = u->ask = u->last;
-    if (isnan(u->bid))
-        u->bid = known->bid;
-    if (isnan(u->ask))
-        u->ask = known->ask;
-    if (isnan(u->last))
-        u->last = !isnan(u->bid) && !isnan(u->ask) ? (u->bid + u->ask) / 2 : known->last;
-    if (isnan(u->volume))
-        u->volume = isnan(known->volume) ? 0 : known->volume;
-    if (isnan(u->open))
-        u->open = known->open;
-    if (u->ts_us < known->ts_us)
-        u->ts_us = known->ts_us;
-    *known = *u;
-}
-
 static void wsfeed_on_update(void *arg, const feed_update *in)
 {
     wsfeed *w = arg;
     long i = venue_symbol_index(w->preset, w->o.symbols, w->o.nsymbols, in->symbol);
     if (i < 0)
         return; /* not a symbol this feed asked for */
+    /* Venues send partial quotes (Binance: book ticker without a last, mini
+     * ticker without a book): complete each with what this feed last saw. */
     feed_update u = *in;
-    wsfeed_merge(&w->known[i], &u);
+    feed_update_complete(&w->known[i], &u);
     if (isnan(u.bid) || isnan(u.ask) || isnan(u.last))
         return; /* nothing whole to say yet (a mini ticker before any book) */
     u.symbol = w->o.symbols[i].canonical;
@@ -176,8 +160,9 @@ static void wsfeed_message(wsfeed *w, const char *msg, size_t len)
 {
     char err[160] = "";
     venue_emit emit = {.arg = w, .update = wsfeed_on_update};
-    venue_msg m = w->preset->ws_parse(msg, len, w->env.source, tk_now_us(), &emit, err,
-                                      sizeof(err));
+    int64_t recv_us = tk_now_us();
+    feed_capture_ws(w->capture, recv_us, msg, len); /* raw, whatever it says */
+    venue_msg m = w->preset->ws_parse(msg, len, w->env.source, recv_us, &emit, err, sizeof(err));
     switch (m) {
     case VENUE_MSG_DATA:
         w->failures = 0; /* the stream works: the next drop starts the backoff afresh */
@@ -431,6 +416,18 @@ static void *wsfeed_create(const void *opts, const feed_env *env)
         w->known[i].volume = w->known[i].open = NAN;
         env->sink.declare(env->sink.arg, env->source, w->o.symbols[i].canonical, NULL);
     }
+    if (o->capture[0]) {
+        char cerr[160];
+        /* Room for two of the largest messages, never less than the default. */
+        size_t bytes = 2 * (size_t)o->max_message_bytes + 4096;
+        w->capture = feed_capture_open(
+            o->capture, bytes > FEED_CAPTURE_DEFAULT_BUFFER ? bytes : FEED_CAPTURE_DEFAULT_BUFFER,
+            cerr, sizeof(cerr));
+        if (!w->capture) {
+            log_error("feed %s: capture: %s", env->name, cerr);
+            goto fail;
+        }
+    }
     if (wsfeed_split_url(w)) {
         log_error("feed %s: cannot build the stream URL from %s", env->name, o->url);
         goto fail;
@@ -476,6 +473,7 @@ static void wsfeed_destroy(void *self)
         return;
     if (w->state != WSFEED_STOPPED)
         wsfeed_stop(w);
+    feed_capture_close(w->capture);
     free(w->rx);
     free(w->subscribe);
     free(w->o.symbols);

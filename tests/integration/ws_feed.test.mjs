@@ -129,6 +129,31 @@ test('a rejected subscription is reported in /healthz and the log', T, async () 
   assert.equal(h.status, 503);
 });
 
+test('capture records the stream raw; replay plays it back to the same prices', T, async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tickerd-cap-'));
+  const file = path.join(dir, 'kraken.ws.jsonl');
+  const fx = await fakeExchange();
+  const srv = await startTickerd({ config: { feeds: [wsFeed(fx, 'kraken', ['BTC-USD'], { capture: file })] } });
+  const live = await expectPrices(srv, ['BTC-USD'], 3);
+  const lastLive = live.get('BTC-USD').at(-1);
+  await srv.stop('SIGTERM');
+  const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(lines.length >= 3, `${lines.length} captured frames`);
+  for (const l of lines) assert.ok(Number.isInteger(l.t) && typeof l.frame === 'string');
+  assert.ok(lines.some((l) => l.frame.includes('"channel":"ticker"')), 'ticker frames captured');
+
+  const rp = await startTickerd({ config: { feeds: [{ type: 'replay', name: 'rp', venue: 'kraken', file, speed: 0, symbols: ['BTC-USD'] }] } });
+  const snap = await waitFor(async () => {
+    const x = (await httpGet(rp, '/api/symbols')).json().symbols.find((y) => y.symbol === 'BTC-USD');
+    return x && x.seq > 0 ? x : false;
+  }, { timeoutMs: 5000, message: 'BTC-USD replayed' });
+  assert.ok(Math.abs(snap.last / lastLive.last - 1) < 0.05, `replayed ${snap.last} vs live ${lastLive.last}`);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 test('a bad ws feed config names the key and exits 2', T, async () => {
   const bad = [
     [{ type: 'ws', venue: 'coingecko', symbols: ['BTC-USD'] }, /feeds\[0\]\.venue/],
