@@ -604,6 +604,7 @@ static void replay_status(const void *self, feed_status *st)
     replay *r = (replay *)self;
     st->updates = atomic_load(&r->updates);
     st->last_update_us = atomic_load(&r->last_update_us);
+    st->malformed = atomic_load(&r->malformed) + atomic_load(&r->refused);
     int phase = atomic_load(&r->phase);
     if (phase == REPLAY_FINISHED) {
         st->state = FEED_DOWN;

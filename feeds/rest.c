@@ -76,7 +76,8 @@ typedef struct rest {
     int running;
     uint64_t rng;
     /* counters shared with the service thread */
-    atomic_uint_fast64_t updates, polls_ok, http_errors, venue_errors, parse_errors, rate_limited;
+    atomic_uint_fast64_t updates, polls_ok, http_errors, venue_errors, parse_errors, rate_limited,
+        oversized;
     atomic_int_fast64_t last_ok_us, last_update_us;
     pthread_mutex_t detail_lock;
     char detail[128];
@@ -216,7 +217,7 @@ static void rest_done(rest *r, rest_request *q, CURLcode rc, int64_t now)
     q->in_flight = 0;
 
     if (rc != CURLE_OK) {
-        atomic_fetch_add(&r->http_errors, 1);
+        atomic_fetch_add(q->too_large ? &r->oversized : &r->http_errors, 1);
         q->failures++;
         rest_set_detail(r, "%s: %s", q->too_large ? "body over max_body_bytes" : "transfer failed",
                         curl_easy_strerror(rc));
@@ -453,6 +454,11 @@ static void rest_status(const void *self, feed_status *st)
     int64_t last_ok = atomic_load(&r->last_ok_us);
     st->updates = atomic_load(&r->updates);
     st->last_update_us = atomic_load(&r->last_update_us);
+    st->errors = atomic_load(&r->http_errors) + atomic_load(&r->venue_errors);
+    st->rate_limited = atomic_load(&r->rate_limited);
+    st->malformed = atomic_load(&r->parse_errors);
+    st->oversized = atomic_load(&r->oversized);
+    st->captured_dropped = r->capture ? feed_capture_dropped(r->capture) : 0;
     if (!r->running)
         st->state = FEED_DOWN;
     else if (!last_ok)

@@ -65,7 +65,7 @@ typedef struct wsfeed {
     int reconnect_now;
     int64_t last_rx_us;  /* monotonic */
     uint64_t rng;
-    uint64_t updates, reconnects, rejects, venue_errors, malformed, oversized;
+    uint64_t updates, reconnects, rejects, venue_errors, conn_errors, malformed, oversized;
     int64_t last_update_us;
     char detail[128];
 } wsfeed;
@@ -336,6 +336,7 @@ static int wsfeed_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        w->conn_errors++;
         wsfeed_set_detail(w, "connection error", in ? (const char *)in : NULL);
         log_warn("feed %s: connection error: %s", w->env.name, in ? (const char *)in : "?");
         /* fallthrough */
@@ -494,6 +495,11 @@ static void wsfeed_status(const void *self, feed_status *st)
     const wsfeed *w = self;
     st->updates = w->updates;
     st->last_update_us = w->last_update_us;
+    st->errors = w->venue_errors + w->rejects + w->conn_errors;
+    st->malformed = w->malformed;
+    st->oversized = w->oversized;
+    st->reconnects = w->reconnects;
+    st->captured_dropped = w->capture ? feed_capture_dropped(w->capture) : 0;
     int64_t silent_ms = (tk_mono_us() - w->last_rx_us) / 1000;
     if (w->state == WSFEED_OPEN && silent_ms <= w->o.silence_timeout_ms && w->updates)
         st->state = FEED_LIVE;

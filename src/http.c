@@ -3,6 +3,7 @@
 #include "tickerd/http.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,32 @@ int http_render_metrics(const http_sources *src, sbuf *o)
         feed_get_status((*src->feeds)[i], &st);
         metric_labelled(o, "tickerd_feed_updates_total", "feed", feed_name((*src->feeds)[i]),
                         st.updates);
+    }
+    /* Per-feed failure counters: one family each, a sample per feed. */
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } fails[] = {
+        {"tickerd_feed_errors_total", "Transport/HTTP failures, venue errors, rejected subscriptions",
+         offsetof(feed_status, errors)},
+        {"tickerd_feed_rate_limited_total", "HTTP 429/418 answers", offsetof(feed_status, rate_limited)},
+        {"tickerd_feed_malformed_total", "Upstream messages that could not be parsed (dropped)",
+         offsetof(feed_status, malformed)},
+        {"tickerd_feed_oversized_total", "Upstream messages over the size limit (dropped)",
+         offsetof(feed_status, oversized)},
+        {"tickerd_feed_reconnects_total", "Upstream connections re-opened",
+         offsetof(feed_status, reconnects)},
+        {"tickerd_feed_capture_dropped_total", "Capture records dropped (buffer full)",
+         offsetof(feed_status, captured_dropped)},
+    };
+    for (size_t k = 0; k < sizeof(fails) / sizeof(fails[0]); k++) {
+        metric_head(o, fails[k].name, "counter", fails[k].help);
+        for (size_t i = 0; i < *src->nfeeds; i++) {
+            feed_status st;
+            feed_get_status((*src->feeds)[i], &st);
+            metric_labelled(o, fails[k].name, "feed", feed_name((*src->feeds)[i]),
+                            *(const uint64_t *)((const char *)&st + fails[k].off));
+        }
     }
     metric(o, "tickerd_uptime_seconds", "gauge", "Seconds since start",
            (uint64_t)((tk_now_us() - src->started_us) / 1000000));

@@ -65,6 +65,13 @@ typedef struct feed_status {
     uint64_t updates;       /* emitted since start */
     int64_t last_update_us; /* wall clock of the last emit, 0 = never */
     char detail[128];       /* human-readable reason for DOWN, or "" */
+    /* Failures, for /metrics (0 where an adapter has no such thing). */
+    uint64_t errors;        /* transport/HTTP failures, venue errors, rejected subscriptions */
+    uint64_t rate_limited;  /* HTTP 429/418 answers */
+    uint64_t malformed;     /* messages or bodies that could not be parsed, dropped */
+    uint64_t oversized;     /* messages or bodies over the size limit, dropped */
+    uint64_t reconnects;    /* connections re-opened */
+    uint64_t captured_dropped; /* capture records dropped (buffer full) */
 } feed_status;
 
 typedef struct feed_env {

@@ -3,7 +3,7 @@
 // 429 with Retry-After, HTTP 500, malformed and oversized bodies are survived, counted and recovered from.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf } from './lib/harness.mjs';
+import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, metrics } from './lib/harness.mjs';
 import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
 
 const T = { timeout: 40000 };
@@ -84,6 +84,7 @@ test('HTTP 429 with Retry-After is honoured, then polling resumes', T, async () 
   // Prices flow again, but not before Retry-After has elapsed.
   await expectPrices(srv, ['BTC-USDT'], 2, 6000);
   assert.ok(Date.now() - t429 >= 1900, 'polling resumed before Retry-After elapsed');
+  assert.equal((await metrics(srv)).sum('tickerd_feed_rate_limited_total', { feed: 'binance-rest' }), 1);
 });
 
 test('HTTP 500, malformed and oversized bodies: no crash, the feed goes down and recovers', T, async () => {
@@ -104,6 +105,10 @@ test('HTTP 500, malformed and oversized bodies: no crash, the feed goes down and
   await expectPrices(srv, ['BTC-USD'], 2);
   assert.ok(srv.alive());
   assert.match(srv.stderr(), /larger than max_body_bytes|malformed|invalid|JSON/i);
+  const m = await metrics(srv);
+  assert.ok(m.sum('tickerd_feed_errors_total', { feed: 'kraken-rest' }) >= 1, 'HTTP 500s counted');
+  assert.ok(m.sum('tickerd_feed_malformed_total', { feed: 'kraken-rest' }) >= 1, 'malformed bodies counted');
+  assert.ok(m.sum('tickerd_feed_oversized_total', { feed: 'kraken-rest' }) >= 1, 'the oversized body counted');
 });
 
 test('a bad rest feed config names the key and exits 2', T, async () => {

@@ -4,7 +4,7 @@
 // and a rejected subscription the adapter recovers (or reports) as documented, and tickerd keeps serving.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, runTickerd } from './lib/harness.mjs';
+import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, runTickerd, metrics } from './lib/harness.mjs';
 import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
 
 const T = { timeout: 45000 };
@@ -75,6 +75,7 @@ for (const { venue, symbols, near } of presets) {
     // Within the backoff bound (max_backoff_ms 400) plus connect, prices flow again.
     await waitFor(async () => (await feedUpdates(srv, `${venue}-ws`)) > before + 2, { timeoutMs: 5000, message: 'updates after the reconnect' });
     assert.equal((await feedState(srv, `${venue}-ws`)).state, 'live');
+    assert.ok((await metrics(srv)).sum('tickerd_feed_reconnects_total', { feed: `${venue}-ws` }) >= 1, 'reconnect counted');
   });
 }
 
@@ -115,6 +116,15 @@ test('malformed, wrong-typed and oversized frames are dropped and counted; the s
   const before = await feedUpdates(srv, 'kraken-ws');
   await waitFor(async () => (await feedUpdates(srv, 'kraken-ws')) > before + 2, { timeoutMs: 5000, message: 'updates go on' });
   assert.ok(srv.alive());
+  // The faulted frames trickle in with the market's ticks: wait until all are counted.
+  const m = await waitFor(async () => {
+    const x = await metrics(srv);
+    const dropped = x.sum('tickerd_feed_malformed_total', { feed: 'kraken-ws' })
+      + x.sum('tickerd_feed_oversized_total', { feed: 'kraken-ws' });
+    return dropped >= 3 ? x : false;
+  }, { timeoutMs: 8000, message: 'the bad frames counted as malformed or oversized' });
+  assert.ok(m.sum('tickerd_feed_malformed_total', { feed: 'kraken-ws' }) >= 1, 'malformed frames counted');
+  assert.ok(m.sum('tickerd_feed_oversized_total', { feed: 'kraken-ws' }) >= 1, 'the oversized frame counted');
 });
 
 test('a rejected subscription is reported in /healthz and the log', T, async () => {
