@@ -1,5 +1,6 @@
 /*
- * fuzz_venue_binance.c — libFuzzer target for the Binance preset: the input is fed to
+ * fuzz_venue.c — the libFuzzer target for one venue preset, chosen at build
+ * time (FUZZ_VENUE, FUZZ_SYMBOL: see CMakeLists.txt): the input is fed to
  * ws_parse and to rest_parse (HTTP 200, hint "BTC-USD"), and its first line is
  * used as a symbol for the mapping and request builders. Besides ASan/UBSan's
  * checks it asserts the contracts adapters rely on: updates only with
@@ -35,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    const venue_preset *p = venue_find("binance");
+    const venue_preset *p = venue_find(FUZZ_VENUE);
     const char *msg = (const char *)data; /* not NUL-terminated: parsers take len */
     char err[96];
     size_t n = 0;
@@ -61,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (p->to_venue(sym, out, sizeof(out)) == 0 && strnlen(out, sizeof(out)) >= sizeof(out))
         abort();
-    const char *syms[2] = {sym, "BTCUSDT"};
+    const char *syms[2] = {sym, FUZZ_SYMBOL}; /* a known-good spelling beside the fuzzed one */
     int len;
     if (p->ws_path && (len = p->ws_path(syms, 2, buf, sizeof(buf))) >= 0 &&
         strlen(buf) != (size_t)len)
