@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, waitForSymbols, updatesOf, runTickerd, metrics,
-  sleep,
+  sleep, collectPrices, feedHealth,
 } from './lib/harness.mjs';
 import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
 
@@ -80,24 +80,8 @@ function fixtureRange(kind) {
   return { symbols, tMin: recs[0].t, tMax: recs.at(-1).t, count: recs.length };
 }
 
-/** Subscribe to `symbols` and collect values until each has `n`; returns Map symbol -> [values]. */
-async function collectPrices(srv, symbols, n = 1, timeoutMs = 8000) {
-  // a replay without a "symbols" list makes a symbol known with its first value
-  await waitForSymbols(srv, symbols, timeoutMs);
-  const c = await connect(srv);
-  const ack = await c.request({ op: 'subscribe', symbols, id: 1 });
-  assert.equal(ack.op, 'ack', JSON.stringify(ack));
-  const seen = new Map(symbols.map((s) => [s, []]));
-  const deadline = Date.now() + timeoutMs;
-  while ([...seen.values()].some((v) => v.length < n)) {
-    const m = await c.next((x) => x.op === 'snapshot' || x.op === 'update', deadline - Date.now(), 'prices');
-    for (const u of updatesOf(m)) if (seen.has(u.symbol)) seen.get(u.symbol).push(u);
-  }
-  c.close();
-  return seen;
-}
 
-const feedState = async (srv, name) => (await httpGet(srv, '/healthz')).json().feeds.find((f) => f.name === name);
+const feedState = feedHealth;
 
 // ---- every shipped fixture --------------------------------------------------------------------------------
 const fixtures = [

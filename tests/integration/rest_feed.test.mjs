@@ -3,7 +3,7 @@
 // 429 with Retry-After, HTTP 500, malformed and oversized bodies are survived, counted and recovered from.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, metrics } from './lib/harness.mjs';
+import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, metrics, collectPrices } from './lib/harness.mjs';
 import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
 
 const T = { timeout: 40000 };
@@ -27,23 +27,6 @@ function restFeed(fx, venue, symbols, extra = {}) {
   };
 }
 
-/** Subscribe and collect updates for `symbols` until each has been seen `n` times. */
-async function expectPrices(srv, symbols, n = 2, timeoutMs = 8000) {
-  const c = await connect(srv);
-  const ack = await c.request({ op: 'subscribe', symbols, id: 1 });
-  assert.equal(ack.op, 'ack', JSON.stringify(ack));
-  const seen = new Map(symbols.map((s) => [s, []]));
-  const deadline = Date.now() + timeoutMs;
-  while ([...seen.values()].some((v) => v.length < n)) {
-    const m = await c.next((x) => x.op === 'snapshot' || x.op === 'update', deadline - Date.now(), 'prices');
-    for (const u of updatesOf(m)) {
-      assert.ok(seen.has(u.symbol), `unexpected symbol ${u.symbol}`);
-      seen.get(u.symbol).push(u);
-    }
-  }
-  c.close();
-  return seen;
-}
 
 const venues = [
   { venue: 'binance', symbols: ['BTC-USDT', 'ETH-USDT'], near: { 'BTC-USDT': 65000, 'ETH-USDT': 3400 } },
@@ -58,7 +41,7 @@ for (const { venue, symbols, near } of venues) {
     const fx = await fakeExchange();
     const srv = await startTickerd({ config: restFeed(fx, venue, symbols) });
     const names = symbols.map((s) => (typeof s === 'string' ? s : s.symbol));
-    const seen = await expectPrices(srv, names);
+    const seen = await collectPrices(srv, names);
     for (const [sym, ups] of seen) {
       const u = ups.at(-1);
       assert.equal(u.src, `${venue}-rest`);
@@ -75,14 +58,14 @@ for (const { venue, symbols, near } of venues) {
 test('HTTP 429 with Retry-After is honoured, then polling resumes', T, async () => {
   const fx = await fakeExchange();
   const srv = await startTickerd({ config: restFeed(fx, 'binance', ['BTC-USDT']) });
-  await expectPrices(srv, ['BTC-USDT'], 1);
+  await collectPrices(srv, ['BTC-USDT'], 1);
   fx.fault({ venue: 'binance', kind: 'http_status', status: 429, retry_after: 2, count: 1 });
   await waitFor(() => srv.stderr().includes('HTTP 429'), { timeoutMs: 3000, message: 'the 429 is logged' });
   const t429 = Date.now();
   await new Promise((r) => setTimeout(r, 1200));
   assert.ok(srv.alive());
   // Prices flow again, but not before Retry-After has elapsed.
-  await expectPrices(srv, ['BTC-USDT'], 2, 6000);
+  await collectPrices(srv, ['BTC-USDT'], 2, 6000);
   assert.ok(Date.now() - t429 >= 1900, 'polling resumed before Retry-After elapsed');
   assert.equal((await metrics(srv)).sum('tickerd_feed_rate_limited_total', { feed: 'binance-rest' }), 1);
 });
@@ -90,7 +73,7 @@ test('HTTP 429 with Retry-After is honoured, then polling resumes', T, async () 
 test('HTTP 500, malformed and oversized bodies: no crash, the feed goes down and recovers', T, async () => {
   const fx = await fakeExchange();
   const srv = await startTickerd({ config: restFeed(fx, 'kraken', ['BTC-USD'], { max_body_bytes: 65536 }) });
-  await expectPrices(srv, ['BTC-USD'], 1);
+  await collectPrices(srv, ['BTC-USD'], 1);
   fx.fault({ venue: 'kraken', kind: 'http_status', status: 500, count: -1 });
   await waitFor(async () => (await httpGet(srv, '/healthz')).status === 503,
     { timeoutMs: 5000, message: 'healthz 503 while the only feed fails' });
@@ -102,7 +85,7 @@ test('HTTP 500, malformed and oversized bodies: no crash, the feed goes down and
   fx.fault({ venue: 'kraken', kind: 'huge_frame', count: 1 });
   await waitFor(async () => (await httpGet(srv, '/healthz')).status === 200,
     { timeoutMs: 20000, message: 'the feed is live again' });
-  await expectPrices(srv, ['BTC-USD'], 2);
+  await collectPrices(srv, ['BTC-USD'], 2);
   assert.ok(srv.alive());
   assert.match(srv.stderr(), /larger than max_body_bytes|malformed|invalid|JSON/i);
   const m = await metrics(srv);

@@ -4,7 +4,7 @@
 // and a rejected subscription the adapter recovers (or reports) as documented, and tickerd keeps serving.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, runTickerd, metrics } from './lib/harness.mjs';
+import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, runTickerd, metrics, collectPrices, feedHealth } from './lib/harness.mjs';
 import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
 
 const T = { timeout: 45000 };
@@ -25,22 +25,8 @@ const wsFeed = (fx, venue, symbols, extra = {}) => ({
   type: 'ws', name: `${venue}-ws`, venue, url: fx.wsUrl, symbols, silence_timeout_ms: 1500, max_backoff_ms: 400, ...extra,
 });
 
-/** Collect updates for `symbols` from a fresh client until each has `n`; returns Map symbol -> updates. */
-async function expectPrices(srv, symbols, n = 2, timeoutMs = 8000) {
-  const c = await connect(srv);
-  const ack = await c.request({ op: 'subscribe', symbols, id: 1 });
-  assert.equal(ack.op, 'ack', JSON.stringify(ack));
-  const seen = new Map(symbols.map((s) => [s, []]));
-  const deadline = Date.now() + timeoutMs;
-  while ([...seen.values()].some((v) => v.length < n)) {
-    const m = await c.next((x) => x.op === 'snapshot' || x.op === 'update', deadline - Date.now(), 'prices');
-    for (const u of updatesOf(m)) if (seen.has(u.symbol)) seen.get(u.symbol).push(u);
-  }
-  c.close();
-  return seen;
-}
 
-const feedState = async (srv, name) => (await httpGet(srv, '/healthz')).json().feeds.find((f) => f.name === name);
+const feedState = feedHealth;
 const feedUpdates = async (srv, name) => (await feedState(srv, name)).updates;
 
 const presets = [
@@ -53,7 +39,7 @@ for (const { venue, symbols, near } of presets) {
   test(`${venue} stream: prices flow to clients under canonical symbols`, T, async () => {
     const fx = await fakeExchange();
     const srv = await startTickerd({ config: { feeds: [wsFeed(fx, venue, symbols)] } });
-    const seen = await expectPrices(srv, symbols, 3);
+    const seen = await collectPrices(srv, symbols, 3);
     for (const [sym, ups] of seen) {
       const u = ups.at(-1);
       assert.equal(u.src, `${venue}-ws`);
@@ -68,7 +54,7 @@ for (const { venue, symbols, near } of presets) {
   test(`${venue} stream: recovers from an abrupt disconnect and re-subscribes`, T, async () => {
     const fx = await fakeExchange();
     const srv = await startTickerd({ config: { feeds: [wsFeed(fx, venue, symbols)] } });
-    await expectPrices(srv, symbols, 1);
+    await collectPrices(srv, symbols, 1);
     fx.fault({ venue, kind: 'disconnect' });
     await waitFor(() => /reconnecting in \d+ ms/.test(srv.stderr()), { timeoutMs: 3000, message: 'a reconnect is scheduled' });
     const before = await feedUpdates(srv, `${venue}-ws`);
@@ -82,19 +68,19 @@ for (const { venue, symbols, near } of presets) {
 test('a silent (stalled) stream is detected and re-opened', T, async () => {
   const fx = await fakeExchange();
   const srv = await startTickerd({ config: { feeds: [wsFeed(fx, 'coinbase', ['BTC-USD'])] } });
-  await expectPrices(srv, ['BTC-USD'], 1);
+  await collectPrices(srv, ['BTC-USD'], 1);
   fx.fault({ venue: 'coinbase', kind: 'stall', ms: 4000 });
   await waitFor(() => /silent for \d+ ms; reconnecting/.test(srv.stderr()), { timeoutMs: 5000, message: 'silence detected' });
   await waitFor(async () => (await feedState(srv, 'coinbase-ws')).state === 'down', { timeoutMs: 3000, message: 'feed reported down' });
   fx.fault({ venue: 'coinbase', kind: 'clear' });
   await waitFor(async () => (await feedState(srv, 'coinbase-ws')).state === 'live', { timeoutMs: 8000, message: 'feed live again' });
-  await expectPrices(srv, ['BTC-USD'], 2);
+  await collectPrices(srv, ['BTC-USD'], 2);
 });
 
 test('Binance serverShutdown: reconnect at once, a single reconnect gap', T, async () => {
   const fx = await fakeExchange();
   const srv = await startTickerd({ config: { feeds: [wsFeed(fx, 'binance', ['BTC-USDT'], { max_backoff_ms: 30000 })] } });
-  await expectPrices(srv, ['BTC-USDT'], 1);
+  await collectPrices(srv, ['BTC-USDT'], 1);
   const t0 = Date.now();
   fx.fault({ venue: 'binance', kind: 'server_shutdown' });
   await waitFor(() => /announced a disconnect; reconnecting now/.test(srv.stderr()), { timeoutMs: 3000, message: 'shutdown noticed' });
@@ -107,7 +93,7 @@ test('Binance serverShutdown: reconnect at once, a single reconnect gap', T, asy
 test('malformed, wrong-typed and oversized frames are dropped and counted; the stream goes on', T, async () => {
   const fx = await fakeExchange();
   const srv = await startTickerd({ config: { feeds: [wsFeed(fx, 'kraken', ['BTC-USD'], { max_message_bytes: 65536 })] } });
-  await expectPrices(srv, ['BTC-USD'], 1);
+  await collectPrices(srv, ['BTC-USD'], 1);
   fx.fault({ venue: 'kraken', kind: 'malformed', count: 3 });
   fx.fault({ venue: 'kraken', kind: 'wrong_types', count: 3 });
   fx.fault({ venue: 'kraken', kind: 'huge_frame', count: 1 });
@@ -147,7 +133,7 @@ test('capture records the stream raw; replay plays it back to the same prices', 
   const file = path.join(dir, 'kraken.ws.jsonl');
   const fx = await fakeExchange();
   const srv = await startTickerd({ config: { feeds: [wsFeed(fx, 'kraken', ['BTC-USD'], { capture: file })] } });
-  const live = await expectPrices(srv, ['BTC-USD'], 3);
+  const live = await collectPrices(srv, ['BTC-USD'], 3);
   const lastLive = live.get('BTC-USD').at(-1);
   await srv.stop('SIGTERM');
   const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));

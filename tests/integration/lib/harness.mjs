@@ -696,3 +696,28 @@ export function checkUpdateShape(u, { maxAgeMs = 10000 } = {}) {
   const ageMs = Date.now() - u.ts / 1000;
   if (Math.abs(ageMs) > maxAgeMs) fail(`ts is ${Math.round(ageMs)} ms away from now (not integer µs since epoch?)`);
 }
+
+/**
+ * Subscribe a fresh client to `symbols` and collect update objects until each symbol has `n` (snapshots
+ * count); returns Map symbol -> [updates]. Waits for the symbols to be known first (feeds may declare them
+ * only with their first value). Fails on anything but an ack.
+ */
+export async function collectPrices(target, symbols, n = 1, timeoutMs = 8000) {
+  await waitForSymbols(target, symbols, timeoutMs);
+  const c = await connect(target);
+  const ack = await c.request({ op: 'subscribe', symbols, id: 1 });
+  if (ack.op !== 'ack') throw new Error(`subscribe failed: ${JSON.stringify(ack)}`);
+  const seen = new Map(symbols.map((s) => [s, []]));
+  const deadline = Date.now() + timeoutMs;
+  while ([...seen.values()].some((v) => v.length < n)) {
+    const m = await c.next((x) => x.op === 'snapshot' || x.op === 'update', deadline - Date.now(), 'prices');
+    for (const u of updatesOf(m)) if (seen.has(u.symbol)) seen.get(u.symbol).push(u);
+  }
+  c.close();
+  return seen;
+}
+
+/** The /healthz entry of the feed called `name`. */
+export async function feedHealth(target, name) {
+  return (await httpGet(target, '/healthz')).json().feeds.find((f) => f.name === name);
+}
