@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
 
-pkgs=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev libcurl4-openssl-dev)
+pkgs=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev)
 if [ "$mode" = test ]; then
   pkgs+=(chromium)  # the dashboard's real-browser tests (driven by playwright-core)
   pkgs+=(clang libclang-rt-14-dev)  # libFuzzer targets over the venue parsers
