@@ -1,5 +1,8 @@
 // tickerd dashboard. Incoming updates only land in per-row state and mark the row dirty; the DOM is
-// written once per animation frame, for dirty rows only, and a cell only when its text changed.
+// written once per animation frame, for dirty rows only, and a cell only when its text changed. The same
+// frame redraws the sparklines (an SVG polyline per row over the last SPARK_POINTS prices) of dirty rows.
+// Rows scrolled out of view (or filtered out) are not written at all: they catch up when they come into
+// view (an IntersectionObserver tells), so the cost of a frame follows what is on screen, not the list.
 
 import { TickerdClient } from './tickerd-client.js';
 import { decimalsOf, fmtPrice, fmtPct, fmtVol, fmtClock, fmtAge } from './format.js';
@@ -8,7 +11,10 @@ const STORE_KEY = 'tickerd.symbols';
 const SORT_KEY = 'tickerd.sort';
 const THEME_KEY = 'tickerd.theme';
 const DEFAULT_COUNT = 20;       // symbols taken from /api/symbols when nothing is stored
-const STALE_MS = 15000;         // rows without an update for this long are dimmed
+const QUIET_MS = 15000;         // rows without an update for this long are dimmed
+const SPARK_POINTS = 60;        // points kept per row for its sparkline ...
+const SPARK_STEP_MS = 1000;     // ... one per second: the last price received in that second
+const SPARK_W = 100, SPARK_H = 20; // the sparkline's viewBox (stretched to the cell)
 const SYMBOL_RE = /^[A-Z0-9._]+-[A-Z0-9._]+$/;
 
 // ?ws= overrides the socket URL; the REST API lives on the same host as the socket.
@@ -47,12 +53,10 @@ function save(key, value) {
 const rows = new Map();
 const dirty = new Set();
 const known = new Map();        // symbol -> info from /api/symbols
-let connEpoch = 0;              // bumped on every (re)connect; seq gaps only count within one connection
 let clockOffset = 0;            // server clock - local clock, ms (from ping acks)
 let sort = { key: null, dir: 1 }; // key null = the user's list order
 let filterText = '';
 let updatesSinceTick = 0;
-let skipped = 0;                // values skipped by server-side conflation (seq gaps)
 let lastTick = performance.now();
 let tickDue = false;
 let sortStale = false;
@@ -62,13 +66,21 @@ class Row {
   constructor(sym) {
     this.sym = sym;
     this.q = null;              // merged latest quote
-    this.seq = null;
-    this.conn = 0;
+    this.serverStale = false;   // the latest value said "stale":true (no feed quoted it recently)
+    this.waiting = false;       // the server did not know the symbol at the last re-subscribe
+    this.shownStale = false;
+    this.hist = new Float64Array(SPARK_POINTS); // ring buffer of last prices
+    this.histLen = 0;
+    this.histHead = 0;          // index of the next write
+    this.histSlot = -1;         // SPARK_STEP_MS slot of the newest point
+    this.sparkDirty = false;
     this.dec = knownDecimals(sym);  // price decimals; only ever grows
     this.prev = {};             // last rendered numbers, for flash direction
-    this.flip = {};             // alternates the flash animation name so it restarts
     this.text = {};             // last rendered strings, to skip no-op DOM writes
-    this.stale = false;
+    this.quiet = false;
+    this.visible = false;       // on screen (or nearly), per the IntersectionObserver
+    this.behind = false;        // has changes not rendered while off screen
+    this.drawnAt = -Infinity;   // rAF time of the last render
     this.tr = rowTpl.content.firstElementChild.cloneNode(true);
     this.tr.dataset.symbol = sym;
     this.cells = {};
@@ -77,11 +89,16 @@ class Row {
       const key = td.className.match(/\bc-(\w+)/)[1];
       this.cells[key] = td;
     }
-    this.cells.symbol.textContent = sym;
+    this.cells.symbol.querySelector('.sym').textContent = sym;
+    this.badge = this.cells.symbol.querySelector('.badge-stale');
+    this.spark = this.cells.spark.firstElementChild;
+    this.line = this.spark.firstElementChild;
+    this.sparkDir = '';
     this.tr.querySelector('button.remove').setAttribute('aria-label', `Remove ${sym}`);
     const tc = this.cells.time;
-    for (const [key, el] of [['last', this.cells.last], ['chg', this.cells.chg], ['bid', this.cells.bid],
-      ['ask', this.cells.ask], ['spread', this.cells.spread], ['vol', this.cells.vol], ['src', this.cells.src],
+    const box = (key) => this.cells[key].querySelector('.v');
+    for (const [key, el] of [['last', box('last')], ['chg', box('chg')], ['bid', box('bid')],
+      ['ask', box('ask')], ['spread', box('spread')], ['vol', box('vol')], ['src', box('src')],
       ['clock', tc.querySelector('.clock')], ['age', tc.querySelector('.age')]]) {
       el.textContent = key === 'age' ? '' : '—';
       this.nodes[key] = el.firstChild || el.appendChild(document.createTextNode(''));
@@ -91,6 +108,24 @@ class Row {
 
   set(key, s) {
     if (this.text[key] !== s) { this.text[key] = s; this.nodes[key].data = s; }
+  }
+
+  // Keep a price for the sparkline: a new point per SPARK_STEP_MS slot (of arrival time); within a slot
+  // the newest point follows the price, so the line's right end is live.
+  push(v, now) {
+    if (!Number.isFinite(v)) return;
+    const slot = Math.floor(now / SPARK_STEP_MS);
+    if (this.histLen && slot === this.histSlot) {
+      const i = (this.histHead + SPARK_POINTS - 1) % SPARK_POINTS;
+      if (this.hist[i] === v) return;
+      this.hist[i] = v;
+    } else {
+      this.histSlot = slot;
+      this.hist[this.histHead] = v;
+      this.histHead = (this.histHead + 1) % SPARK_POINTS;
+      if (this.histLen < SPARK_POINTS) this.histLen++;
+    }
+    this.sparkDirty = true;
   }
 }
 
@@ -102,18 +137,15 @@ function knownDecimals(sym) {
 
 // ---- incoming data ----
 
-function onData({ kind, updates }) {
+function onData({ updates }) {
+  const now = performance.now();
   for (const u of updates) {
     const row = rows.get(u?.symbol);
     if (!row) continue; // e.g. a late update for a symbol just removed
-    if (Number.isFinite(u.seq)) {
-      if (kind === 'update' && row.conn === connEpoch && row.seq !== null && u.seq > row.seq + 1) {
-        skipped += u.seq - row.seq - 1;
-      }
-      row.seq = u.seq;
-      row.conn = connEpoch;
-    }
     row.q = row.q ? Object.assign(row.q, u) : { ...u }; // optional keys may be absent in later updates
+    row.serverStale = u.stale === true;                 // ... but a missing "stale" means false
+    if (row.waiting) { row.waiting = false; delete row.tr.dataset.waiting; row.tr.removeAttribute('title'); }
+    row.push(u.last, now);
     dirty.add(row);
     updatesSinceTick++;
   }
@@ -122,16 +154,36 @@ function onData({ kind, updates }) {
 
 // ---- rendering (requestAnimationFrame only) ----
 
+// A row is redrawn at most every `rowInterval` ms: ROW_MIN_MS normally (20 Hz per row is more than eyes
+// read), growing towards ROW_MAX_MS while frames start late (a slow machine, a busy renderer) and shrinking
+// back when they are on time. Rows held back keep only their newest value, so nothing queues up.
+const ROW_MIN_MS = 50;
+const ROW_MAX_MS = 500;
+let rowInterval = ROW_MIN_MS;
+let requestedAt = 0;
+
 function requestRender() {
-  if (!frameQueued) { frameQueued = true; requestAnimationFrame(frame); }
+  if (!frameQueued) { frameQueued = true; requestedAt = performance.now(); requestAnimationFrame(frame); }
 }
 
-function frame() {
+function frame(t) {
   frameQueued = false;
+  const late = t - requestedAt;  // ~0-17 ms when the frame came at the next vsync
+  if (late > 28) rowInterval = Math.min(ROW_MAX_MS, rowInterval * 1.25);
+  else if (late < 20) rowInterval = Math.max(ROW_MIN_MS, rowInterval * 0.97);
   const now = Date.now() + clockOffset;
-  for (const row of dirty) renderRow(row, now);
+  let held = null;
+  for (const row of dirty) {
+    if (!row.visible) { row.behind = true; continue; }
+    if (t - row.drawnAt < rowInterval) { (held ??= []).push(row); continue; }
+    row.drawnAt = t;
+    renderRow(row, now, t, row.behind);
+  }
   if (dirty.size && sort.key && sort.key !== 'symbol') sortStale = true;
   dirty.clear();
+  if (held) for (const row of held) dirty.add(row);
+  stepFlashes(t);
+  if (held || flashing.size) requestRender();
   if (tickDue) tick(now);
 }
 
@@ -140,13 +192,24 @@ function changePct(q) {
   return Number.isFinite(q.open) && q.open !== 0 ? (100 * (q.last - q.open)) / q.open : NaN;
 }
 
-function renderRow(row, now) {
+// Off-screen rows catch up when they come into view (no flash then: the change is not new).
+const seen = new IntersectionObserver((entries) => {
+  for (const e of entries) {
+    const row = rows.get(e.target.dataset.symbol);
+    if (!row || row.tr !== e.target) continue;
+    row.visible = e.isIntersecting;
+    if (row.visible && row.behind && row.q) { dirty.add(row); requestRender(); }
+  }
+}, { root: document.querySelector('main'), rootMargin: '150px 0px' });
+
+function renderRow(row, now, t, catchUp = false) {
+  row.behind = false;
   const q = row.q;
   const dec = (row.dec = Math.max(row.dec, decimalsOf(q.last), decimalsOf(q.bid), decimalsOf(q.ask)));
   for (const k of ['last', 'bid', 'ask']) {
     const v = q[k];
     const p = row.prev[k];
-    if (p !== undefined && Number.isFinite(v) && v !== p) flash(row, k, v > p ? 'up' : 'down');
+    if (p !== undefined && !catchUp && Number.isFinite(v) && v !== p) flash(row, k, v > p ? 'up' : 'down', t);
     row.prev[k] = v;
     row.set(k, fmtPrice(v, dec));
   }
@@ -158,38 +221,97 @@ function renderRow(row, now) {
   row.set('vol', fmtVol(q.volume));
   row.set('src', q.src == null ? '—' : String(q.src));
   row.set('clock', fmtClock(q.ts / 1000));
+  if (row.serverStale !== row.shownStale) {
+    row.shownStale = row.serverStale;
+    row.badge.hidden = !row.serverStale;
+    if (row.serverStale) row.tr.dataset.stale = ''; else delete row.tr.dataset.stale;
+  }
+  if (row.sparkDirty) renderSpark(row);
   renderAge(row, now);
 }
 
+// The sparkline: one polyline over the kept prices, oldest at the left edge, newest at the right edge (so
+// it spans the cell from the second point on), scaled to the window's own range. Coloured by the direction
+// over the window.
+function renderSpark(row) {
+  row.sparkDirty = false;
+  const n = row.histLen;
+  const h = row.hist;
+  const start = (row.histHead + SPARK_POINTS - n) % SPARK_POINTS;
+  let lo = Infinity, hi = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = h[(start + i) % SPARK_POINTS];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const step = n > 1 ? SPARK_W / (n - 1) : 0;
+  const x0 = n > 1 ? 0 : SPARK_W;
+  const k = hi > lo ? (SPARK_H - 2) / (hi - lo) : 0;
+  const mid = SPARK_H / 2;
+  let pts = '';
+  for (let i = 0; i < n; i++) {
+    const v = h[(start + i) % SPARK_POINTS];
+    const y = k ? SPARK_H - 1 - (v - lo) * k : mid;
+    pts += `${(x0 + i * step).toFixed(1)},${y.toFixed(1)} `;
+  }
+  row.line.setAttribute('points', pts);
+  const first = h[start], last = h[(start + n - 1) % SPARK_POINTS];
+  const dir = n < 2 || first === last ? 'flat' : last > first ? 'up' : 'down';
+  if (dir !== row.sparkDir) { row.sparkDir = dir; row.spark.dataset.dir = dir; }
+}
+
+// "Quiet": no update received for QUIET_MS (by the upstream timestamp); the row is dimmed. Independent of
+// the server's stale flag, which says that no feed quotes the symbol any more.
 function renderAge(row, now) {
   if (!row.q) return;
   const age = Math.max(0, now - row.q.ts / 1000);
   row.set('age', fmtAge(age));
-  const stale = age > STALE_MS;
-  if (stale !== row.stale) { row.stale = stale; row.tr.classList.toggle('stale', stale); }
+  const quiet = age > QUIET_MS;
+  if (quiet !== row.quiet) { row.quiet = quiet; row.tr.classList.toggle('quiet', quiet); }
 }
 
-// Two identical keyframes (…0 / …1): switching between them restarts the animation without a reflow.
-function flash(row, key, dir) {
-  const f = (row.flip[key] ^= 1);
-  row.cells[key].dataset.flash = dir + f;
+// Price flash in two steps, strong then faint then gone (data-flash="up2" -> "up1" -> none), stepped by the
+// frame loop. Not a CSS animation: with every visible price moving, hundreds of running background
+// animations cost a repaint (and a compositor layer) each per frame; steps cost three style changes.
+const FLASH_STRONG_MS = 150;
+const FLASH_END_MS = 450;
+const flashing = new Map();     // td -> {dir, t0, shown}
+
+function flash(row, key, dir, t) {
+  const td = row.cells[key];
+  const f = flashing.get(td);
+  if (f) { f.dir = dir; f.t0 = t; } else flashing.set(td, { dir, t0: t, shown: '' });
 }
-// Drop the attribute once done so moving or un-hiding a row does not replay it.
-tbody.addEventListener('animationend', (e) => {
-  const td = e.target;
-  if (td.dataset.flash && e.animationName === `flash-${td.dataset.flash}`) delete td.dataset.flash;
-});
+
+function stepFlashes(t) {
+  for (const [td, f] of flashing) {
+    const age = t - f.t0;
+    const v = age < FLASH_STRONG_MS ? `${f.dir}2` : age < FLASH_END_MS ? `${f.dir}1` : '';
+    if (v !== f.shown) {
+      f.shown = v;
+      if (v) td.dataset.flash = v; else delete td.dataset.flash;
+    }
+    if (!v) flashing.delete(td);
+  }
+}
+
+function clearFlashes(row) {
+  for (const td of row.tr.cells) if (flashing.delete(td)) delete td.dataset.flash;
+}
 
 // Once a second: ages, stale marks, throttled re-sort on live columns, stats line.
 function tick(now) {
   tickDue = false;
-  for (const row of rows.values()) renderAge(row, now);
+  for (const row of rows.values()) if (row.visible) renderAge(row, now);
   if (sortStale) applyOrder();
   const t = performance.now();
   const rate = Math.round((updatesSinceTick * 1000) / (t - lastTick));
   updatesSinceTick = 0;
   lastTick = t;
-  statsEl.textContent = `${rows.size} symbols · ${rate} upd/s · ${skipped} skipped by conflation · ${WS_URL}`;
+  let stale = 0;
+  for (const r of rows.values()) if (r.serverStale) stale++;
+  statsEl.textContent = `${rows.size} symbols${stale ? ` (${stale} stale)` : ''} · ${rate} upd/s · ` +
+    `${client.skipped} skipped by conflation · ${WS_URL}`;
 }
 setInterval(() => { tickDue = true; requestRender(); }, 1000);
 
@@ -264,7 +386,7 @@ function applyFilter(row) {
   if (row.tr.hidden === hide) return;
   row.tr.hidden = hide;
   // animations do not run while hidden; clear leftovers so they do not replay on show
-  if (!hide) for (const td of row.tr.cells) delete td.dataset.flash;
+  if (hide) clearFlashes(row);
 }
 
 function renderEmpty() {
@@ -304,6 +426,7 @@ function addRows(symbols) {
     rows.set(s, row);
     applyFilter(row);
     tbody.appendChild(row.tr);
+    seen.observe(row.tr);
   }
   if (fresh.length) { applyOrder(); renderEmpty(); }
   return fresh;
@@ -315,6 +438,8 @@ function removeRows(symbols) {
     if (!row) continue;
     rows.delete(s);
     dirty.delete(row);
+    seen.unobserve(row.tr);
+    clearFlashes(row);
     row.tr.remove();
   }
   saveList();
@@ -326,11 +451,13 @@ async function addSymbols(symbols) {
   if (!fresh.length) return;
   saveList();
   try {
-    await client.subscribe(fresh); // unknown symbols come back through the 'rejected' event
+    // partial: unknown symbols come back through the 'rejected' event, the rest is subscribed
+    await client.subscribe(fresh, { partial: true });
   } catch (e) {
     if (e.code === 'too_many_subscriptions') removeRows(fresh);
-    // timeout / disconnected: the client keeps them and subscribes again after reconnecting
-    if (e.code !== 'disconnected') toast(`Subscribe failed: ${e.message}`, 'error');
+    // server errors are toasted by the 'error' listener; timeout / disconnected: the client keeps the
+    // symbols and subscribes again after reconnecting
+    if (e.code === 'timeout') toast(`Subscribe failed: ${e.message}`, 'error');
   }
 }
 
@@ -407,10 +534,7 @@ client.addEventListener('state', ({ detail: { state, attempt } }) => {
   if (view !== 'live') latencyEl.textContent = 'rtt —';
 });
 
-client.addEventListener('open', () => {
-  connEpoch++;
-  loadKnown();
-});
+client.addEventListener('open', () => loadKnown());
 
 client.addEventListener('data', (e) => onData(e.detail));
 
@@ -419,13 +543,30 @@ client.addEventListener('latency', ({ detail: { rtt, clockOffset: off } }) => {
   latencyEl.textContent = `rtt ${rtt < 10 ? rtt.toFixed(1) : Math.round(rtt)} ms`;
 });
 
-client.addEventListener('rejected', ({ detail: { symbols } }) => {
-  removeRows(symbols);
-  toast(`Unknown symbol${symbols.length > 1 ? 's' : ''} dropped: ${symbols.join(', ')}`, 'error');
+// Unknown to the server: dropped when the user just added them; kept (and retried by the client) when a
+// re-subscribe after (re)connecting found them unknown, e.g. tickerd restarted and a feed has not quoted yet.
+client.addEventListener('rejected', ({ detail: { symbols, waiting } }) => {
+  const s = symbols.length > 1 ? 's' : '';
+  if (!waiting) {
+    removeRows(symbols);
+    toast(`Unknown symbol${s} dropped: ${symbols.join(', ')}`, 'error');
+    return;
+  }
+  for (const sym of symbols) {
+    const row = rows.get(sym);
+    if (!row) continue;
+    row.waiting = true;
+    row.tr.dataset.waiting = '';
+    row.tr.title = 'Not known to the server (yet): retrying';
+  }
+  toast(`Not known to the server (yet), retrying: ${symbols.join(', ')}`);
 });
 
+// Server error replies (unknown symbols have their own toast); transport errors show in the status.
 client.addEventListener('error', ({ detail }) => {
-  toast(`Server: ${detail.message || detail.code}`, 'error');
+  if (detail.source === 'server' && detail.code !== 'unknown_symbol') {
+    toast(`Server: ${detail.message || detail.code}`, 'error');
+  }
 });
 
 // ---- toast ----
@@ -472,3 +613,9 @@ else needDefaults = true;
 renderEmpty();
 loadKnown();
 client.connect();
+
+// For the console and the browser tests: the client, and the renderer's current row interval.
+window.tickerd = {
+  client,
+  renderStats: () => ({ rowInterval, rows: rows.size, dirty: dirty.size, flashing: flashing.size }),
+};

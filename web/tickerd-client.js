@@ -1,19 +1,32 @@
-// Small reusable client for the tickerd v1 JSON WebSocket protocol (docs/protocol.md).
+// tickerd-client.js — client SDK for the tickerd v1 JSON WebSocket protocol (docs/protocol.md).
+// One ES module, no dependencies. Runs in browsers and in Node >= 20 (pass the `ws` package's WebSocket
+// class as options.WebSocket where there is no global one). Documented in docs/client.md.
 //
-//   const c = new TickerdClient('ws://127.0.0.1:8080/ws').connect();
-//   c.addEventListener('data', (e) => e.detail.updates.forEach(...));  // snapshot + update frames
-//   await c.subscribe(['BTC-USD']);
+//   import { connect } from './tickerd-client.js';
+//   const c = connect('ws://127.0.0.1:8080/ws');            // Node 20: connect(url, { WebSocket })
+//   c.on('update', (u) => console.log(u.symbol, u.last, u.seq));
+//   c.on('status', ({ status }) => console.log(status));     // connecting | live | reconnecting | closed
+//   await c.ready();                                        // live (before that, subscribe only remembers)
+//   await c.subscribe(['BTC-USD', 'ETH-USD']);              // resolves on the ack, rejects on error/timeout
 //
-// Events (CustomEvent, payload in .detail):
-//   state    {state, attempt, delay}  state: connecting | open | reconnecting | offline | closed
+// Events (EventTarget + CustomEvent, payload in event.detail; c.on(type, fn) calls fn(detail, event)):
+//   status   {status, state, attempt, delay}  status: connecting | live | reconnecting | closed
+//   snapshot one update object of a snapshot frame (the symbol's current value after a subscribe)
+//   update   one update object of an update frame (or of a replay frame, with options.resume)
+//   data     {kind: 'snapshot'|'update'|'replay', updates, reset?}   the whole frame (replay, reset: resume)
+//   error    {source: 'server'|'transport', code, message, id?, req?, symbols?}
+//            every server error reply (req names the request's op when it answers one of ours) and
+//            transport trouble (connect failure, connect/ping timeout)
 //   open / close {code, reason}
-//   data     {kind: 'snapshot'|'update', updates: [...]}
 //   latency  {rtt, clockOffset}       rtt in ms; clockOffset = server clock - local clock, ms
-//   rejected {symbols, code}          symbols the server did not know; dropped from the subscriptions
-//   error    {code, message, ...}     a server error not tied to a pending request, or a failed resubscribe
+//   rejected {symbols, code, waiting} unknown symbols: dropped by a partial subscribe (waiting false), or
+//                                     kept and retried after a re-subscribe (waiting true; see `waiting`)
+//   state    {state, attempt, delay}  the finer-grained state: idle | connecting | open | reconnecting |
+//                                     offline | closed (kept for existing callers; prefer `status`)
 //
-// `subscriptions` is the set of symbols the caller wants; it survives disconnects and is re-sent after every
-// reconnect. Reconnects use exponential backoff with full jitter: delay = random(0, min(cap, base * 2^(n-1))).
+// `subscriptions` is the set of symbols the caller wants; it survives disconnects and is re-subscribed
+// after every reconnect. Reconnects use exponential backoff with full jitter:
+// delay = random(0, min(maxDelay, baseDelay * 2^(attempt-1))).
 
 export class TickerdError extends Error {
   constructor(code, message, extra) {
@@ -25,28 +38,53 @@ export class TickerdError extends Error {
   }
 }
 
+const STATUS_OF = {
+  idle: 'closed', closed: 'closed', open: 'live', reconnecting: 'reconnecting', offline: 'reconnecting',
+};
+
 export class TickerdClient extends EventTarget {
   constructor(url, options = {}) {
     super();
     this.url = url;
     this.opts = {
-      baseDelay: 500,       // ms
-      maxDelay: 30000,      // ms
-      timeout: 5000,        // ms to wait for an ack/error
-      pingInterval: 5000,   // ms between latency pings while open; 0 = off
-      stableAfter: 5000,    // ms a connection must stay up before the backoff resets
+      baseDelay: 500,        // ms, first reconnect delay bound
+      maxDelay: 30000,       // ms, cap of the reconnect delay bound
+      timeout: 5000,         // ms to wait for an ack/error
+      connectTimeout: 10000, // ms for the WebSocket handshake; then the attempt counts as failed
+      pingInterval: 5000,    // ms between latency pings while open; 0 = off. A ping without reply closes.
+      stableAfter: 5000,     // ms a connection must stay up before the backoff resets
+      maxRequestBytes: 4000, // larger subscribes are split (server default limits.max_message_bytes: 4096)
+      protocols: undefined,  // WebSocket subprotocol(s), e.g. 'tickerd.json'
+      retryUnknown: 5000,    // ms between re-tries of symbols a re-subscribe could not confirm; 0 = drop unknown
+      resume: false,         // re-subscribes name the last seq per symbol: the server replays what was missed
       WebSocket: globalThis.WebSocket,
       ...options,
     };
+    if (typeof this.opts.WebSocket !== 'function') {
+      throw new TypeError('tickerd-client: no WebSocket implementation; pass one as options.WebSocket ' +
+        "(on Node < 22: import WebSocket from 'ws')");
+    }
     this.state = 'idle';
     this.attempt = 0;         // reconnect attempts since the last stable connection
     this.rtt = null;
     this.clockOffset = 0;
     this.subscriptions = new Set();
+    this.waiting = new Set(); // wanted, but the last re-subscribe got unknown_symbol or no reply (retried)
+    this.latest = new Map();  // symbol -> last update object received (snapshot or update)
+    this.skipped = 0;         // values skipped by server-side conflation, seen as seq gaps, since creation
+    this.counts = { snapshots: 0, updates: 0, replayed: 0, resets: 0, frames: 0, connects: 0, reconnects: 0 };
+    this.epoch = null;        // the server instance of the last subscribe ack (for resume)
+    this._seq = new Map();    // symbol -> {seq, conn, skipped}
+    this._conn = 0;           // connection number; seq gaps are only counted within one connection
     this._ws = null;
     this._nextId = 1;
-    this._pending = new Map(); // id -> {resolve, reject, timer}
+    this._pending = new Map(); // id -> {resolve, reject, timer, op}
+    this._perValue = { update: new Set(), snapshot: new Set() };
+    this._readyWaiters = [];
+    this._waitTimer = 0;
+    this._starting = null;
     this._retryTimer = 0;
+    this._connectTimer = 0;
     this._pingTimer = 0;
     this._openedAt = 0;
     this._onOnline = () => { if (this.state === 'offline') this._connect(); };
@@ -55,44 +93,121 @@ export class TickerdClient extends EventTarget {
     };
   }
 
+  /** connecting | live | reconnecting | closed */
+  get status() {
+    if (this.state === 'connecting') return this.attempt ? 'reconnecting' : 'connecting';
+    return STATUS_OF[this.state];
+  }
+
+  // Starts connecting in a microtask, so listeners added right after connect() see the first 'status'.
   connect() {
-    if (this.state === 'idle' || this.state === 'closed') {
+    if ((this.state === 'idle' || this.state === 'closed') && !this._starting) {
       globalThis.addEventListener?.('online', this._onOnline);
       globalThis.addEventListener?.('offline', this._onOffline);
-      this._connect();
+      this.attempt = 0;
+      const token = (this._starting = {});
+      queueMicrotask(() => {
+        if (this._starting !== token) return; // close() came first
+        this._starting = null;
+        this._connect();
+      });
     }
     return this;
   }
 
   close() {
+    this._starting = null;
     globalThis.removeEventListener?.('online', this._onOnline);
     globalThis.removeEventListener?.('offline', this._onOffline);
     clearTimeout(this._retryTimer);
+    for (const w of this._readyWaiters.splice(0)) {
+      clearTimeout(w.timer);
+      w.reject(new TickerdError('closed', 'client closed'));
+    }
     this._setState('closed');
     this._drop(1000, 'client closed');
   }
 
-  // Resolves {symbols: subscribed, rejected: unknown ones dropped}. Offline, the symbols are only
-  // remembered ({queued: true}) and subscribed on the next connect.
-  subscribe(symbols) {
+  /**
+   * Resolves once the connection is live (at once if it is); rejects with a TickerdError 'timeout' after
+   * `timeout` ms (default: none) or 'closed' if close() is called first. Handy before a first subscribe
+   * whose result matters: while not live, subscribe() only remembers the symbols.
+   */
+  ready({ timeout = 0 } = {}) {
+    if (this.state === 'open') return Promise.resolve(this);
+    if (this.state === 'closed' || (this.state === 'idle' && !this._starting)) {
+      return Promise.reject(new TickerdError('closed', 'not connecting: call connect() first'));
+    }
+    return new Promise((resolve, reject) => {
+      const w = { resolve, reject, timer: 0 };
+      if (timeout > 0) {
+        w.timer = setTimeout(() => {
+          this._readyWaiters.splice(this._readyWaiters.indexOf(w), 1);
+          reject(new TickerdError('timeout', `not live within ${timeout} ms (${this.status})`));
+        }, timeout);
+      }
+      this._readyWaiters.push(w);
+    });
+  }
+
+  // Per-value events are only built when somebody listens (a busy page gets thousands per second).
+  addEventListener(type, fn, opts) {
+    if (fn && (type === 'update' || type === 'snapshot')) this._perValue[type].add(fn);
+    super.addEventListener(type, fn, opts);
+  }
+
+  removeEventListener(type, fn, opts) {
+    if (type === 'update' || type === 'snapshot') this._perValue[type].delete(fn);
+    super.removeEventListener(type, fn, opts);
+  }
+
+  /** fn(detail, event) for every event of `type`; returns a function that removes the listener. */
+  on(type, fn) {
+    const h = (e) => fn(e.detail, e);
+    this.addEventListener(type, h);
+    return () => this.removeEventListener(type, h);
+  }
+
+  /**
+   * Subscribe to `symbols` (canonical symbols, or ['*']); they are remembered and re-subscribed after every
+   * reconnect. Resolves {symbols, rejected} once the server acknowledged.
+   * Default (atomic, like the server): any error reply rejects with a TickerdError carrying the server's
+   * `code` (and `symbols` for unknown_symbol); the new symbols are then forgotten.
+   * {partial: true}: unknown symbols are dropped (listed in `rejected`, and a `rejected` event) and the
+   * rest subscribed. {timeout}: ms to wait for the reply (default options.timeout).
+   * When not connected the symbols are only remembered: resolves {symbols: [], rejected: [], queued: true}.
+   * A request longer than options.maxRequestBytes is sent as several subscribes, each atomic on its own.
+   */
+  subscribe(symbols, { partial = false, timeout = this.opts.timeout } = {}) {
     symbols = [...new Set(symbols)];
+    const added = symbols.filter((s) => !this.subscriptions.has(s));
     for (const s of symbols) this.subscriptions.add(s);
     if (this.state !== 'open' || !symbols.length) return Promise.resolve({ symbols: [], rejected: [], queued: true });
-    return this._subscribe(symbols);
+    return this._subscribe(symbols, { mode: partial ? 'partial' : 'atomic', timeout, added: new Set(added) });
   }
 
-  unsubscribe(symbols) {
-    for (const s of symbols) this.subscriptions.delete(s);
+  /** Resolves with the ack (null when not connected: the server forgets everything on disconnect anyway). */
+  unsubscribe(symbols, { timeout = this.opts.timeout } = {}) {
+    symbols = [...new Set(symbols)];
+    if (symbols.includes('*')) {
+      this.subscriptions.clear(); this.waiting.clear(); this._seq.clear(); this.latest.clear();
+    }
+    for (const s of symbols) {
+      this.subscriptions.delete(s); this.waiting.delete(s); this._seq.delete(s); this.latest.delete(s);
+    }
     if (this.state !== 'open' || !symbols.length) return Promise.resolve(null);
-    return this.request('unsubscribe', { symbols });
+    return Promise.all(this._chunks(symbols).map((chunk) => this.request('unsubscribe', { symbols: chunk }, timeout)))
+      .then((acks) => acks[acks.length - 1]);
   }
 
-  // Round trip of the ping op, in ms. The ack's server time also gives the clock offset
-  // (assuming a symmetric path), which lets callers compute the age of upstream timestamps.
-  async ping() {
+  /**
+   * Round trip of the ping op, in ms. The ack's server time also gives the clock offset (assuming a
+   * symmetric path), which lets callers compute the age of upstream timestamps.
+   */
+  async ping({ timeout = this.opts.timeout } = {}) {
     const sent = Date.now();
     const t0 = performance.now();
-    const ack = await this.request('ping');
+    const ack = await this.request('ping', {}, timeout);
     const rtt = performance.now() - t0;
     if (Number.isFinite(ack.time)) this.clockOffset = ack.time / 1000 - (sent + rtt / 2);
     this.rtt = rtt;
@@ -100,44 +215,151 @@ export class TickerdClient extends EventTarget {
     return rtt;
   }
 
-  // Send one request; resolves with its ack, rejects with a TickerdError (server error code, or
-  // 'timeout' / 'not_connected' / 'disconnected').
-  request(op, fields = {}, timeout = this.opts.timeout) {
+  /**
+   * Send one request; resolves with its ack, rejects with a TickerdError: the server's error code, or
+   * 'timeout' (no reply within `timeout` ms), 'not_connected', 'disconnected' (connection lost first).
+   */
+  request(op, fields = {}, timeout = this.opts.timeout, { quiet = false } = {}) {
     const ws = this._ws;
-    if (!ws || this.state !== 'open') return Promise.reject(new TickerdError('not_connected', 'not connected'));
+    if (!ws || this.state !== 'open') {
+      return Promise.reject(new TickerdError('not_connected', `${op}: not connected (${this.status})`));
+    }
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
-        reject(new TickerdError('timeout', `${op}: no reply within ${timeout} ms`));
+        reject(new TickerdError('timeout', `${op}: no reply from the server within ${timeout} ms`, { op }));
       }, timeout);
-      this._pending.set(id, { resolve, reject, timer });
+      this._pending.set(id, { resolve, reject, timer, op, quiet });
       ws.send(JSON.stringify({ op, ...fields, id }));
     });
   }
 
-  // A subscribe is atomic on the server: one unknown symbol fails them all. Drop the ones it names
-  // and retry with the rest.
-  async _subscribe(symbols) {
+  /** seq of the last value received for `symbol` (undefined if none). */
+  lastSeq(symbol) { return this._seq.get(symbol)?.seq; }
+
+  /** Values of `symbol` skipped by conflation (seq gaps between consecutive values on one connection). */
+  skippedFor(symbol) { return this._seq.get(symbol)?.skipped ?? 0; }
+
+  /** Counters: snapshots/updates (objects), frames, connects, reconnects, skipped. */
+  stats() { return { ...this.counts, skipped: this.skipped, symbols: this._seq.size }; }
+
+  // Split a symbol list into pieces whose request JSON stays within maxRequestBytes (extra(s): bytes a
+  // symbol adds besides its place in "symbols", e.g. its resume entry).
+  _chunks(symbols, extra = null) {
+    const limit = this.opts.maxRequestBytes;
+    const base = '{"op":"unsubscribe","symbols":[],"id":,"resume":{},"epoch":""}'.length + 16 + 64;
+    const out = [];
+    let cur = [];
+    let len = base;
+    for (const s of symbols) {
+      const n = JSON.stringify(s).length + 1 + (extra ? extra(s) : 0);
+      if (cur.length && len + n > limit) { out.push(cur); cur = []; len = base; }
+      cur.push(s);
+      len += n;
+    }
+    if (cur.length) out.push(cur);
+    return out;
+  }
+
+  // mode: 'atomic' (any error rejects), 'partial' (unknown symbols are dropped, the rest subscribed), or
+  // 'keep' (re-subscribes: like partial, but unknown symbols stay wanted, in `waiting`, and are retried
+  // while live: right after tickerd restarts, a symbol of a feed that has not quoted yet is unknown *yet*).
+  // In keep mode a chunk that gets no reply in time also goes to `waiting` (sending a subscribe again is
+  // harmless: the server answers with a fresh snapshot), so a slow moment cannot leave the server without
+  // a subscription the client believes it has.
+  async _subscribe(symbols, { mode, timeout, added = new Set(), quiet = false, resume = false }) {
+    const done = { symbols: [], rejected: [] };
+    let late = null;
+    const extra = resume ? (s) => (this._seq.has(s) ? JSON.stringify(s).length + 18 : 0) : null;
+    for (const chunk of this._chunks(symbols, extra)) {
+      let r;
+      try {
+        r = await this._subscribeChunk(chunk, { mode, timeout, added, quiet, resume });
+      } catch (e) {
+        if (mode !== 'keep' || e.code !== 'timeout') throw e;
+        for (const s of chunk) this.waiting.add(s);
+        late ??= e;
+        continue;
+      }
+      done.symbols.push(...r.symbols);
+      done.rejected.push(...r.rejected);
+    }
+    if (late) throw late;
+    return done;
+  }
+
+  // A subscribe is atomic on the server: one unknown symbol fails them all. Partial/keep modes take the
+  // ones it names out and retry with the rest.
+  async _subscribeChunk(symbols, { mode, timeout, added, quiet, resume }) {
     const rejected = [];
     for (;;) {
       if (!symbols.length) return { symbols, rejected };
+      const fields = { symbols };
+      const resumed = resume ? this._resumeFields(symbols, fields) : [];
       try {
-        await this.request('subscribe', { symbols });
+        const ack = await this.request('subscribe', fields, timeout, { quiet });
+        if (typeof ack.epoch === 'string') this.epoch = ack.epoch;
+        // seqs of resumed symbols continue on this connection: gaps from here on are conflation
+        for (const s of resumed) { const st = this._seq.get(s); if (st) st.conn = this._conn; }
+        for (const s of symbols) this.waiting.delete(s);
         return { symbols, rejected };
       } catch (e) {
-        if (e.code === 'too_many_subscriptions') for (const s of symbols) this.subscriptions.delete(s);
+        if (resumed.length && e.code === 'bad_request') { resume = false; continue; } // a server without resume
+        const forget = (list) => { for (const s of list) if (added.has(s)) this.subscriptions.delete(s); };
+        if (e.code === 'too_many_subscriptions') forget(symbols);
         if (e.code !== 'unknown_symbol') throw e;
         const bad = new Set(e.symbols);
-        const rest = symbols.filter((s) => !bad.has(s));
-        if (rest.length === symbols.length) throw e; // names nothing we sent: do not loop
-        const dropped = symbols.filter((s) => bad.has(s));
-        for (const s of dropped) this.subscriptions.delete(s);
-        rejected.push(...dropped);
-        this._emit('rejected', { symbols: dropped, code: e.code });
-        symbols = rest;
+        const unknown = symbols.filter((s) => bad.has(s));
+        if (mode === 'atomic') {
+          forget(symbols);
+          for (const s of unknown) this.subscriptions.delete(s); // re-sending them cannot work
+          throw e;
+        }
+        if (!unknown.length) throw e; // names nothing we sent: do not loop
+        rejected.push(...unknown);
+        if (mode === 'keep') {
+          const fresh = unknown.filter((s) => !this.waiting.has(s));
+          for (const s of unknown) this.waiting.add(s);
+          if (fresh.length) this._emit('rejected', { symbols: fresh, code: e.code, waiting: true });
+        } else {
+          for (const s of unknown) this.subscriptions.delete(s);
+          this._emit('rejected', { symbols: unknown, code: e.code, waiting: false });
+        }
+        symbols = symbols.filter((s) => !bad.has(s));
       }
     }
+  }
+
+  // options.resume: name the last seq seen of each symbol (and the server epoch it came from), so the server
+  // replays what was missed instead of sending a snapshot (docs/protocol.md, "Resume"). Not for "*".
+  _resumeFields(symbols, fields) {
+    const seqs = {};
+    const resumed = [];
+    for (const s of symbols) {
+      const st = this._seq.get(s);
+      if (s === '*' || !st) continue;
+      seqs[s] = st.seq;
+      resumed.push(s);
+    }
+    if (resumed.length) {
+      fields.resume = seqs;
+      if (this.epoch) fields.epoch = this.epoch;
+    }
+    return resumed;
+  }
+
+  // While live, subscribe the `waiting` symbols again every retryUnknown ms until the server knows them.
+  _retryWaiting() {
+    if (this._waitTimer || !this.opts.retryUnknown || !this.waiting.size || this.state !== 'open') return;
+    this._waitTimer = setTimeout(() => {
+      this._waitTimer = 0;
+      const list = [...this.waiting].filter((s) => this.subscriptions.has(s));
+      if (this.state !== 'open' || !list.length) return;
+      this._subscribe(list, { mode: 'keep', timeout: this.opts.timeout, quiet: true })
+        .catch(() => { /* a lost connection re-subscribes everything anyway */ })
+        .finally(() => this._retryWaiting());
+    }, this.opts.retryUnknown);
   }
 
   _connect() {
@@ -145,27 +367,45 @@ export class TickerdClient extends EventTarget {
     this._setState('connecting');
     let ws;
     try {
-      ws = new this.opts.WebSocket(this.url);
+      ws = new this.opts.WebSocket(this.url, this.opts.protocols);
     } catch (e) { // malformed URL: retrying cannot help
       this._setState('closed');
-      this._emit('error', { code: 'bad_url', message: e.message });
+      this._emit('error', { source: 'transport', code: 'bad_url', message: e.message });
       return;
     }
     this._ws = ws;
+    this._connectTimer = setTimeout(() => {
+      if (this._ws !== ws) return;
+      this._emit('error', { source: 'transport', code: 'connect_timeout',
+        message: `no WebSocket handshake within ${this.opts.connectTimeout} ms` });
+      this._drop(1006, 'connect timeout');
+    }, this.opts.connectTimeout);
     ws.onopen = () => {
+      clearTimeout(this._connectTimer);
       this._openedAt = Date.now();
+      this._conn++;
+      this.counts.connects++;
+      if (this.counts.connects > 1) this.counts.reconnects++;
       this._setState('open');
       this._emit('open');
+      for (const w of this._readyWaiters.splice(0)) { clearTimeout(w.timer); w.resolve(this); }
       this._startPings();
       if (this.subscriptions.size) {
-        this._subscribe([...this.subscriptions]).catch((e) => {
-          if (e.code !== 'disconnected') this._emit('error', { code: e.code, message: e.message });
-        });
+        const wanted = [...this.subscriptions];
+        const mode = this.opts.retryUnknown ? 'keep' : 'partial';
+        this._subscribe(wanted, { mode, timeout: this.opts.timeout, resume: !!this.opts.resume }).catch((e) => {
+          // server errors already went out as 'error' events; report the rest (e.g. a timeout)
+          if (e.code === 'timeout') this._emit('error', { source: 'transport', code: e.code, message: e.message });
+        }).finally(() => this._retryWaiting());
       }
     };
     ws.onmessage = (ev) => this._onMessage(ev.data);
     ws.onclose = (ev) => this._drop(ev.code, ev.reason);
-    ws.onerror = () => {}; // always followed by close
+    ws.onerror = (ev) => {
+      // always followed by close; the reason is only known on some platforms (Node's ws says it)
+      this._emit('error', { source: 'transport', code: 'transport_error',
+        message: ev?.message || ev?.error?.message || `WebSocket error (${this.url})` });
+    };
   }
 
   _onMessage(data) {
@@ -174,7 +414,8 @@ export class TickerdClient extends EventTarget {
     switch (msg?.op) {
       case 'snapshot':
       case 'update':
-        if (Array.isArray(msg.updates)) this._emit('data', { kind: msg.op, updates: msg.updates });
+      case 'replay':
+        if (Array.isArray(msg.updates)) this._onValues(msg.op, msg.updates, msg.reset === true);
         break;
       case 'ack':
       case 'error': {
@@ -182,15 +423,49 @@ export class TickerdClient extends EventTarget {
         if (p) {
           this._pending.delete(msg.id);
           clearTimeout(p.timer);
+        }
+        if (msg.op === 'error' && !p?.quiet) {
+          const { op, ...rest } = msg;
+          this._emit('error', { source: 'server', ...rest, ...(p ? { req: p.op } : {}) });
+        }
+        if (p) {
           if (msg.op === 'ack') p.resolve(msg);
-          else p.reject(new TickerdError(msg.code, msg.message, { symbols: msg.symbols || [] }));
-        } else if (msg.op === 'error') {
-          this._emit('error', msg);
+          else p.reject(new TickerdError(msg.code, msg.message, { symbols: msg.symbols || [], op: p.op }));
         }
         break;
       }
       // unknown ops are ignored, as unknown keys are
     }
+  }
+
+  // kind: snapshot | update | replay (values missed while away, after a resume: in seq order, emitted as
+  // 'update' events). A snapshot with reset: true ends a resume that could not be replayed.
+  _onValues(kind, updates, reset = false) {
+    this.counts.frames++;
+    const event = kind === 'replay' ? 'update' : kind;
+    for (const u of updates) {
+      const sym = u?.symbol;
+      if (typeof sym !== 'string') continue;
+      if (Number.isFinite(u.seq)) {
+        let st = this._seq.get(sym);
+        if (!st) this._seq.set(sym, (st = { seq: u.seq, conn: this._conn, skipped: 0 }));
+        else {
+          if (event === 'update' && st.conn === this._conn && u.seq > st.seq + 1) {
+            const gap = u.seq - st.seq - 1;
+            st.skipped += gap;
+            this.skipped += gap;
+          }
+          st.seq = u.seq;
+          st.conn = this._conn;
+        }
+      }
+      this.latest.set(sym, u);
+      if (kind === 'update') this.counts.updates++;
+      else if (kind === 'replay') this.counts.replayed++;
+      else { this.counts.snapshots++; if (reset) this.counts.resets++; }
+      if (this._perValue[event].size) this._emit(event, u);
+    }
+    this._emit('data', reset ? { kind, updates, reset } : { kind, updates });
   }
 
   _startPings() {
@@ -200,7 +475,10 @@ export class TickerdClient extends EventTarget {
     const once = () => this.ping().catch((e) => {
       // No ack in time on a socket that still claims to be open: treat it as dead (a browser may take
       // minutes to notice a silently dropped TCP connection).
-      if (e.code === 'timeout' && this._ws === ws) this._drop(4000, 'ping timeout');
+      if (e.code === 'timeout' && this._ws === ws) {
+        this._emit('error', { source: 'transport', code: 'ping_timeout', message: e.message });
+        this._drop(4000, 'ping timeout');
+      }
     });
     once();
     this._pingTimer = setInterval(once, this.opts.pingInterval);
@@ -212,12 +490,17 @@ export class TickerdClient extends EventTarget {
     const ws = this._ws;
     if (!ws) return;
     this._ws = null;
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    clearTimeout(this._connectTimer);
+    // keep a no-op error handler: Node's ws throws on an 'error' event nobody listens to
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = () => {};
     if (ws.readyState < 2) try { ws.close(code >= 4000 || code === 1000 ? code : 1000); } catch { /* ignore */ }
     clearInterval(this._pingTimer);
+    clearTimeout(this._waitTimer);
+    this._waitTimer = 0;
     for (const p of this._pending.values()) {
       clearTimeout(p.timer);
-      p.reject(new TickerdError('disconnected', 'connection lost'));
+      p.reject(new TickerdError('disconnected', `${p.op}: connection lost before the reply`, { op: p.op }));
     }
     this._pending.clear();
     // A connection that stayed up resets the backoff; one closed at once (e.g. 1013, server full) keeps growing it.
@@ -239,11 +522,21 @@ export class TickerdClient extends EventTarget {
   }
 
   _setState(state, delay = 0) {
+    const before = this.status;
     this.state = state;
     this._emit('state', { state, attempt: this.attempt, delay });
+    const status = this.status;
+    if (status !== before || state === 'reconnecting') {
+      this._emit('status', { status, state, attempt: this.attempt, delay });
+    }
   }
 
   _emit(type, detail = {}) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+/** Create a client and start connecting. options: see TickerdClient (WebSocket, timeout, baseDelay, ...). */
+export function connect(url, options = {}) {
+  return new TickerdClient(url, options).connect();
 }
