@@ -107,11 +107,27 @@ static void app_schedule_flush(app *a)
 
 /* ---- configuration → module options ---- */
 
+/* The resume rings cost max_symbols × depth × one encoding at worst: keep
+ * that under APP_RESUME_RING_BUDGET by shortening the rings for very large
+ * symbol sets (a benchmark's 100k generated symbols), and say so. */
+#define APP_RESUME_RING_BUDGET ((size_t)256 << 20)
+
 static bcast_opts app_bcast_opts(const cfg_t *c)
 {
+    size_t per_entry = (size_t)c->normalizer.max_symbols * BCAST_ENC_MAX;
+    uint32_t depth = (uint32_t)c->broadcast.resume_depth;
+    if (depth && per_entry * depth > APP_RESUME_RING_BUDGET) {
+        uint32_t fit = (uint32_t)(APP_RESUME_RING_BUDGET / per_entry);
+        log_warn("broadcast.resume_depth %u × normalizer.max_symbols %d would need up to %zu MiB; "
+                 "using depth %u (%zu MiB budget)",
+                 depth, c->normalizer.max_symbols, per_entry * depth >> 20, fit,
+                 APP_RESUME_RING_BUDGET >> 20);
+        depth = fit;
+    }
     bcast_opts o = {
         .max_subscriptions = (uint32_t)c->limits.max_subscriptions,
         .max_frame_bytes = (size_t)c->broadcast.max_frame_bytes,
+        .resume_depth = depth,
     };
     return o;
 }

@@ -5,18 +5,41 @@
  * (member.sub, sub.room_pos), so both sides swap-remove in O(1). Pending state
  * lives in the subscription as two bits (snap, pending) with per-client counts,
  * so "does this client have anything to send" is O(1) and a frame is built by
- * one walk over the client's own subscriptions. */
+ * one walk over the client's own subscriptions.
+ *
+ * Resume adds one ring per symbol and two bits per subscription. The ring
+ * holds the encodings of a contiguous run of seqs, seq - ring_count + 1 ..
+ * seq, the value of seq x in slot x % ring_depth. A subscription is in
+ * exactly one of these states:
+ *   idle                      nothing due
+ *   pending                   a live update is due (newer than sent_seq)
+ *   snap                      a snapshot is due
+ *   snap + reset              a reset snapshot is due
+ *   reset (no snap)           a reset snapshot waits for the symbol's first value
+ *   replay                    ring values sent_seq+1 .. seq are due
+ * publish only ever moves idle → pending, or reset → snap + reset; a
+ * subscription with a snapshot or a replay due gets no update before it, since
+ * those carry every value up to the current one. Frames go out by kind:
+ * snapshots, then reset snapshots, then replays, then updates. */
 #include "tickerd/bcast.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct bcast_member {
     bcast_client *c;
     uint32_t sub; /* index into c->subs */
 } bcast_member;
+
+/* One published value kept for resume. */
+typedef struct bcast_slot {
+    uint16_t len;
+    char enc[BCAST_ENC_MAX];
+} bcast_slot;
 
 typedef struct bcast_symbol {
     uint64_t seq; /* seq of the value in enc; 0 = no value yet */
@@ -24,21 +47,27 @@ typedef struct bcast_symbol {
     uint32_t nmembers, cap;
     uint16_t enc_len;
     char enc[BCAST_ENC_MAX];
+    bcast_slot *ring;    /* ring_depth slots; NULL before the first publish or with resume off */
+    uint32_t ring_depth;
+    uint32_t ring_count; /* values held: seqs seq - ring_count + 1 .. seq */
 } bcast_symbol;
 
 typedef struct bcast_sub {
     uint32_t sym;
     uint32_t room_pos; /* index into the symbol's members */
-    uint64_t sent_seq; /* last seq this client was sent */
+    uint64_t sent_seq; /* last seq this client was sent (or said it saw, when resuming) */
     uint8_t pending;   /* a newer value than sent_seq is due */
     uint8_t snap;      /* a snapshot of this symbol is due */
+    uint8_t reset;     /* that snapshot (or the first value, without snap) is a reset */
+    uint8_t replay;    /* ring values after sent_seq are due, before any update */
 } bcast_sub;
 
 struct bcast_client {
     bcast *b;
     bcast_sub *subs;
     uint32_t nsubs, cap;
-    uint32_t npending, nsnap;
+    uint32_t npending, nsnap; /* nsnap counts reset snapshots too */
+    uint32_t nreset, nreplay; /* subscriptions with snap + reset, with replay */
     uint32_t cursor; /* where the next frame's walk starts: fairness when full */
     uint8_t wildcard;
     uint8_t wake_requested;
@@ -54,7 +83,29 @@ struct bcast {
     uint32_t nsyms, syms_cap;
     bcast_client *wildcards;
     bcast_stats stats;
+    char epoch[BCAST_EPOCH_LEN + 1];
 };
+
+static uint64_t mix64(uint64_t x)
+{
+    /* splitmix64's finaliser */
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* An epoch unique per instance: wall clock in ns, pid, and a counter for
+ * several broadcasters in one process (tests). */
+static void make_epoch(bcast *b)
+{
+    static uint64_t instances;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = mix64((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+    x = mix64(x ^ ((uint64_t)getpid() << 20) ^ ++instances);
+    snprintf(b->epoch, sizeof(b->epoch), "%016llx", (unsigned long long)x);
+}
 
 bcast *bcast_create(const bcast_opts *opts)
 {
@@ -67,13 +118,27 @@ bcast *bcast_create(const bcast_opts *opts)
         free(b);
         return NULL;
     }
+    if (b->opts.resume_depth > BCAST_RESUME_DEPTH_MAX)
+        b->opts.resume_depth = BCAST_RESUME_DEPTH_MAX;
+    make_epoch(b);
     return b;
+}
+
+static void rings_free(bcast *b)
+{
+    for (uint32_t i = 0; i < b->nsyms; i++) {
+        free(b->syms[i].ring);
+        b->syms[i].ring = NULL;
+        b->syms[i].ring_depth = b->syms[i].ring_count = 0;
+    }
+    b->stats.ring_bytes = 0;
 }
 
 void bcast_destroy(bcast *b)
 {
     if (!b)
         return;
+    rings_free(b);
     for (uint32_t i = 0; i < b->nsyms; i++)
         free(b->syms[i].members);
     free(b->syms);
@@ -81,8 +146,27 @@ void bcast_destroy(bcast *b)
     free(b);
 }
 
-void bcast_set_opts(bcast *b, const bcast_opts *opts) { b->opts = *opts; }
+void bcast_set_opts(bcast *b, const bcast_opts *opts)
+{
+    uint32_t depth = opts->resume_depth;
+    if (depth > BCAST_RESUME_DEPTH_MAX)
+        depth = BCAST_RESUME_DEPTH_MAX;
+    /* Rings are allocated at one size; a new depth starts them over (each
+     * refills from its symbol's next publish). */
+    if (depth != b->opts.resume_depth)
+        rings_free(b);
+    b->opts = *opts;
+    b->opts.resume_depth = depth;
+}
+
 const bcast_stats *bcast_get_stats(const bcast *b) { return &b->stats; }
+const char *bcast_epoch(const bcast *b) { return b->epoch; }
+
+const char *bcast_reset_name(bcast_reset_reason r)
+{
+    static const char *const names[BCAST_RESET_COUNT] = {"too_old", "seq_ahead", "epoch"};
+    return (unsigned)r < BCAST_RESET_COUNT ? names[r] : "unknown";
+}
 uint32_t bcast_symbol_count(const bcast *b) { return b->nsyms; }
 const char *bcast_symbol_name(const bcast *b, uint32_t id) { return symtab_name(b->names, id); }
 
@@ -168,15 +252,70 @@ static void client_wake(bcast_client *c)
     }
 }
 
-static void sub_mark_snapshot(bcast_client *c, bcast_sub *s)
+/* Back to idle: nothing due. */
+static void sub_clear(bcast_client *c, bcast_sub *s)
 {
     if (s->pending) {
         s->pending = 0;
         c->npending--;
     }
-    if (!s->snap) {
+    if (s->snap) {
+        s->snap = 0;
+        c->nsnap--;
+        if (s->reset)
+            c->nreset--;
+    }
+    if (s->replay) {
+        s->replay = 0;
+        c->nreplay--;
+    }
+    s->reset = 0;
+}
+
+static void sub_mark_snapshot(bcast_client *c, bcast_sub *s)
+{
+    sub_clear(c, s);
+    s->snap = 1;
+    c->nsnap++;
+}
+
+/* A reset snapshot, now if the symbol has a value, else with its first. */
+static void sub_mark_reset(bcast_client *c, bcast_sub *s, bcast_reset_reason why)
+{
+    sub_clear(c, s);
+    c->b->stats.resume_resets[why]++;
+    s->reset = 1;
+    if (c->b->syms[s->sym].seq) {
         s->snap = 1;
         c->nsnap++;
+        c->nreset++;
+    }
+}
+
+/* Does the symbol's ring hold the value of seq x? */
+static int ring_holds(const bcast_symbol *s, uint64_t x)
+{
+    return s->ring_count && x <= s->seq && x + s->ring_count > s->seq;
+}
+
+/* Resume a subscription from seq (the last the client saw). */
+static void sub_resume(bcast_client *c, bcast_sub *s, uint64_t seq, int other_epoch)
+{
+    bcast *b = c->b;
+    const bcast_symbol *sym = &b->syms[s->sym];
+    sub_clear(c, s);
+    s->sent_seq = seq;
+    if (other_epoch) {
+        sub_mark_reset(c, s, BCAST_RESET_EPOCH);
+    } else if (seq == sym->seq) {
+        b->stats.resume_current++; /* up to date: live updates follow */
+    } else if (seq > sym->seq) {
+        sub_mark_reset(c, s, BCAST_RESET_AHEAD);
+    } else if (ring_holds(sym, seq + 1)) {
+        s->replay = 1;
+        c->nreplay++;
+    } else {
+        sub_mark_reset(c, s, BCAST_RESET_TOO_OLD);
     }
 }
 
@@ -204,10 +343,7 @@ static void sub_remove(bcast_client *c, uint32_t idx)
     bcast *b = c->b;
     bcast_sub *s = &c->subs[idx];
     room_remove(b, s->sym, s->room_pos);
-    if (s->pending)
-        c->npending--;
-    if (s->snap)
-        c->nsnap--;
+    sub_clear(c, s);
     uint32_t last = --c->nsubs;
     if (idx != last) {
         c->subs[idx] = c->subs[last];
@@ -217,7 +353,7 @@ static void sub_remove(bcast_client *c, uint32_t idx)
     b->stats.subscriptions--;
     /* If that was all that was due, no frame will come to clear the wake
      * flag: clear it here, or later publishes would never wake the client. */
-    if (!c->npending && !c->nsnap)
+    if (!bcast_client_has_pending(c))
         c->wake_requested = 0;
 }
 
@@ -270,7 +406,10 @@ void bcast_client_destroy(bcast_client *c)
     free(c);
 }
 
-int bcast_client_has_pending(const bcast_client *c) { return c->npending || c->nsnap; }
+int bcast_client_has_pending(const bcast_client *c)
+{
+    return c->npending || c->nsnap || c->nreplay;
+}
 uint32_t bcast_client_subscription_count(const bcast_client *c) { return c->nsubs; }
 
 /* Which symbols the client holds, as a bitmap over all symbols, so that a
@@ -288,16 +427,40 @@ static uint8_t *held_bitmap(const bcast_client *c)
 #define HELD(bits, id) ((bits)[(id) / 8] & (1u << ((id) % 8)))
 #define HOLD(bits, id) ((bits)[(id) / 8] |= (uint8_t)(1u << ((id) % 8)))
 
+/* A resume entry by symbol id, sorted by id for lookup. */
+typedef struct resume_at {
+    uint32_t id;
+    uint64_t seq;
+} resume_at;
+
+static int resume_at_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const resume_at *)a)->id, y = ((const resume_at *)b)->id;
+    return x < y ? -1 : x > y;
+}
+
 bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, size_t *unknown,
                          size_t *nunknown)
+{
+    return bcast_subscribe_resume(c, names, n, NULL, 0, 0, unknown, nunknown);
+}
+
+bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_t n,
+                                const bcast_resume *resume, size_t nresume, int other_epoch,
+                                size_t *unknown, size_t *nunknown)
 {
     bcast *b = c->b;
     int star = 0;
     uint32_t fresh = 0;
+    bcast_rc rc = BCAST_OK;
     *nunknown = 0;
     uint8_t *held = held_bitmap(c);
-    if (!held)
-        return BCAST_ENOMEM;
+    uint8_t *want = calloc(b->nsyms / 8 + 1, 1); /* named by this request */
+    resume_at *at = nresume ? malloc(nresume * sizeof(*at)) : NULL;
+    if (!held || !want || (nresume && !at)) {
+        rc = BCAST_ENOMEM;
+        goto out;
+    }
 
     /* Pass 1: check everything before changing anything (atomic). Symbols
      * named twice count once: they are marked held as they are counted. */
@@ -309,30 +472,44 @@ bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, si
         uint32_t id = symtab_find(b->names, names[i]);
         if (id == SYMTAB_NONE) {
             unknown[(*nunknown)++] = i;
-        } else if (!HELD(held, id)) {
+            continue;
+        }
+        HOLD(want, id);
+        if (!HELD(held, id)) {
             HOLD(held, id);
             fresh++;
         }
     }
-    free(held);
-    if (*nunknown)
-        return BCAST_EUNKNOWN;
+    for (size_t j = 0; j < nresume; j++) {
+        at[j].id = symtab_find(b->names, resume[j].symbol);
+        at[j].seq = resume[j].seq;
+        if (at[j].id == SYMTAB_NONE)
+            unknown[(*nunknown)++] = n + j;
+    }
+    if (*nunknown) {
+        rc = BCAST_EUNKNOWN;
+        goto out;
+    }
+    for (size_t j = 0; j < nresume && !star; j++)
+        if (!HELD(want, at[j].id)) {
+            unknown[0] = n + j;
+            rc = BCAST_ERESUME;
+            goto out;
+        }
     /* With "*" the client holds every symbol, counted as one subscription. */
-    if (!star && !c->wildcard && c->nsubs + fresh > b->opts.max_subscriptions)
-        return BCAST_ELIMIT;
-    if (sub_reserve(c, star ? b->nsyms : fresh))
-        return BCAST_ENOMEM;
+    if (!star && !c->wildcard && c->nsubs + fresh > b->opts.max_subscriptions) {
+        rc = BCAST_ELIMIT;
+        goto out;
+    }
+    if (sub_reserve(c, star ? b->nsyms : fresh)) {
+        rc = BCAST_ENOMEM;
+        goto out;
+    }
 
     /* Pass 2: apply, linear too: one walk over the client's subscriptions
      * re-snapshots the requested ones it holds, then the rest are added. */
-    uint8_t *want = calloc(b->nsyms / 8 + 1, 1);
-    if (!want)
-        return BCAST_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t id = star ? SYMTAB_NONE : symtab_find(b->names, names[i]);
-        if (id != SYMTAB_NONE)
-            HOLD(want, id);
-    }
+    if (star)
+        memset(want, 0, b->nsyms / 8 + 1);
     for (uint32_t i = 0; i < c->nsubs; i++) {
         uint32_t id = c->subs[i].sym;
         if (star || HELD(want, id)) {
@@ -342,7 +519,6 @@ bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, si
         if (star)
             HOLD(want, id); /* held: "*" must not add it again */
     }
-    bcast_rc rc = BCAST_OK;
     if (star) {
         for (uint32_t id = 0; id < b->nsyms && rc == BCAST_OK; id++)
             if (!HELD(want, id) && sub_add(c, id, 1))
@@ -358,9 +534,24 @@ bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, si
             }
         }
     }
-    free(want);
-    if (c->nsnap)
+
+    /* Pass 3: resumed symbols replace their snapshot by a replay, nothing
+     * (up to date) or a reset snapshot. One walk, a binary search each. */
+    if (nresume && rc == BCAST_OK) {
+        qsort(at, nresume, sizeof(*at), resume_at_cmp);
+        for (uint32_t i = 0; i < c->nsubs; i++) {
+            resume_at key = {c->subs[i].sym, 0};
+            const resume_at *r = bsearch(&key, at, nresume, sizeof(*at), resume_at_cmp);
+            if (r)
+                sub_resume(c, &c->subs[i], r->seq, other_epoch);
+        }
+    }
+    if (bcast_client_has_pending(c))
         client_wake(c);
+out:
+    free(held);
+    free(want);
+    free(at);
     return rc;
 }
 
@@ -415,88 +606,226 @@ int bcast_symbol_added(bcast *b, uint32_t id, const char *symbol)
     return 0;
 }
 
+/* Keep the value just encoded (s->enc, seq s->seq) for resume. The ring is
+ * allocated once, at the symbol's first publish; after that a publish costs
+ * one copy of the encoding. */
+static void ring_push(bcast *b, bcast_symbol *s, uint64_t prev_seq)
+{
+    if (!s->ring) {
+        uint32_t depth = b->opts.resume_depth;
+        s->ring = malloc((size_t)depth * sizeof(*s->ring));
+        if (!s->ring)
+            return; /* no ring: this symbol's resumes reset (tried again next time) */
+        s->ring_depth = depth;
+        s->ring_count = 0;
+        b->stats.ring_bytes += (uint64_t)depth * sizeof(*s->ring);
+    }
+    /* The ring holds a contiguous run of seqs; the normalizer's grow by 1, so
+     * this only restarts it if a seq ever jumps. */
+    if (s->seq != prev_seq + 1)
+        s->ring_count = 0;
+    bcast_slot *slot = &s->ring[s->seq % s->ring_depth];
+    slot->len = s->enc_len;
+    memcpy(slot->enc, s->enc, s->enc_len);
+    if (s->ring_count < s->ring_depth)
+        s->ring_count++;
+}
+
 void bcast_publish(bcast *b, uint32_t id, const norm_quote *q)
 {
     if (id >= b->nsyms)
         return;
     bcast_symbol *s = &b->syms[id];
+    uint64_t prev_seq = s->seq;
     /* Encode once; every subscriber's frame copies these bytes. */
     s->enc_len = (uint16_t)bcast_encode_json(s->enc, q);
     s->seq = q->seq;
+    if (b->opts.resume_depth)
+        ring_push(b, s, prev_seq);
     for (uint32_t i = 0; i < s->nmembers; i++) {
         bcast_client *c = s->members[i].c;
         bcast_sub *sub = &c->subs[s->members[i].sub];
-        /* A due snapshot will carry this value anyway. */
-        if (!sub->pending && !sub->snap) {
-            sub->pending = 1;
-            c->npending++;
+        /* A due snapshot or replay will carry this value anyway. */
+        if (!sub->pending && !sub->snap && !sub->replay) {
+            if (sub->reset) {
+                /* A reset waiting for the symbol's first value: this is it. */
+                sub->snap = 1;
+                c->nsnap++;
+                c->nreset++;
+            } else {
+                sub->pending = 1;
+                c->npending++;
+            }
         }
         client_wake(c);
     }
 }
 
-size_t bcast_client_frame(bcast_client *c, char *buf, size_t cap)
-{
-    static const char head_snap[] = "{\"op\":\"snapshot\",\"updates\":[";
-    static const char head_upd[] = "{\"op\":\"update\",\"updates\":[";
-    bcast *b = c->b;
-    int snapshot = c->nsnap > 0;
-    const char *head = snapshot ? head_snap : head_upd;
-    size_t len = snapshot ? sizeof(head_snap) - 1 : sizeof(head_upd) - 1;
-    uint32_t count = 0;
+/* ---- frames ---- */
 
-    if (cap > b->opts.max_frame_bytes)
-        cap = b->opts.max_frame_bytes;
-    c->wake_requested = 0;
-    if ((!c->nsnap && !c->npending) || !c->nsubs || cap < len + BCAST_ENC_MAX + 2)
+typedef enum { FRAME_SNAPSHOT, FRAME_RESET, FRAME_REPLAY, FRAME_UPDATE, FRAME_NONE } frame_kind;
+
+static const char *const frame_head[] = {
+    [FRAME_SNAPSHOT] = "{\"op\":\"snapshot\",\"updates\":[",
+    [FRAME_RESET] = "{\"op\":\"snapshot\",\"reset\":true,\"updates\":[",
+    [FRAME_REPLAY] = "{\"op\":\"replay\",\"updates\":[",
+    [FRAME_UPDATE] = "{\"op\":\"update\",\"updates\":[",
+};
+#define FRAME_HEAD_MAX 48
+
+/* Plain snapshots first (as before resume existed), then reset snapshots,
+ * then replays; updates only when none of those is due. */
+static frame_kind next_kind(const bcast_client *c)
+{
+    if (c->nsnap > c->nreset)
+        return FRAME_SNAPSHOT;
+    if (c->nreset)
+        return FRAME_RESET;
+    if (c->nreplay)
+        return FRAME_REPLAY;
+    return c->npending ? FRAME_UPDATE : FRAME_NONE;
+}
+
+static uint32_t due_of_kind(const bcast_client *c, frame_kind k)
+{
+    switch (k) {
+    case FRAME_SNAPSHOT: return c->nsnap - c->nreset;
+    case FRAME_RESET: return c->nreset;
+    case FRAME_REPLAY: return c->nreplay;
+    case FRAME_UPDATE: return c->npending;
+    default: return 0;
+    }
+}
+
+static int sub_due(const bcast_sub *s, frame_kind k)
+{
+    switch (k) {
+    case FRAME_SNAPSHOT: return s->snap && !s->reset;
+    case FRAME_RESET: return s->snap && s->reset;
+    case FRAME_REPLAY: return s->replay;
+    case FRAME_UPDATE: return s->pending;
+    default: return 0;
+    }
+}
+
+/* Append one encoding; 0 when the frame (closed by "]}") would exceed cap. */
+static int frame_add(char *buf, size_t *len, size_t cap, uint32_t *count, const char *enc,
+                     size_t n)
+{
+    if (*len + 1 + n + 2 > cap)
         return 0;
-    memcpy(buf, head, len);
+    if (*count)
+        buf[(*len)++] = ',';
+    memcpy(buf + *len, enc, n);
+    *len += n;
+    (*count)++;
+    return 1;
+}
+
+/* One frame of kind k. Everything due of that kind that fits goes in; when
+ * nothing could be sent (symbols without a value, replays that became
+ * resets), no subscription of kind k is left due. */
+static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
+{
+    bcast *b = c->b;
+    size_t len = strlen(frame_head[k]);
+    uint32_t count = 0;
+    memcpy(buf, frame_head[k], len);
 
     uint32_t i = c->cursor < c->nsubs ? c->cursor : 0;
-    for (uint32_t walked = 0; walked < c->nsubs && (snapshot ? c->nsnap : c->npending);
+    for (uint32_t walked = 0; walked < c->nsubs && due_of_kind(c, k);
          walked++, i = i + 1 == c->nsubs ? 0 : i + 1) {
         bcast_sub *s = &c->subs[i];
-        if (snapshot ? !s->snap : !s->pending)
+        if (!sub_due(s, k))
             continue;
         bcast_symbol *sym = &b->syms[s->sym];
-        if (sym->seq > s->sent_seq || snapshot) {
+        if (k == FRAME_SNAPSHOT || k == FRAME_RESET) {
             if (!sym->seq) {
-                /* Nothing to snapshot yet: its first value comes as update. */
-                s->snap = 0;
-                c->nsnap--;
+                /* Nothing to snapshot yet: the first value comes as an update,
+                 * or after a reset as a reset snapshot (see bcast_publish). */
+                int reset = s->reset;
+                sub_clear(c, s);
+                s->reset = (uint8_t)reset;
                 continue;
             }
-            if (len + 1 + sym->enc_len + 2 > cap)
-                break; /* frame full: the rest stays pending for next time */
-            if (count)
-                buf[len++] = ',';
-            memcpy(buf + len, sym->enc, sym->enc_len);
-            len += sym->enc_len;
-            count++;
-            if (!snapshot && s->sent_seq && sym->seq > s->sent_seq + 1)
-                b->stats.conflated += sym->seq - s->sent_seq - 1;
+            if (!frame_add(buf, &len, cap, &count, sym->enc, sym->enc_len))
+                break; /* frame full: the rest stays due for next time */
             s->sent_seq = sym->seq;
-        }
-        if (s->snap) {
-            s->snap = 0;
-            c->nsnap--;
-        }
-        if (s->pending) {
+            sub_clear(c, s);
+        } else if (k == FRAME_REPLAY) {
+            if (s->sent_seq >= sym->seq) { /* nothing left (not reached: see below) */
+                s->replay = 0;
+                c->nreplay--;
+                b->stats.resume_replayed++;
+                continue;
+            }
+            if (!ring_holds(sym, s->sent_seq + 1)) {
+                /* The ring moved past this replay (a slow reader, a small
+                 * ring) or was dropped by a reload: the client gets a reset. */
+                sub_mark_reset(c, s, BCAST_RESET_TOO_OLD);
+                continue;
+            }
+            int full = 0;
+            while (s->sent_seq < sym->seq) {
+                const bcast_slot *e = &sym->ring[(s->sent_seq + 1) % sym->ring_depth];
+                if (!frame_add(buf, &len, cap, &count, e->enc, e->len)) {
+                    full = 1;
+                    break;
+                }
+                s->sent_seq++;
+            }
+            if (s->sent_seq == sym->seq) {
+                s->replay = 0;
+                c->nreplay--;
+                b->stats.resume_replayed++;
+            }
+            if (full)
+                break; /* the next frame goes on from this symbol */
+        } else {
+            if (sym->seq > s->sent_seq) {
+                if (!frame_add(buf, &len, cap, &count, sym->enc, sym->enc_len))
+                    break;
+                if (s->sent_seq && sym->seq > s->sent_seq + 1)
+                    b->stats.conflated += sym->seq - s->sent_seq - 1;
+                s->sent_seq = sym->seq;
+            }
             s->pending = 0;
             c->npending--;
         }
     }
     c->cursor = i;
-    /* The transport asks to write again while anything is pending. */
-    c->wake_requested = bcast_client_has_pending(c) ? 1 : 0;
     if (!count)
         return 0;
     buf[len++] = ']';
     buf[len++] = '}';
     b->stats.frames_out++;
-    if (snapshot)
-        b->stats.snapshots_out += count;
-    else
+    if (k == FRAME_REPLAY)
+        b->stats.replayed_out += count;
+    else if (k == FRAME_UPDATE)
         b->stats.updates_out += count;
+    else
+        b->stats.snapshots_out += count;
+    return len;
+}
+
+size_t bcast_client_frame(bcast_client *c, char *buf, size_t cap)
+{
+    if (cap > c->b->opts.max_frame_bytes)
+        cap = c->b->opts.max_frame_bytes;
+    c->wake_requested = 0;
+    size_t len = 0;
+    if (cap >= FRAME_HEAD_MAX + BCAST_ENC_MAX + 2) {
+        /* A kind that yields no frame leaves none of its kind due (see
+         * frame_build), so this tries each kind at most once or twice (a
+         * replay that turned into resets makes reset snapshots due). */
+        for (int tries = 0; !len && tries < 6; tries++) {
+            frame_kind k = next_kind(c);
+            if (k == FRAME_NONE)
+                break;
+            len = frame_build(c, k, buf, cap);
+        }
+    }
+    /* The transport asks to write again while anything is pending. */
+    c->wake_requested = bcast_client_has_pending(c) ? 1 : 0;
     return len;
 }

@@ -117,6 +117,7 @@ static const cfg_field broadcast_fields[] = {
     {"max_frame_bytes", CFG_INT, CFG_OFF(broadcast.max_frame_bytes), 1024, 16777216},
     {"stall_timeout_ms", CFG_INT, CFG_OFF(broadcast.stall_timeout_ms), 100, 3600000},
     {"ping_interval_s", CFG_INT, CFG_OFF(broadcast.ping_interval_s), 1, 3600},
+    {"resume_depth", CFG_INT, CFG_OFF(broadcast.resume_depth), 0, 4096},
 };
 static const cfg_field limits_fields[] = {
     {"max_subscriptions", CFG_INT, CFG_OFF(limits.max_subscriptions), 1, 10000000},
@@ -329,12 +330,13 @@ int cfg_defaults(cfg_t *cfg)
     cfg->server.max_connections = 10000;
     cfg->log.level = LOG_INFO;
     cfg->normalizer.flush_interval_ms = 10;
-    cfg->normalizer.max_symbols = 100000;
+    cfg->normalizer.max_symbols = 10000;
     cfg->normalizer.stale_after_ms = 10000;
     cfg->normalizer.jump_band_pct = 5.0;
     cfg->broadcast.max_frame_bytes = 65536;
     cfg->broadcast.stall_timeout_ms = 30000;
     cfg->broadcast.ping_interval_s = 30;
+    cfg->broadcast.resume_depth = 64;
     cfg->limits.max_subscriptions = 1000;
     cfg->limits.max_message_bytes = 4096;
     cfg->limits.max_messages_per_sec = 50;

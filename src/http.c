@@ -86,11 +86,24 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     metric(o, "tickerd_updates_out_total", "counter", "Update objects sent to clients",
            bs->updates_out);
     metric(o, "tickerd_snapshot_updates_out_total", "counter",
-           "Update objects sent to clients in snapshot frames", bs->snapshots_out);
+           "Update objects sent to clients in snapshot frames (reset snapshots included)", bs->snapshots_out);
     metric(o, "tickerd_updates_conflated_total", "counter",
            "Values skipped for slow clients by per-client conflation", bs->conflated);
-    metric(o, "tickerd_frames_out_total", "counter", "Update and snapshot frames sent",
+    metric(o, "tickerd_frames_out_total", "counter", "Update, snapshot and replay frames sent",
            bs->frames_out);
+    metric(o, "tickerd_resume_replayed_updates_total", "counter",
+           "Update objects sent to resuming clients in replay frames", bs->replayed_out);
+    metric(o, "tickerd_resume_replayed_symbols_total", "counter",
+           "Resumed symbols whose replay was completed", bs->resume_replayed);
+    metric(o, "tickerd_resume_current_symbols_total", "counter",
+           "Resumed symbols that were already up to date (nothing replayed)", bs->resume_current);
+    metric_head(o, "tickerd_resume_resets_total", "counter",
+                "Resumed symbols given a reset snapshot instead of a replay");
+    for (int r = 0; r < BCAST_RESET_COUNT; r++)
+        metric_labelled(o, "tickerd_resume_resets_total", "reason",
+                        bcast_reset_name((bcast_reset_reason)r), bs->resume_resets[r]);
+    metric(o, "tickerd_resume_ring_bytes", "gauge",
+           "Memory held by the per-symbol resume rings (broadcast.resume_depth)", bs->ring_bytes);
     metric(o, "tickerd_bytes_out_total", "counter", "WebSocket payload bytes sent", ws->bytes_out);
     metric(o, "tickerd_messages_in_total", "counter", "Client messages received", ws->messages_in);
     metric_head(o, "tickerd_client_errors_total", "counter", "Error replies sent to clients");

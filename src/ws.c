@@ -288,19 +288,69 @@ static int ws_rate_ok(ws_session *s)
     return 1;
 }
 
-static void ws_subscription(ws_session *s, const json_t *id, const char *op, const json_t *syms)
+/* The optional "resume" of a subscribe: {"SYMBOL": last seq seen, ...}.
+ * Returns 0 and the entries (names point into res), or -1 after replying
+ * with an error. */
+static int ws_parse_resume(ws_session *s, const json_t *id, const json_t *res, bcast_resume **out,
+                           size_t *nout)
+{
+    *out = NULL;
+    *nout = 0;
+    if (!res)
+        return 0;
+    if (!json_is_object(res)) {
+        ws_error(s, id, WS_ERR_BAD_REQUEST,
+                 "\"resume\" must be an object mapping a symbol to the last seq seen", NULL);
+        return -1;
+    }
+    size_t n = json_object_size(res);
+    if (!n)
+        return 0;
+    bcast_resume *r = malloc(n * sizeof(*r));
+    if (!r) {
+        ws_error(s, id, WS_ERR_INTERNAL, "out of memory", NULL);
+        return -1;
+    }
+    const char *sym;
+    const json_t *v;
+    size_t i = 0;
+    json_object_foreach((json_t *)res, sym, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+            ws_error(s, id, WS_ERR_BAD_REQUEST,
+                     "\"resume\" values must be non-negative integers (the last seq seen)", NULL);
+            free(r);
+            return -1;
+        }
+        r[i].symbol = sym;
+        r[i].seq = (uint64_t)json_integer_value(v);
+        i++;
+    }
+    *out = r;
+    *nout = i;
+    return 0;
+}
+
+static void ws_subscription(ws_session *s, const json_t *id, const char *op, const json_t *req)
 {
     int subscribe = !strcmp(op, "subscribe");
+    const json_t *syms = json_object_get(req, "symbols");
     size_t n = json_array_size(syms);
+    bcast_resume *resume = NULL;
+    size_t nresume = 0;
     if (!json_is_array(syms) || n == 0) {
         ws_error(s, id, WS_ERR_BAD_REQUEST, "\"symbols\" must be a non-empty array of strings",
                  NULL);
         return;
     }
+    const json_t *epoch = subscribe ? json_object_get(req, "epoch") : NULL;
+    if (epoch && !(json_is_string(epoch) && json_string_length(epoch) <= WS_ID_MAX)) {
+        ws_error(s, id, WS_ERR_BAD_REQUEST,
+                 "\"epoch\" must be the string from a subscribe ack of this server", NULL);
+        return;
+    }
     /* n is bounded by max_message_bytes (each element takes >= 3 bytes). */
     const char **names = malloc(n * sizeof(*names));
-    size_t *unknown = malloc(n * sizeof(*unknown));
-    if (!names || !unknown)
+    if (!names)
         goto oom;
     for (size_t i = 0; i < n; i++) {
         names[i] = json_string_value(json_array_get(syms, i));
@@ -310,40 +360,59 @@ static void ws_subscription(ws_session *s, const json_t *id, const char *op, con
         }
     }
     if (subscribe) {
+        if (ws_parse_resume(s, id, json_object_get(req, "resume"), &resume, &nresume))
+            goto done;
+        size_t *unknown = malloc((n + nresume) * sizeof(*unknown));
+        if (!unknown)
+            goto oom;
+        /* Seqs are comparable only within one server instance (epoch). */
+        int other_epoch = epoch && strcmp(json_string_value(epoch), bcast_epoch(s->ws->b)) != 0;
         size_t nunknown = 0;
-        bcast_rc rc = bcast_subscribe(s->client, names, n, unknown, &nunknown);
+        bcast_rc rc = bcast_subscribe_resume(s->client, names, n, resume, nresume, other_epoch,
+                                             unknown, &nunknown);
         if (rc == BCAST_EUNKNOWN) {
             json_t *list = json_array();
             sbuf msg;
             sbuf_init(&msg, 512);
             sbuf_printf(&msg, "unknown symbol(s):");
             for (size_t i = 0; i < nunknown; i++) {
-                json_array_append_new(list, json_string(names[unknown[i]]));
-                sbuf_printf(&msg, "%s %s", i ? "," : "", names[unknown[i]]);
+                size_t u = unknown[i];
+                const char *name = u < n ? names[u] : resume[u - n].symbol;
+                json_array_append_new(list, json_string(name));
+                sbuf_printf(&msg, "%s %s%s", i ? "," : "", name, u < n ? "" : " (in resume)");
             }
             ws_error(s, id, WS_ERR_UNKNOWN_SYMBOL, msg.overflow ? "unknown symbol(s)" : msg.data,
                      list);
             sbuf_free(&msg);
-            goto done;
-        }
-        if (rc == BCAST_ELIMIT) {
+        } else if (rc == BCAST_ERESUME) {
+            char text[160];
+            snprintf(text, sizeof(text),
+                     "\"resume\" names %.40s, which \"symbols\" does not subscribe; nothing changed",
+                     resume[unknown[0] - n].symbol);
+            ws_error(s, id, WS_ERR_BAD_REQUEST, text, NULL);
+        } else if (rc == BCAST_ELIMIT) {
             ws_error(s, id, WS_ERR_TOO_MANY_SUBSCRIPTIONS,
                      "the subscribe would exceed limits.max_subscriptions; nothing changed", NULL);
-            goto done;
-        }
-        if (rc != BCAST_OK)
+        } else if (rc != BCAST_OK) {
+            free(unknown);
             goto oom;
-    } else {
-        bcast_unsubscribe(s->client, names, n);
+        } else {
+            /* The epoch is what a client names when it resumes later. */
+            ws_ack(s, id, op, json_pack("{s:O, s:s}", "symbols", syms, "epoch",
+                                        bcast_epoch(s->ws->b)));
+        }
+        free(unknown);
+        goto done;
     }
+    bcast_unsubscribe(s->client, names, n);
     ws_ack(s, id, op, json_pack("{s:O}", "symbols", syms));
 done:
     free(names);
-    free(unknown);
+    free(resume);
     return;
 oom:
     free(names);
-    free(unknown);
+    free(resume);
     ws_error(s, id, WS_ERR_INTERNAL, "out of memory", NULL);
 }
 
@@ -381,7 +450,7 @@ static void ws_handle_message(ws_session *s, const char *msg, size_t len)
         else if (!strcmp(op, "ping"))
             ws_ack(s, id, op, json_pack("{s:I}", "time", (json_int_t)tk_now_us()));
         else if (!strcmp(op, "subscribe") || !strcmp(op, "unsubscribe"))
-            ws_subscription(s, id, op, json_object_get(root, "symbols"));
+            ws_subscription(s, id, op, root);
         else
             ws_error(s, id, WS_ERR_UNKNOWN_OP, "unknown op (subscribe, unsubscribe, ping)", NULL);
     }

@@ -12,6 +12,16 @@
  * later) creates a bcast_client with a wake callback, and in its writable
  * callback calls bcast_client_frame(); after writing it asks again while
  * bcast_client_has_pending() is true. Single-threaded: the service thread.
+ *
+ * Resume: each symbol also keeps a fixed ring of its last resume_depth
+ * encodings (allocated on its first publish, filled by one memcpy per
+ * publish, never grown). A client that subscribes with the last seq it saw
+ * per symbol gets, in "replay" frames, the values after that seq straight
+ * from the ring (the same encoded bytes), or a snapshot frame marked
+ * "reset":true when the ring no longer holds them, when the seq is ahead of
+ * the server's, or when the client's seqs come from another server instance
+ * (epoch). Per client this is still O(subscriptions): a resumed subscription
+ * holds only its position (the last seq sent) while its replay is due.
  */
 #ifndef TICKERD_BCAST_H
 #define TICKERD_BCAST_H
@@ -23,8 +33,9 @@
 
 /* Upper bound of one encoded update object (see bcast_encode_json). */
 #define BCAST_ENC_MAX 384
-/* Frame envelope around the concatenated updates. */
-#define BCAST_FRAME_OVERHEAD 32
+/* Frame envelope around the concatenated updates (the longest is a reset
+ * snapshot's: {"op":"snapshot","reset":true,"updates":[...]}). */
+#define BCAST_FRAME_OVERHEAD 48
 
 typedef struct bcast bcast;
 typedef struct bcast_client bcast_client;
@@ -32,7 +43,23 @@ typedef struct bcast_client bcast_client;
 typedef struct bcast_opts {
     uint32_t max_subscriptions; /* per client; "*" counts as one */
     size_t max_frame_bytes;
+    uint32_t resume_depth; /* ring entries per symbol; 0 = no ring (resume always resets) */
 } bcast_opts;
+
+/* Largest resume_depth accepted (broadcast.resume_depth). */
+#define BCAST_RESUME_DEPTH_MAX 4096
+/* Bytes of ring memory per entry (the encoding's slot plus its length). */
+#define BCAST_RING_SLOT_BYTES (BCAST_ENC_MAX + 2)
+/* Characters of an epoch string (hex), without the terminator. */
+#define BCAST_EPOCH_LEN 16
+
+/* Why a resumed symbol got a reset snapshot instead of a replay. */
+typedef enum {
+    BCAST_RESET_TOO_OLD = 0, /* the ring no longer holds seq+1 (or a replay fell behind it) */
+    BCAST_RESET_AHEAD,       /* the client's seq is above the server's: not this server's seqs */
+    BCAST_RESET_EPOCH,       /* the client named another server instance's epoch */
+    BCAST_RESET_COUNT
+} bcast_reset_reason;
 
 typedef struct bcast_stats {
     uint64_t updates_out;   /* update objects sent in "update" frames */
@@ -41,6 +68,12 @@ typedef struct bcast_stats {
     uint64_t frames_out;
     uint64_t subscriptions; /* current room memberships (gauge) */
     uint32_t clients;       /* current clients (gauge) */
+    /* resume */
+    uint64_t replayed_out;      /* update objects sent in "replay" frames */
+    uint64_t resume_replayed;   /* resumed symbols whose replay completed */
+    uint64_t resume_current;    /* resumed symbols already up to date (nothing to replay) */
+    uint64_t resume_resets[BCAST_RESET_COUNT]; /* resumed symbols given a reset snapshot */
+    uint64_t ring_bytes;        /* memory held by the resume rings (gauge) */
 } bcast_stats;
 
 typedef enum {
@@ -48,14 +81,29 @@ typedef enum {
     BCAST_EUNKNOWN, /* a symbol is not known; nothing changed */
     BCAST_ELIMIT,   /* would exceed max_subscriptions; nothing changed */
     BCAST_ENOMEM,
+    BCAST_ERESUME,  /* a resume entry names a symbol the request does not subscribe; nothing changed */
 } bcast_rc;
+
+/* One entry of a resume request: the last seq the client saw for symbol
+ * (0 = it saw none). */
+typedef struct bcast_resume {
+    const char *symbol;
+    uint64_t seq;
+} bcast_resume;
 
 typedef void (*bcast_wake_fn)(void *arg);
 
 bcast *bcast_create(const bcast_opts *opts);
 void bcast_destroy(bcast *b);
+/* A changed resume_depth drops every ring (refilled at the symbols' next
+ * publishes); replays in progress then end in a reset. */
 void bcast_set_opts(bcast *b, const bcast_opts *opts);
 const bcast_stats *bcast_get_stats(const bcast *b);
+/* This server instance's epoch: BCAST_EPOCH_LEN hex characters, different
+ * for every bcast_create. Seqs are only comparable within one epoch. */
+const char *bcast_epoch(const bcast *b);
+/* "too_old", "seq_ahead", "epoch" (metric labels). */
+const char *bcast_reset_name(bcast_reset_reason r);
 
 /* --- from the normalizer (wired by the app) --- */
 int bcast_symbol_added(bcast *b, uint32_t id, const char *symbol);
@@ -76,14 +124,26 @@ void bcast_client_destroy(bcast_client *c);
  * snapshot before any update. */
 bcast_rc bcast_subscribe(bcast_client *c, const char *const *names, size_t n, size_t *unknown,
                          size_t *nunknown);
+/* The same, resuming: resume[0..nresume) gives the last seq seen per symbol;
+ * each must name a symbol subscribed by this request (any known symbol when
+ * names holds "*"), else BCAST_ERESUME with unknown[0] = n + the index of
+ * the first such entry. Unknown symbols in resume are
+ * reported in unknown[] as n + their index (unknown needs room for
+ * n + nresume). other_epoch: the seqs come from another server instance, so
+ * every resumed symbol gets a reset snapshot. A resumed symbol then gets,
+ * before any update: nothing (seq is current), a replay of every value after
+ * seq (the ring holds them), or a reset snapshot. */
+bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_t n,
+                                const bcast_resume *resume, size_t nresume, int other_epoch,
+                                size_t *unknown, size_t *nunknown);
 /* Unsubscribe from names; "*" removes every subscription. Unknown or
  * unsubscribed names are ignored. */
 void bcast_unsubscribe(bcast_client *c, const char *const *names, size_t n);
 int bcast_client_has_pending(const bcast_client *c);
 uint32_t bcast_client_subscription_count(const bcast_client *c);
-/* Write the client's next frame into buf (at most cap bytes): a snapshot
- * frame while snapshots are due, else an update frame. Returns its length,
- * 0 when nothing is due. */
+/* Write the client's next frame into buf (at most cap bytes): snapshot
+ * frames while snapshots are due, then reset snapshot frames, then replay
+ * frames, else an update frame. Returns its length, 0 when nothing is due. */
 size_t bcast_client_frame(bcast_client *c, char *buf, size_t cap);
 
 /* Encode one quote as a JSON object; returns its length (< BCAST_ENC_MAX). */

@@ -70,6 +70,7 @@ typedef struct cfg_t {
         int max_frame_bytes;
         int stall_timeout_ms;
         int ping_interval_s;
+        int resume_depth; /* values kept per symbol for resuming clients; 0 = off */
     } broadcast;
     struct {
         int max_subscriptions;

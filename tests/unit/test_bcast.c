@@ -1,6 +1,7 @@
 /* Broadcaster: rooms, snapshots before updates, per-client conflation (one
  * pending value per symbol, latest wins, memory independent of rate), frame
- * limits and the JSON encoding of an update. */
+ * limits, the JSON encoding of an update, and resume (per-symbol rings,
+ * replay / reset / up to date, ordering against live updates). */
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -305,6 +306,412 @@ static void unsubscribing_the_only_pending_symbol_keeps_the_client_wakeable(void
     bcast_destroy(b);
 }
 
+/* ---- resume ---- */
+
+static bcast *make_resume(uint32_t depth, size_t max_frame)
+{
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = max_frame, .resume_depth = depth};
+    bcast *b = bcast_create(&o);
+    for (uint32_t i = 0; i < 4; i++)
+        bcast_symbol_added(b, i, SYMS[i]);
+    return b;
+}
+
+/* One frame, flattened: its op, its reset flag, and (symbol index, seq) of
+ * each update object in order. Returns the number of objects, -1 when no
+ * frame was due. */
+typedef struct frame_info {
+    char op[16];
+    int reset;
+    size_t len;
+    size_t n;
+    uint32_t sym[4096];
+    uint64_t seq[4096];
+} frame_info;
+
+static int sym_index(const char *name)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, SYMS[i]))
+            return i;
+    return -1;
+}
+
+static long take(bcast_client *c, frame_info *f)
+{
+    static char buf[1 << 16];
+    memset(f, 0, sizeof(*f));
+    f->len = bcast_client_frame(c, buf, sizeof(buf));
+    if (!f->len)
+        return -1;
+    json_error_t jerr;
+    json_t *root = json_loadb(buf, f->len, 0, &jerr);
+    CHECK(root != NULL);
+    if (!root) {
+        fprintf(stderr, "  %.*s\n  %s\n", (int)f->len, buf, jerr.text);
+        return -1;
+    }
+    snprintf(f->op, sizeof(f->op), "%s", json_string_value(json_object_get(root, "op")));
+    f->reset = json_is_true(json_object_get(root, "reset"));
+    CHECK(json_object_get(root, "reset") == NULL || f->reset); /* present only as true */
+    json_t *ups = json_object_get(root, "updates");
+    for (size_t i = 0; i < json_array_size(ups) && f->n < 4096; i++, f->n++) {
+        json_t *u = json_array_get(ups, i);
+        f->sym[f->n] = (uint32_t)sym_index(json_string_value(json_object_get(u, "symbol")));
+        f->seq[f->n] = (uint64_t)json_integer_value(json_object_get(u, "seq"));
+    }
+    json_decref(root);
+    return (long)f->n;
+}
+
+static bcast_rc resume_sub(bcast_client *c, const char *const *names, size_t n,
+                           const bcast_resume *r, size_t nr, int other_epoch)
+{
+    size_t unknown[16], nunknown;
+    return bcast_subscribe_resume(c, names, n, r, nr, other_epoch, unknown, &nunknown);
+}
+
+static void publish_range(bcast *b, uint32_t id, uint64_t from, uint64_t to)
+{
+    for (uint64_t seq = from; seq <= to; seq++)
+        publish(b, id, 100 + (double)seq, seq);
+}
+
+static void ring_wraps_and_replays_in_order_without_gap_or_duplicate(void)
+{
+    bcast *b = make_resume(8, 65536);
+    publish_range(b, 0, 1, 20); /* the ring of 8 wrapped: it holds 13..20 */
+    const char *btc[] = {"BTC-USD"};
+    frame_info f;
+
+    /* From 12 (the oldest replayable): exactly 13..20, in order, one frame. */
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    bcast_resume r = {"BTC-USD", 12};
+    CHECK(resume_sub(c, btc, 1, &r, 1, 0) == BCAST_OK);
+    CHECK(take(c, &f) == 8);
+    CHECK(!strcmp(f.op, "replay") && !f.reset);
+    for (size_t i = 0; i < f.n; i++)
+        CHECK(f.sym[i] == 0 && f.seq[i] == 13 + i);
+    CHECK(!bcast_client_has_pending(c));
+    CHECK(bcast_get_stats(b)->replayed_out == 8 && bcast_get_stats(b)->resume_replayed == 1);
+
+    /* Live updates then continue at the next seq: no gap, no duplicate. */
+    publish(b, 0, 1, 21);
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "update") && f.seq[0] == 21);
+    bcast_client_destroy(c);
+
+    /* From 17, after the ring wrapped once more. */
+    publish_range(b, 0, 22, 29); /* holds 22..29 */
+    c = bcast_client_create(b, wake, NULL);
+    r.seq = 25;
+    CHECK(resume_sub(c, btc, 1, &r, 1, 0) == BCAST_OK);
+    CHECK(take(c, &f) == 4 && !strcmp(f.op, "replay"));
+    CHECK(f.seq[0] == 26 && f.seq[3] == 29);
+    CHECK(take(c, &f) == -1);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void too_old_seq_ahead_and_other_epoch_get_a_reset_snapshot(void)
+{
+    const char *btc[] = {"BTC-USD"};
+    frame_info f;
+    struct {
+        uint64_t seq;
+        int other_epoch;
+        bcast_reset_reason why;
+    } cases[] = {
+        {11, 0, BCAST_RESET_TOO_OLD}, /* 12 left the ring (it holds 13..20) */
+        {0, 0, BCAST_RESET_TOO_OLD},
+        {21, 0, BCAST_RESET_AHEAD},   /* a seq this server never published: it restarted */
+        {5000, 0, BCAST_RESET_AHEAD},
+        {15, 1, BCAST_RESET_EPOCH},   /* replayable, but from another server instance */
+        {20, 1, BCAST_RESET_EPOCH},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        bcast *b = make_resume(8, 65536);
+        publish_range(b, 0, 1, 20);
+        bcast_client *c = bcast_client_create(b, wake, NULL);
+        bcast_resume r = {"BTC-USD", cases[i].seq};
+        CHECK(resume_sub(c, btc, 1, &r, 1, cases[i].other_epoch) == BCAST_OK);
+        CHECK(take(c, &f) == 1);
+        CHECK(!strcmp(f.op, "snapshot") && f.reset);
+        CHECK(f.seq[0] == 20); /* the current value */
+        for (int why = 0; why < BCAST_RESET_COUNT; why++)
+            CHECK(bcast_get_stats(b)->resume_resets[why] == (why == (int)cases[i].why));
+        CHECK(take(c, &f) == -1);
+        publish(b, 0, 1, 21); /* then live updates */
+        CHECK(take(c, &f) == 1 && !strcmp(f.op, "update") && f.seq[0] == 21);
+        CHECK(bcast_get_stats(b)->replayed_out == 0);
+        bcast_client_destroy(c);
+        bcast_destroy(b);
+    }
+}
+
+static void up_to_date_resume_sends_nothing_then_live_updates(void)
+{
+    bcast *b = make_resume(8, 65536);
+    publish_range(b, 0, 1, 20);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *btc[] = {"BTC-USD"};
+    bcast_resume r = {"BTC-USD", 20};
+    frame_info f;
+    CHECK(resume_sub(c, btc, 1, &r, 1, 0) == BCAST_OK);
+    CHECK(!bcast_client_has_pending(c));
+    CHECK(take(c, &f) == -1);
+    CHECK(bcast_get_stats(b)->resume_current == 1);
+    publish(b, 0, 1, 21);
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "update") && f.seq[0] == 21);
+    CHECK(bcast_get_stats(b)->conflated == 0);
+    bcast_client_destroy(c);
+
+    /* seq 0 on a symbol with no value yet is up to date too: its first value
+     * comes as an update, seq 1. */
+    c = bcast_client_create(b, wake, NULL);
+    const char *eth[] = {"ETH-USD"};
+    bcast_resume r0 = {"ETH-USD", 0};
+    CHECK(resume_sub(c, eth, 1, &r0, 1, 0) == BCAST_OK);
+    CHECK(take(c, &f) == -1);
+    publish(b, 1, 1, 1);
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "update") && f.seq[0] == 1);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void a_reset_of_a_symbol_without_value_waits_for_its_first_value(void)
+{
+    /* A restarted server that has not quoted the symbol yet: the client's seq
+     * is ahead; the first value must come as a reset snapshot, not an update. */
+    bcast *b = make_resume(8, 65536);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *eth[] = {"ETH-USD"};
+    bcast_resume r = {"ETH-USD", 500};
+    frame_info f;
+    CHECK(resume_sub(c, eth, 1, &r, 1, 0) == BCAST_OK);
+    CHECK(!bcast_client_has_pending(c)); /* nothing to send: no busy wake-ups */
+    CHECK(take(c, &f) == -1);
+    wakes = 0;
+    publish(b, 1, 7, 1);
+    CHECK(wakes == 1);
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "snapshot") && f.reset && f.seq[0] == 1);
+    publish(b, 1, 8, 2);
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "update") && f.seq[0] == 2);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+/* Frames until none is due; checks per-symbol order: everything before the
+ * first update of a symbol is replay (or snapshot), seqs consecutive across
+ * the seam. Publishes `extra` more values of sym 0 between the frames. */
+static void replay_larger_than_a_frame_is_split_and_precedes_live_updates(void)
+{
+    bcast *b = make_resume(64, 1024); /* a few objects per frame */
+    publish_range(b, 0, 1, 50);
+    publish_range(b, 1, 1, 3);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *two[] = {"BTC-USD", "ETH-USD"};
+    bcast_resume r = {"BTC-USD", 0};
+    CHECK(resume_sub(c, two, 2, &r, 1, 0) == BCAST_OK);
+
+    frame_info f;
+    uint64_t next_btc = 1;
+    int replay_frames = 0, btc_updates = 0, eth_snapshot = 0, seen_update = 0;
+    uint64_t published = 50;
+    while (take(c, &f) >= 0) {
+        CHECK(f.len <= 1024);
+        if (!strcmp(f.op, "replay")) {
+            replay_frames++;
+            CHECK(!seen_update); /* no update frame before the replay is over */
+        } else if (!strcmp(f.op, "update")) {
+            seen_update = 1;
+        } else {
+            CHECK(!strcmp(f.op, "snapshot") && !f.reset); /* ETH: a plain snapshot */
+            CHECK(replay_frames == 0);                    /* snapshots go first */
+        }
+        for (size_t i = 0; i < f.n; i++) {
+            if (f.sym[i] == 1) {
+                eth_snapshot += !strcmp(f.op, "snapshot");
+                continue;
+            }
+            CHECK(f.sym[i] == 0);
+            CHECK(f.seq[i] == next_btc); /* consecutive: no gap, no duplicate */
+            next_btc = f.seq[i] + 1;
+            btc_updates += !strcmp(f.op, "update");
+        }
+        /* Live values keep arriving during the replay: they must wait. */
+        if (published < 70)
+            publish(b, 0, 1, ++published);
+    }
+    CHECK(replay_frames > 5);
+    CHECK(eth_snapshot == 1);
+    CHECK(next_btc == published + 1);
+    CHECK(btc_updates > 0); /* the seam was crossed: replay, then updates, consecutive */
+    publish(b, 0, 1, ++published);
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "update") && f.seq[0] == published);
+    CHECK(bcast_get_stats(b)->conflated == 0);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void live_update_never_overtakes_a_replay(void)
+{
+    /* Two symbols resumed, one plain: the plain one's update must wait until
+     * the replays are out (frames go by kind), and the resumed ones' values
+     * published meanwhile end up in their replay, never in an update ahead of it. */
+    bcast *b = make_resume(16, 65536);
+    publish_range(b, 0, 1, 10);
+    publish_range(b, 2, 1, 10);
+    publish_range(b, 3, 1, 10);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *three[] = {"BTC-USD", "SOL-USD", "EUR-USD"};
+    bcast_resume r[] = {{"BTC-USD", 4}, {"SOL-USD", 9}};
+    CHECK(resume_sub(c, three, 3, r, 2, 0) == BCAST_OK);
+    publish(b, 0, 1, 11);
+    publish(b, 2, 1, 11);
+    publish(b, 3, 1, 11);
+    frame_info f;
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "snapshot") && !f.reset && f.sym[0] == 3 &&
+          f.seq[0] == 11);
+    CHECK(take(c, &f) == 9 && !strcmp(f.op, "replay"));
+    uint64_t last[4] = {4, 0, 9, 0};
+    for (size_t i = 0; i < f.n; i++) {
+        CHECK(f.seq[i] == last[f.sym[i]] + 1);
+        last[f.sym[i]] = f.seq[i];
+    }
+    CHECK(last[0] == 11 && last[2] == 11);
+    CHECK(take(c, &f) == -1);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void a_replay_that_falls_behind_the_ring_ends_in_a_reset(void)
+{
+    bcast *b = make_resume(16, 1024);
+    publish_range(b, 0, 1, 16);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *btc[] = {"BTC-USD"};
+    bcast_resume r = {"BTC-USD", 0};
+    CHECK(resume_sub(c, btc, 1, &r, 1, 0) == BCAST_OK);
+    frame_info f;
+    long n = take(c, &f);
+    CHECK(n > 0 && n < 16 && !strcmp(f.op, "replay") && f.seq[n - 1] == (uint64_t)n);
+    publish_range(b, 0, 17, 40); /* the reader is slow: the ring now holds 25..40 */
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "snapshot") && f.reset && f.seq[0] == 40);
+    CHECK(bcast_get_stats(b)->resume_resets[BCAST_RESET_TOO_OLD] == 1);
+    CHECK(bcast_get_stats(b)->resume_replayed == 0);
+    CHECK(take(c, &f) == -1);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void ring_memory_is_bounded_and_allocated_once(void)
+{
+    bcast *b = make_resume(32, 65536);
+    CHECK(bcast_get_stats(b)->ring_bytes == 0); /* lazily: nothing before a publish */
+    publish(b, 0, 1, 1);
+    CHECK(bcast_get_stats(b)->ring_bytes == 32 * (uint64_t)BCAST_RING_SLOT_BYTES);
+    for (uint32_t id = 0; id < 4; id++)
+        publish_range(b, id, id ? 1 : 2, 20000);
+    CHECK(bcast_get_stats(b)->ring_bytes == 4 * 32 * (uint64_t)BCAST_RING_SLOT_BYTES);
+
+    /* A client resuming everything holds nothing more than its subscriptions:
+     * the replay is read from the rings as frames are built. */
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *star[] = {"*"};
+    bcast_resume r[] = {{"BTC-USD", 19990}, {"ETH-USD", 19980}, {"SOL-USD", 1}};
+    CHECK(resume_sub(c, star, 1, r, 3, 0) == BCAST_OK);
+    frame_info f;
+    size_t replayed = 0, resets = 0, snaps = 0;
+    while (take(c, &f) >= 0) {
+        if (!strcmp(f.op, "replay"))
+            replayed += f.n;
+        else if (f.reset)
+            resets += f.n;
+        else
+            snaps += f.n;
+    }
+    CHECK(replayed == 10 + 20);
+    CHECK(resets == 1 && snaps == 1); /* SOL too old; EUR not resumed */
+    CHECK(bcast_get_stats(b)->ring_bytes == 4 * 32 * (uint64_t)BCAST_RING_SLOT_BYTES);
+    bcast_client_destroy(c);
+
+    /* A reload with another depth drops the rings; they refill lazily. */
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 8};
+    bcast_set_opts(b, &o);
+    CHECK(bcast_get_stats(b)->ring_bytes == 0);
+    c = bcast_client_create(b, wake, NULL);
+    const char *btc[] = {"BTC-USD"};
+    bcast_resume rb = {"BTC-USD", 19999};
+    CHECK(resume_sub(c, btc, 1, &rb, 1, 0) == BCAST_OK);
+    CHECK(take(c, &f) == 1 && f.reset && f.seq[0] == 20000);
+    publish_range(b, 0, 20001, 20010);
+    CHECK(bcast_get_stats(b)->ring_bytes == 8 * (uint64_t)BCAST_RING_SLOT_BYTES);
+    bcast_client_destroy(c);
+
+    /* Depth 0: no rings at all; every resume that is not up to date resets. */
+    o.resume_depth = 0;
+    bcast_set_opts(b, &o);
+    publish_range(b, 0, 20011, 20020);
+    CHECK(bcast_get_stats(b)->ring_bytes == 0);
+    c = bcast_client_create(b, wake, NULL);
+    rb.seq = 20019;
+    CHECK(resume_sub(c, btc, 1, &rb, 1, 0) == BCAST_OK);
+    CHECK(take(c, &f) == 1 && f.reset && f.seq[0] == 20020);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void resume_must_name_subscribed_known_symbols(void)
+{
+    bcast *b = make_resume(8, 65536);
+    publish_range(b, 0, 1, 5);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *btc[] = {"BTC-USD"};
+    size_t unknown[4], nunknown;
+    bcast_resume other = {"ETH-USD", 1};
+    CHECK(bcast_subscribe_resume(c, btc, 1, &other, 1, 0, unknown, &nunknown) == BCAST_ERESUME);
+    CHECK(unknown[0] == 1);
+    bcast_resume bad[] = {{"BTC-USD", 1}, {"NOPE-USD", 3}};
+    CHECK(bcast_subscribe_resume(c, btc, 1, bad, 2, 0, unknown, &nunknown) == BCAST_EUNKNOWN);
+    CHECK(nunknown == 1 && unknown[0] == 2);
+    CHECK(bcast_client_subscription_count(c) == 0 && !bcast_client_has_pending(c));
+
+    /* A resume of a symbol already subscribed restarts it from that seq; a
+     * later plain subscribe of it turns the replay back into a snapshot. */
+    CHECK(bcast_subscribe(c, btc, 1, unknown, &nunknown) == BCAST_OK);
+    frame_info f;
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "snapshot"));
+    bcast_resume r = {"BTC-USD", 2};
+    CHECK(resume_sub(c, btc, 1, &r, 1, 0) == BCAST_OK);
+    CHECK(bcast_subscribe(c, btc, 1, unknown, &nunknown) == BCAST_OK);
+    CHECK(take(c, &f) == 1 && !strcmp(f.op, "snapshot") && !f.reset && f.seq[0] == 5);
+    CHECK(resume_sub(c, btc, 1, &r, 1, 0) == BCAST_OK);
+    CHECK(take(c, &f) == 3 && !strcmp(f.op, "replay") && f.seq[0] == 3);
+
+    /* Unsubscribing in the middle of a replay leaves nothing due. */
+    bcast_resume r1 = {"BTC-USD", 1};
+    CHECK(resume_sub(c, btc, 1, &r1, 1, 0) == BCAST_OK);
+    CHECK(bcast_client_has_pending(c));
+    bcast_unsubscribe(c, btc, 1);
+    CHECK(!bcast_client_has_pending(c));
+    wakes = 0;
+    publish(b, 0, 1, 6);
+    CHECK(wakes == 0 && take(c, &f) == -1);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void epochs_differ_per_instance(void)
+{
+    bcast *a = make_resume(8, 65536), *b = make_resume(8, 65536);
+    const char *ea = bcast_epoch(a), *eb = bcast_epoch(b);
+    CHECK(strlen(ea) == BCAST_EPOCH_LEN && strlen(eb) == BCAST_EPOCH_LEN);
+    CHECK(strspn(ea, "0123456789abcdef") == BCAST_EPOCH_LEN);
+    CHECK(strcmp(ea, eb) != 0);
+    bcast_destroy(a);
+    bcast_destroy(b);
+}
+
 int main(void)
 {
     RUN(snapshot_comes_before_updates);
@@ -314,5 +721,15 @@ int main(void)
     RUN(full_frames_carry_the_rest_next_time);
     RUN(encodes_an_update_as_json_with_the_contract_keys);
     RUN(unsubscribing_the_only_pending_symbol_keeps_the_client_wakeable);
+    RUN(ring_wraps_and_replays_in_order_without_gap_or_duplicate);
+    RUN(too_old_seq_ahead_and_other_epoch_get_a_reset_snapshot);
+    RUN(up_to_date_resume_sends_nothing_then_live_updates);
+    RUN(a_reset_of_a_symbol_without_value_waits_for_its_first_value);
+    RUN(replay_larger_than_a_frame_is_split_and_precedes_live_updates);
+    RUN(live_update_never_overtakes_a_replay);
+    RUN(a_replay_that_falls_behind_the_ring_ends_in_a_reset);
+    RUN(ring_memory_is_bounded_and_allocated_once);
+    RUN(resume_must_name_subscribed_known_symbols);
+    RUN(epochs_differ_per_instance);
     return check_done();
 }
