@@ -168,7 +168,7 @@ test('a symbol whose only feed stalls gets the stale badge, cleared by the next 
   const badge = (sym) => `#quotes tr[data-symbol="${sym}"] .badge-stale`;
   await page.waitForFunction(() => ['BTC-USDT', 'ETH-USDT'].every((s) =>
     /\d/.test(document.querySelector(`#quotes tr[data-symbol="${s}"] .c-last`)?.textContent)), null,
-  { timeout: 10000 });
+  { timeout: 20000 }); // the page retries a subscribe it could not confirm every 5 s
   assert.equal(await page.locator('#quotes tbody .badge-stale:visible').count(), 0, 'no badge while fresh');
   await sleep(10000); // some sparkline history for the screenshot
 
