@@ -370,3 +370,22 @@ int venue_out_end(venue_out *o)
     }
     return (int)o->len;
 }
+
+void venue_out_quoted_list(venue_out *o, const char *const *syms, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        venue_out_puts(o, i ? ",\"" : "\"");
+        venue_out_puts(o, syms[i]);
+        venue_out_puts(o, "\"");
+    }
+}
+
+int venue_all_ok(const char *const *syms, size_t n, int (*ok)(const char *))
+{
+    if (!syms || n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!ok(syms[i]))
+            return 0;
+    return 1;
+}

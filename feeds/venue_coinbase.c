@@ -61,12 +61,7 @@ static int coinbase_symbol_ok(const char *s)
 
 static int coinbase_symbols_ok(const char *const *syms, size_t n)
 {
-    if (!syms || n == 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!coinbase_symbol_ok(syms[i]))
-            return 0;
-    return 1;
+    return venue_all_ok(syms, n, coinbase_symbol_ok);
 }
 
 static int coinbase_ws_path(const char *const *syms, size_t n, char *out, size_t cap)
@@ -86,11 +81,7 @@ static int coinbase_ws_subscribe(const char *const *syms, size_t n, char *out, s
     if (!coinbase_symbols_ok(syms, n))
         return -1;
     venue_out_puts(&o, "{\"type\":\"subscribe\",\"product_ids\":[");
-    for (size_t i = 0; i < n; i++) {
-        venue_out_puts(&o, i ? ",\"" : "\"");
-        venue_out_puts(&o, syms[i]); /* checked: nothing to escape */
-        venue_out_puts(&o, "\"");
-    }
+    venue_out_quoted_list(&o, syms, n); /* checked: nothing to escape */
     venue_out_puts(&o, "],\"channels\":[\"ticker\",\"heartbeat\"]}");
     return venue_out_end(&o);
 }

@@ -133,12 +133,7 @@ static int kraken_symbol_ok(const char *s)
 
 static int kraken_symbols_ok(const char *const *syms, size_t n)
 {
-    if (!syms || n == 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!kraken_symbol_ok(syms[i]))
-            return 0;
-    return 1;
+    return venue_all_ok(syms, n, kraken_symbol_ok);
 }
 
 static int kraken_ws_path(const char *const *syms, size_t n, char *out, size_t cap)
@@ -158,11 +153,7 @@ static int kraken_ws_subscribe(const char *const *syms, size_t n, char *out, siz
     if (!kraken_symbols_ok(syms, n))
         return -1;
     venue_out_puts(&o, "{\"method\":\"subscribe\",\"params\":{\"channel\":\"ticker\",\"symbol\":[");
-    for (size_t i = 0; i < n; i++) {
-        venue_out_puts(&o, i ? ",\"" : "\"");
-        venue_out_puts(&o, syms[i]); /* checked: nothing to escape */
-        venue_out_puts(&o, "\"");
-    }
+    venue_out_quoted_list(&o, syms, n); /* checked: nothing to escape */
     venue_out_puts(&o, "]}}");
     return venue_out_end(&o);
 }

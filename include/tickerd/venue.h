@@ -229,6 +229,11 @@ typedef struct venue_out {
 } venue_out;
 
 void venue_out_init(venue_out *o, char *buf, size_t cap);
+/* Append syms[0..n) as a JSON list body: "a","b" (callers have checked that
+ * the symbols need no escaping). */
+void venue_out_quoted_list(venue_out *o, const char *const *syms, size_t n);
+/* True when n > 0 and every syms[i] passes ok(). */
+int venue_all_ok(const char *const *syms, size_t n, int (*ok)(const char *));
 void venue_out_puts(venue_out *o, const char *s);
 /* s lower-cased (Binance stream names) / upper-cased (Binance REST). */
 void venue_out_lower(venue_out *o, const char *s);
