@@ -16,8 +16,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const ARTIFACTS = path.join(ROOT, 'artifacts');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Flags from the machine doc: no sandbox as root, and no background traffic to a closed network.
+// The last three keep a page's timers and animation frames running when Chromium considers its window
+// hidden or occluded (headless windows can be): the page's reconnect/retry timers and its render loop are
+// what these tests watch.
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
+  '--disable-renderer-backgrounding'];
 const T = { timeout: 60000 };
 
 let browser;
@@ -35,6 +40,17 @@ async function openPage(srv, { colorScheme = 'light' } = {}) {
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(srv.url);
   return { page, errors };
+}
+
+/**
+ * Make the page show exactly `symbols`, the way a user's saved choice does: store them and reload. A fresh
+ * page saves its own default list once /api/symbols answers; storing ours before that would be overwritten
+ * (the race that made these tests flaky), so wait for the page's first save.
+ */
+async function showSymbols(page, symbols) {
+  await page.waitForFunction(() => localStorage.getItem('tickerd.symbols') !== null);
+  await page.evaluate((l) => localStorage.setItem('tickerd.symbols', JSON.stringify(l)), symbols);
+  await page.reload();
 }
 
 const lastPrices = (page) => page.$$eval('#quotes tbody tr[data-symbol]',
@@ -72,8 +88,7 @@ test('rows for the default symbols appear within 2 s and their prices move', T, 
 test('adding and removing a symbol changes the subscription on the server', T, async () => {
   const srv = await startTickerd({ config: simConfig({ rate: 400 }) });
   const { page } = await openPage(srv);
-  await page.evaluate(() => localStorage.setItem('tickerd.symbols', JSON.stringify(['BTC-USD'])));
-  await page.reload();
+  await showSymbols(page, ['BTC-USD']);
   await page.waitForSelector('#quotes tr[data-symbol="BTC-USD"]');
   const subs = async () => (await metrics(srv)).sum('tickerd_subscriptions');
   await waitFor(async () => (await subs()) === 1, { timeoutMs: 10000, message: 'one subscription' });
@@ -97,8 +112,7 @@ test('after tickerd stops the page shows reconnecting, and recovers with the sam
   let srv = await startTickerd({ config: simConfig({ rate: 400 }) });
   const port = srv.port;
   const { page } = await openPage(srv);
-  await page.evaluate(() => localStorage.setItem('tickerd.symbols', JSON.stringify(['ETH-USD', 'SOL-USD'])));
-  await page.reload();
+  await showSymbols(page, ['ETH-USD', 'SOL-USD']);
   await page.waitForSelector('#status[data-state="live"]');
   await srv.stop('SIGTERM');
   await page.waitForSelector('#status[data-state="reconnecting"]', { timeout: 5000 });
@@ -163,8 +177,7 @@ test('a symbol whose only feed stalls gets the stale badge, cleared by the next 
   const list = ['BTC-USD', 'BTC-USDT', 'ETH-USD', 'ETH-USDT', 'SOL-USD', 'XRP-USD', 'ADA-USD', 'DOGE-USD',
     'AAPL-USD', 'MSFT-USD', 'NVDA-USD', 'AMZN-USD', 'TSLA-USD', 'SPY-USD', 'EUR-USD', 'GBP-USD', 'USD-JPY',
     'AUD-USD', 'USD-CHF', 'USD-CAD'];
-  await page.evaluate((l) => localStorage.setItem('tickerd.symbols', JSON.stringify(l)), list);
-  await page.reload();
+  await showSymbols(page, list);
   const badge = (sym) => `#quotes tr[data-symbol="${sym}"] .badge-stale`;
   await page.waitForFunction(() => ['BTC-USDT', 'ETH-USDT'].every((s) =>
     /\d/.test(document.querySelector(`#quotes tr[data-symbol="${s}"] .c-last`)?.textContent)), null,
@@ -216,8 +229,7 @@ test('200 rows updating at full rate: the page keeps animating', T, async () => 
   });
   const { page, errors } = await openPage(srv);
   const syms = Array.from({ length: 200 }, (_, i) => `G${String(i + 1).padStart(5, '0')}-USD`);
-  await page.evaluate((l) => localStorage.setItem('tickerd.symbols', JSON.stringify(l)), syms);
-  await page.reload();
+  await showSymbols(page, syms);
   await page.waitForFunction(() => document.querySelectorAll('#quotes tbody tr[data-symbol]').length === 200
     && [...document.querySelectorAll('#quotes tbody .c-last')].slice(0, 20).every((c) => /\d/.test(c.textContent)),
   null, { timeout: 20000 }).catch(async (e) => {
