@@ -15,9 +15,10 @@ run_suite() { # name, build dir, cmake args...
   cmake -S . -B "$dir" "$@" >/dev/null
   cmake --build "$dir" -j"$jobs"
   echo "=== $name suite ===" >&2
-  # --repeat until-pass:2: a test that fails is run once more. The real-browser
-  # tests have a known timing flake around the page re-subscribing (see the
-  # closing note of the session that added it); a real failure fails twice.
+  # --repeat until-pass:2: a test that fails is run once more, a safety net for
+  # timing on a loaded 2-core box under ASan (a real failure fails twice; the
+  # retries are visible in the log). The browser tests' own flake was a test
+  # race, fixed; prefer fixing a flaky test to leaning on this.
   (cd "$dir" && ctest --output-on-failure -j"$jobs" --repeat until-pass:2)
 }
 
