@@ -9,8 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { startTickerd, stopAll, metrics, waitFor, waitForSymbols, simConfig, sleep } from './lib/harness.mjs';
-import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
+import { startTickerd, stopAll, metrics, waitFor, waitForSymbols, simConfig, sleep, startFake } from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ARTIFACTS = path.join(ROOT, 'artifacts');
@@ -26,11 +25,9 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-ru
 const T = { timeout: 60000 };
 
 let browser;
-const fakes = [];
 after(async () => {
   await browser?.close();
   await stopAll();
-  await Promise.all(fakes.map((f) => f.close()));
 });
 
 async function openPage(srv, { colorScheme = 'light' } = {}) {
@@ -160,8 +157,7 @@ test('every row has a sparkline that follows its price', T, async () => {
 // that venue stalls, no feed quotes them within normalizer.stale_after_ms: the server republishes their last
 // value with "stale":true, and the page badges those rows (and only those) until a fresh value arrives.
 test('a symbol whose only feed stalls gets the stale badge, cleared by the next fresh value', T, async () => {
-  const fx = await startFakeExchange({ seed: 3, tickMs: 100 });
-  fakes.push(fx);
+  const fx = await startFake({ seed: 3, tickMs: 100 });
   const srv = await startTickerd({
     config: {
       normalizer: { stale_after_ms: 1000 },

@@ -5,24 +5,17 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startTickerd, runTickerd, stopAll, connect, closeAllClients, httpGet, metrics, waitFor, updatesOf, UpdateTracker,
+  startTickerd, runTickerd, stopAll, connect, closeAllClients, httpGet, metrics, waitFor, updatesOf, UpdateTracker, startFake,
 } from './lib/harness.mjs';
-import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
 
 const T = { timeout: 60000 };
 const SYM = 'BTC-USD';
-const fakes = [];
 after(async () => {
   closeAllClients();
   await stopAll();
-  await Promise.all(fakes.map((f) => f.close()));
 });
 
-async function fakeExchange() {
-  const fx = await startFakeExchange({ seed: 11, tickMs: 50 });
-  fakes.push(fx);
-  return fx;
-}
+const fakeExchange = (opts = {}) => startFake({ seed: 11, tickMs: 50, ...opts });
 
 function feed(fx, name, venue) {
   return { type: 'rest', name, venue, base_url: fx.httpUrl, symbols: [SYM], poll_interval_ms: 100,

@@ -11,18 +11,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, waitForSymbols, updatesOf, runTickerd, metrics,
-  sleep, collectPrices, feedHealth,
+  sleep, collectPrices, feedHealth, startFake,
 } from './lib/harness.mjs';
-import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
 
 const T = { timeout: 45000 };
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures');
-const fakes = [];
 const tmpDirs = [];
 after(async () => {
   closeAllClients();
   await stopAll();
-  await Promise.all(fakes.map((f) => f.close()));
   for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -213,8 +210,7 @@ test('malformed lines are counted and skipped; the rest of the file still plays'
 
 // ---- capture --------------------------------------------------------------------------------------------
 test('a rest feed with "capture" writes the fixture format, and replaying it reproduces the prices', T, async () => {
-  const fx = await startFakeExchange({ seed: 3, tickMs: 50 });
-  fakes.push(fx);
+  const fx = await startFake({ seed: 3, tickMs: 50 });
   const dir = tmpDir();
   const capture = path.join(dir, 'coinbase.rest.jsonl');
   const symbols = ['BTC-USD', 'ETH-USD'];
@@ -263,8 +259,7 @@ test('a rest feed with "capture" writes the fixture format, and replaying it rep
 });
 
 test('a capture file that cannot be opened fails the feed at start, with the reason logged', T, async () => {
-  const fx = await startFakeExchange({ seed: 3, tickMs: 50 });
-  fakes.push(fx);
+  const fx = await startFake({ seed: 3, tickMs: 50 });
   const r = await runTickerd({
     config: { feeds: [{ type: 'rest', name: 'cb', venue: 'coinbase', base_url: fx.httpUrl, symbols: ['BTC-USD'],
       capture: '/nonexistent-tickerd-dir/cap.jsonl' }] },

@@ -3,22 +3,15 @@
 // 429 with Retry-After, HTTP 500, malformed and oversized bodies are survived, counted and recovered from.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, metrics, collectPrices } from './lib/harness.mjs';
-import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
+import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, metrics, collectPrices, startFake } from './lib/harness.mjs';
 
 const T = { timeout: 40000 };
-const fakes = [];
 after(async () => {
   closeAllClients();
   await stopAll();
-  await Promise.all(fakes.map((f) => f.close()));
 });
 
-async function fakeExchange() {
-  const fx = await startFakeExchange({ seed: 7, tickMs: 50 });
-  fakes.push(fx);
-  return fx;
-}
+const fakeExchange = (opts = {}) => startFake({ seed: 7, tickMs: 50, ...opts });
 
 function restFeed(fx, venue, symbols, extra = {}) {
   return {

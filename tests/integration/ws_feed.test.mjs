@@ -4,22 +4,15 @@
 // and a rejected subscription the adapter recovers (or reports) as documented, and tickerd keeps serving.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, runTickerd, metrics, collectPrices, feedHealth } from './lib/harness.mjs';
-import { startFakeExchange } from '../fake-exchange/fake-exchange.mjs';
+import { startTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, updatesOf, runTickerd, metrics, collectPrices, feedHealth, startFake } from './lib/harness.mjs';
 
 const T = { timeout: 45000 };
-const fakes = [];
 after(async () => {
   closeAllClients();
   await stopAll();
-  await Promise.all(fakes.map((f) => f.close()));
 });
 
-async function fakeExchange(opts = {}) {
-  const fx = await startFakeExchange({ seed: 11, tickMs: 50, ...opts });
-  fakes.push(fx);
-  return fx;
-}
+const fakeExchange = (opts = {}) => startFake({ seed: 11, tickMs: 50, ...opts });
 
 const wsFeed = (fx, venue, symbols, extra = {}) => ({
   type: 'ws', name: `${venue}-ws`, venue, url: fx.wsUrl, symbols, silence_timeout_ms: 1500, max_backoff_ms: 400, ...extra,

@@ -19,6 +19,7 @@ import path from 'node:path';
 import http from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import WebSocket from 'ws';
+import { startFakeExchange } from '../../fake-exchange/fake-exchange.mjs';
 
 export const TICKERD_BIN = process.env.TICKERD_BIN || '/work/main/build/tickerd';
 const VERBOSE = !!process.env.TICKERD_TEST_VERBOSE;
@@ -63,13 +64,24 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 const startedServers = new Set(); // servers from startTickerd() not yet checked by stopAll()
 const SANITIZER_RE = /AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|ThreadSanitizer|runtime error:/;
 
+const startedFakes = new Set();
+
+/** Start a fake exchange (tests/fake-exchange) that stopAll() closes. */
+export async function startFake(opts = {}) {
+  const fx = await startFakeExchange(opts);
+  startedFakes.add(fx);
+  return fx;
+}
+
 /**
- * Stop every server this process started (use in `after`/`afterEach` hooks): SIGTERM, then SIGKILL after 3 s.
+ * Stop every fake exchange and every server this process started (use in `after`/`afterEach` hooks): SIGTERM, then SIGKILL after 3 s.
  * Then checks every server started since the last call and throws if one that was still running did not exit
  * 0 on SIGTERM, or if any server's stderr holds a sanitizer report — so crashes, leaks and sanitizer findings
  * fail the test file even when no assertion noticed them.
  */
 export async function stopAll() {
+  await Promise.all([...startedFakes].map((fx) => fx.close()));
+  startedFakes.clear();
   const problems = [];
   const servers = [...startedServers];
   startedServers.clear();
