@@ -74,7 +74,16 @@ static const char *const st_migrations[] = {
     " PRIMARY KEY(symbol_id, interval_s, start_us)) WITHOUT ROWID;"
     "CREATE TABLE gaps(start_us INTEGER NOT NULL, end_us INTEGER NOT NULL,"
     " ticks INTEGER NOT NULL, recorded_us INTEGER NOT NULL);",
-    /* v1 → v2: append here. */
+    /* v1 → v2: the normalizer's per-symbol seq with each tick (NULL in older
+     * rows), and per symbol the highest seq committed by the run (store
+     * instance) that last wrote it: store_history's run_seq, one primary-key
+     * lookup. An index on ticks would answer it too, but it costs every
+     * insert, and seq restarts with the process, so a previous run's higher
+     * values would sit in front of this run's in a (symbol_id, seq) index. */
+    "ALTER TABLE ticks ADD COLUMN seq INTEGER;"
+    "CREATE TABLE run_seq(symbol_id INTEGER PRIMARY KEY, run INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL);",
+    /* v2 → v3: append here. */
 };
 _Static_assert(sizeof(st_migrations) / sizeof(st_migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -86,6 +95,7 @@ _Static_assert(sizeof(st_migrations) / sizeof(st_migrations[0]) == STORE_SCHEMA_
 typedef struct st_tick {
     int64_t ts_us;
     double last, bid, ask, volume;
+    uint64_t seq;
     int64_t gap_end_us, gap_n;
     char symbol[ST_NAME];
     char source[ST_NAME];
@@ -105,7 +115,8 @@ typedef struct st_acc {
 /* Writer's symbol cache: name → id, with the batch's open candles. */
 typedef struct st_sym {
     char name[ST_NAME];
-    int64_t id; /* 0 = empty slot */
+    int64_t id;    /* 0 = empty slot */
+    uint64_t bseq; /* highest seq of the batch's ticks, 0 = none */
     st_acc acc[ST_NINT];
 } st_sym;
 
@@ -127,8 +138,15 @@ struct store {
 
     /* writer connection and its statements */
     sqlite3 *w;
-    sqlite3_stmt *w_tick, *w_sym_sel, *w_sym_ins, *w_candle, *w_gap, *w_trim_ticks,
+    sqlite3_stmt *w_tick, *w_sym_sel, *w_sym_ins, *w_candle, *w_run_seq, *w_gap, *w_trim_ticks,
         *w_trim_candles, *w_trim_gaps, *w_sym_list;
+    /* This instance's tag in run_seq.run: one more than any in the file at
+     * open (read, not written, so a full disk still opens, degraded). Not "ticks
+     * above the max rowid at open": rowids are max + 1, and retention (whose
+     * first pass runs before the first flush) can delete the newest rowids,
+     * e.g. every row after a long downtime, so this run's rowids could start
+     * below that mark. */
+    int64_t run;
     int w_page_size;
     int64_t w_default_max_pages, w_applied_max; /* -1 = not applied yet */
     st_sym *w_syms;
@@ -138,7 +156,8 @@ struct store {
     /* read connection */
     pthread_mutex_t rlock;
     sqlite3 *r;
-    sqlite3_stmt *r_ticks, *r_candles, *r_gaps;
+    sqlite3_stmt *r_sym, *r_ticks, *r_ticks_latest, *r_candles, *r_candles_latest, *r_run_seq,
+        *r_gaps;
 
     pthread_t thread;
     int running;
@@ -361,8 +380,8 @@ static int st_prepare(sqlite3 *db, sqlite3_stmt **q, const char *sql, char *err,
 static int st_prepare_all(store *s, char *err, size_t errcap)
 {
     return st_prepare(s->w, &s->w_tick,
-                      "INSERT INTO ticks(symbol_id, ts_us, last, bid, ask, volume, source)"
-                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                      "INSERT INTO ticks(symbol_id, ts_us, last, bid, ask, volume, source, seq)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                       err, errcap) ||
            st_prepare(s->w, &s->w_sym_sel, "SELECT id FROM symbols WHERE name = ?1", err,
                       errcap) ||
@@ -379,6 +398,14 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
                       " ELSE close END,"
                       " close_us = max(close_us, excluded.close_us),"
                       " volume = volume + excluded.volume",
+                      err, errcap) ||
+           /* Another run's row is replaced: its seq means nothing to this one. */
+           st_prepare(s->w, &s->w_run_seq,
+                      "INSERT INTO run_seq(symbol_id, run, seq) VALUES(?1, ?2, ?3)"
+                      " ON CONFLICT(symbol_id) DO UPDATE SET"
+                      " seq = CASE WHEN run = excluded.run THEN max(seq, excluded.seq)"
+                      " ELSE excluded.seq END,"
+                      " run = excluded.run",
                       err, errcap) ||
            st_prepare(s->w, &s->w_gap,
                       "INSERT INTO gaps(start_us, end_us, ticks, recorded_us)"
@@ -398,16 +425,30 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
                       " WHERE end_us < ?2 LIMIT ?3)",
                       err, errcap) ||
            st_prepare(s->w, &s->w_sym_list, "SELECT id FROM symbols ORDER BY id", err, errcap) ||
+           st_prepare(s->r, &s->r_sym, "SELECT id FROM symbols WHERE name = ?1", err, errcap) ||
+           /* The _latest twins walk the same index backwards (no sort); their
+            * order is the exact reverse, so a page's rows are the same either way. */
            st_prepare(s->r, &s->r_ticks,
-                      "SELECT t.ts_us, t.last, t.bid, t.ask, t.volume, t.source FROM ticks t"
-                      " WHERE t.symbol_id = (SELECT id FROM symbols WHERE name = ?1)"
-                      " AND t.ts_us >= ?2 AND t.ts_us < ?3 ORDER BY t.ts_us, t.rowid LIMIT ?4",
+                      "SELECT ts_us, last, bid, ask, volume, source, seq FROM ticks"
+                      " WHERE symbol_id = ?1 AND ts_us >= ?2 AND ts_us < ?3"
+                      " ORDER BY ts_us, rowid LIMIT ?4",
+                      err, errcap) ||
+           st_prepare(s->r, &s->r_ticks_latest,
+                      "SELECT ts_us, last, bid, ask, volume, source, seq FROM ticks"
+                      " WHERE symbol_id = ?1 AND ts_us >= ?2 AND ts_us < ?3"
+                      " ORDER BY ts_us DESC, rowid DESC LIMIT ?4",
                       err, errcap) ||
            st_prepare(s->r, &s->r_candles,
-                      "SELECT c.start_us, c.open, c.high, c.low, c.close, c.volume FROM candles c"
-                      " WHERE c.symbol_id = (SELECT id FROM symbols WHERE name = ?1)"
-                      " AND c.interval_s = ?5 AND c.start_us >= ?2 AND c.start_us < ?3"
-                      " ORDER BY c.start_us LIMIT ?4",
+                      "SELECT start_us, open, high, low, close, volume FROM candles"
+                      " WHERE symbol_id = ?1 AND interval_s = ?5 AND start_us >= ?2"
+                      " AND start_us < ?3 ORDER BY start_us LIMIT ?4",
+                      err, errcap) ||
+           st_prepare(s->r, &s->r_candles_latest,
+                      "SELECT start_us, open, high, low, close, volume FROM candles"
+                      " WHERE symbol_id = ?1 AND interval_s = ?5 AND start_us >= ?2"
+                      " AND start_us < ?3 ORDER BY start_us DESC LIMIT ?4",
+                      err, errcap) ||
+           st_prepare(s->r, &s->r_run_seq, "SELECT seq FROM run_seq WHERE symbol_id = ?1 AND run = ?2",
                       err, errcap) ||
            st_prepare(s->r, &s->r_gaps,
                       "SELECT start_us, end_us, ticks, recorded_us FROM gaps"
@@ -417,10 +458,12 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
 
 static void st_finalize_all(store *s)
 {
-    sqlite3_stmt **all[] = {&s->w_tick,         &s->w_sym_sel,     &s->w_sym_ins, &s->w_candle,
-                            &s->w_gap,          &s->w_trim_ticks,  &s->w_trim_candles,
-                            &s->w_trim_gaps,    &s->w_sym_list,    &s->r_ticks,
-                            &s->r_candles,      &s->r_gaps};
+    sqlite3_stmt **all[] = {&s->w_tick,     &s->w_sym_sel,       &s->w_sym_ins,
+                            &s->w_candle,   &s->w_run_seq,       &s->w_gap,
+                            &s->w_trim_ticks, &s->w_trim_candles, &s->w_trim_gaps,
+                            &s->w_sym_list, &s->r_sym,           &s->r_ticks,
+                            &s->r_ticks_latest, &s->r_candles,   &s->r_candles_latest,
+                            &s->r_run_seq,  &s->r_gaps};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -540,6 +583,7 @@ store *store_open(const char *path, const store_opts *opts, char *err, size_t er
     if (st_exec(s->w, "PRAGMA synchronous=NORMAL", path, err, errcap) ||
         st_exec(s->w, "PRAGMA journal_size_limit=67108864", path, err, errcap) ||
         st_migrate(s->w, err, errcap) ||
+        st_query_int(s->w, "SELECT coalesce(max(run), 0) + 1 FROM run_seq", &s->run, err, errcap) ||
         st_query_int(s->w, "PRAGMA page_size", &v, err, errcap))
         goto fail;
     s->w_page_size = (int)v;
@@ -608,6 +652,7 @@ int store_put(store *s, const norm_quote *q)
     t->bid = q->bid;
     t->ask = q->ask;
     t->volume = q->volume;
+    t->seq = q->seq;
     t->gap_end_us = t->gap_n = 0;
     st_copy_name(t->symbol, q->symbol);
     st_copy_name(t->source, q->source);
@@ -827,6 +872,10 @@ static int st_write_batch(store *s, uint64_t from, uint64_t to, uint64_t *nticks
         st_bind_real(q, 5, t->ask);
         st_bind_real(q, 6, t->volume);
         sqlite3_bind_text(q, 7, t->source, -1, SQLITE_STATIC);
+        if (t->seq)
+            sqlite3_bind_int64(q, 8, (int64_t)t->seq);
+        else
+            sqlite3_bind_null(q, 8);
         rc = sqlite3_step(q);
         sqlite3_reset(q);
         if (rc != SQLITE_DONE) {
@@ -834,6 +883,8 @@ static int st_write_batch(store *s, uint64_t from, uint64_t to, uint64_t *nticks
             goto fail;
         }
         (*nticks)++;
+        if (t->seq > e->bseq)
+            e->bseq = t->seq;
         if (!isfinite(t->last))
             continue; /* no price: nothing for the candles */
         for (int k = 0; k < ST_NINT; k++)
@@ -842,6 +893,18 @@ static int st_write_batch(store *s, uint64_t from, uint64_t to, uint64_t *nticks
     }
     for (size_t i = 0; i < s->w_symcap; i++) {
         st_sym *e = &s->w_syms[i];
+        if (e->id && e->bseq) { /* in this transaction: readers see it with the ticks */
+            sqlite3_bind_int64(s->w_run_seq, 1, e->id);
+            sqlite3_bind_int64(s->w_run_seq, 2, s->run);
+            sqlite3_bind_int64(s->w_run_seq, 3, (int64_t)e->bseq);
+            rc = sqlite3_step(s->w_run_seq);
+            sqlite3_reset(s->w_run_seq);
+            if (rc != SQLITE_DONE) {
+                st_sqlerr(s->w, rc, "upsert run seq", err, errcap);
+                goto fail;
+            }
+            e->bseq = 0;
+        }
         for (int k = 0; e->id && k < ST_NINT; k++) {
             if (!e->acc[k].n)
                 continue;
@@ -1216,38 +1279,17 @@ void store_close(store *s)
 
 /* ---- reads ---- */
 
-int store_history(store *s, const char *symbol, int interval_s, int64_t from_us, int64_t to_us,
-                  int limit, store_row *out, int cap, char *err, size_t errcap)
+/* Step q (bound) into out[0..n); rows come in the statement's order. The
+ * count, or -1 with err. */
+static int st_read_rows(store *s, sqlite3_stmt *q, int candles, store_row *out, int n, char *err,
+                        size_t errcap)
 {
-    if (err && errcap)
-        err[0] = '\0';
-    if (!s || !symbol || (cap > 0 && !out)) {
-        st_errf(err, errcap, "bad arguments");
-        return -1;
-    }
-    if (interval_s != 0 && interval_s != 1 && interval_s != 60 && interval_s != 3600) {
-        st_errf(err, errcap, "interval %d s is not kept (0 = ticks, 1, 60, 3600)", interval_s);
-        return -1;
-    }
-    int n = cap;
-    if (limit > 0 && limit < n)
-        n = limit;
-    if (n <= 0 || from_us >= to_us)
-        return 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3_stmt *q = interval_s ? s->r_candles : s->r_ticks;
-    sqlite3_bind_text(q, 1, symbol, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, from_us);
-    sqlite3_bind_int64(q, 3, to_us);
-    sqlite3_bind_int(q, 4, n);
-    if (interval_s)
-        sqlite3_bind_int(q, 5, interval_s);
     int got = 0, rc = SQLITE_DONE;
     while (got < n && (rc = sqlite3_step(q)) == SQLITE_ROW) {
         store_row *o = &out[got++];
         memset(o, 0, sizeof(*o));
         o->ts_us = sqlite3_column_int64(q, 0);
-        if (interval_s) {
+        if (candles) {
             o->open = sqlite3_column_double(q, 1);
             o->high = sqlite3_column_double(q, 2);
             o->low = sqlite3_column_double(q, 3);
@@ -1264,6 +1306,7 @@ int store_history(store *s, const char *symbol, int interval_s, int64_t from_us,
                 sqlite3_column_type(q, 4) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 4);
             o->count = 1;
             st_copy_name(o->source, (const char *)sqlite3_column_text(q, 5));
+            o->seq = (uint64_t)sqlite3_column_int64(q, 6); /* NULL (pre-v2 row) reads 0 */
         }
     }
     if (got == n)
@@ -1272,8 +1315,107 @@ int store_history(store *s, const char *symbol, int interval_s, int64_t from_us,
         st_sqlerr(s->r, rc, "history query", err, errcap);
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
-    pthread_mutex_unlock(&s->rlock);
     return rc == SQLITE_DONE ? got : -1;
+}
+
+/* The id of symbol (0 = unknown), inside the caller's read transaction. 0,
+ * or -1 with err. */
+static int st_read_id(store *s, const char *symbol, int64_t *id, char *err, size_t errcap)
+{
+    *id = 0;
+    sqlite3_bind_text(s->r_sym, 1, symbol, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s->r_sym);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(s->r_sym, 0);
+    sqlite3_reset(s->r_sym);
+    sqlite3_clear_bindings(s->r_sym);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        st_sqlerr(s->r, rc, "history: look up symbol", err, errcap);
+        return -1;
+    }
+    return 0;
+}
+
+/* This run's highest committed seq for symbol id, 0 = none (no row, or the
+ * row of an earlier run). 0, or -1 with err. */
+static int st_read_run_seq(store *s, int64_t id, uint64_t *out, char *err, size_t errcap)
+{
+    *out = 0;
+    sqlite3_bind_int64(s->r_run_seq, 1, id);
+    sqlite3_bind_int64(s->r_run_seq, 2, s->run);
+    int rc = sqlite3_step(s->r_run_seq);
+    if (rc == SQLITE_ROW)
+        *out = (uint64_t)sqlite3_column_int64(s->r_run_seq, 0);
+    sqlite3_reset(s->r_run_seq);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        st_sqlerr(s->r, rc, "history: run seq", err, errcap);
+        return -1;
+    }
+    return 0;
+}
+
+int store_history(store *s, const store_query *q, store_row *out, int cap, uint64_t *run_seq,
+                  char *err, size_t errcap)
+{
+    if (err && errcap)
+        err[0] = '\0';
+    if (run_seq)
+        *run_seq = 0;
+    if (!s || !q || !q->symbol || (cap > 0 && !out)) {
+        st_errf(err, errcap, "bad arguments");
+        return -1;
+    }
+    int iv = q->interval_s;
+    if (iv != 0 && iv != 1 && iv != 60 && iv != 3600) {
+        st_errf(err, errcap, "interval %d s is not kept (0 = ticks, 1, 60, 3600)", iv);
+        return -1;
+    }
+    int n = cap;
+    if (q->limit > 0 && q->limit < n)
+        n = q->limit;
+    if (n < 0 || q->from_us >= q->to_us)
+        n = 0;
+    if (!n && !run_seq)
+        return 0;
+    pthread_mutex_lock(&s->rlock);
+    /* One read transaction: the rows and run_seq come from the same WAL
+     * snapshot, whatever the writer commits meanwhile. */
+    int64_t id = 0;
+    int got = 0;
+    uint64_t rs = 0;
+    if (st_exec(s->r, "BEGIN", "history: begin", err, errcap) ||
+        st_read_id(s, q->symbol, &id, err, errcap))
+        goto fail;
+    if (id && n) {
+        sqlite3_stmt *st = iv ? (q->latest ? s->r_candles_latest : s->r_candles)
+                              : (q->latest ? s->r_ticks_latest : s->r_ticks);
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, q->from_us);
+        sqlite3_bind_int64(st, 3, q->to_us);
+        sqlite3_bind_int(st, 4, n);
+        if (iv)
+            sqlite3_bind_int(st, 5, iv);
+        if ((got = st_read_rows(s, st, iv != 0, out, n, err, errcap)) < 0)
+            goto fail;
+    }
+    if (id && run_seq && st_read_run_seq(s, id, &rs, err, errcap))
+        goto fail;
+    if (st_exec(s->r, "COMMIT", "history: end", err, errcap))
+        goto fail;
+    pthread_mutex_unlock(&s->rlock);
+    if (q->latest) /* newest first from the query: hand them back oldest first */
+        for (int i = 0, j = got - 1; i < j; i++, j--) {
+            store_row t = out[i];
+            out[i] = out[j];
+            out[j] = t;
+        }
+    if (run_seq)
+        *run_seq = rs;
+    return got;
+fail:
+    st_rollback(s->r);
+    pthread_mutex_unlock(&s->rlock);
+    return -1;
 }
 
 int store_gaps(store *s, int64_t from_us, int64_t to_us, store_gap *out, int cap, char *err,

@@ -141,6 +141,15 @@ static int sql_exec(const char *path, const char *sql)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* The earliest rows of a range, without run_seq: what most tests need. */
+static int earliest(store *s, const char *sym, int interval_s, int64_t from_us, int64_t to_us,
+                    int limit, store_row *out, int cap, char *err, size_t errcap)
+{
+    store_query q = {.symbol = sym, .interval_s = interval_s, .from_us = from_us, .to_us = to_us,
+                     .limit = limit};
+    return store_history(s, &q, out, cap, NULL, err, errcap);
+}
+
 /* ---- round trip ---- */
 
 static void ticks_round_trip_in_time_order(void)
@@ -182,7 +191,7 @@ static void ticks_round_trip_in_time_order(void)
 
     static store_row rows[300];
     char err[256];
-    int n = store_history(s, "AAA-USD", 0, H_US, H_US + SEC(3600), 0, rows, 300, err, sizeof(err));
+    int n = earliest(s, "AAA-USD", 0, H_US, H_US + SEC(3600), 0, rows, 300, err, sizeof(err));
     CHECK(n == 101);
     int ordered = 1, exact = 1;
     for (int i = 0; i < 100 && i < n; i++) {
@@ -199,17 +208,17 @@ static void ticks_round_trip_in_time_order(void)
     CHECK(exact);
     CHECK(n == 101 && rows[100].ts_us == t0 + 500 * 1000 && rows[100].close == 1.5);
 
-    n = store_history(s, "BBB-USD", 0, t0 + 10 * 1000, t0 + 20 * 1000, 0, rows, 300, err,
+    n = earliest(s, "BBB-USD", 0, t0 + 10 * 1000, t0 + 20 * 1000, 0, rows, 300, err,
                       sizeof(err));
     CHECK(n == 10); /* [from, to): 10..19 */
     CHECK(n == 10 && rows[0].close == 17 && rows[9].close == 26 &&
           !strcmp(rows[0].source, "binance"));
-    n = store_history(s, "BBB-USD", 0, t0, t0 + SEC(1), 5, rows, 300, err, sizeof(err));
+    n = earliest(s, "BBB-USD", 0, t0, t0 + SEC(1), 5, rows, 300, err, sizeof(err));
     CHECK(n == 5 && rows[4].close == 11); /* limit: the earliest five */
-    n = store_history(s, "BBB-USD", 0, t0, t0 + SEC(1), 50, rows, 3, err, sizeof(err));
+    n = earliest(s, "BBB-USD", 0, t0, t0 + SEC(1), 50, rows, 3, err, sizeof(err));
     CHECK(n == 3); /* cap bounds too */
-    CHECK(store_history(s, "ZZZ-USD", 0, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == 0);
-    CHECK(store_history(s, "AAA-USD", 5, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == -1);
+    CHECK(earliest(s, "ZZZ-USD", 0, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == 0);
+    CHECK(earliest(s, "AAA-USD", 5, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == -1);
     CHECK(strstr(err, "interval 5") != NULL);
     store_close(s);
 }
@@ -228,7 +237,7 @@ static int candle_is(store *s, const char *sym, const want_candle *w)
     store_row r[4];
     char err[256];
     int64_t start = H_US + SEC(w->start_s);
-    int n = store_history(s, sym, w->interval_s, start, start + 1, 0, r, 4, err, sizeof(err));
+    int n = earliest(s, sym, w->interval_s, start, start + 1, 0, r, 4, err, sizeof(err));
     if (n != 1 || r[0].ts_us != start || r[0].open != w->o || r[0].high != w->h ||
         r[0].low != w->l || r[0].close != w->c || r[0].count != w->n) {
         fprintf(stderr,
@@ -279,10 +288,10 @@ static void candles_1s_1m_1h_exact_at_bucket_boundaries(void)
         CHECK(candle_is(s, "BTC-USD", &want[i]));
     store_row r[32];
     char err[256];
-    CHECK(store_history(s, "BTC-USD", 1, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) == 7);
-    CHECK(store_history(s, "BTC-USD", 60, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) ==
+    CHECK(earliest(s, "BTC-USD", 1, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) == 7);
+    CHECK(earliest(s, "BTC-USD", 60, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) ==
           4);
-    CHECK(store_history(s, "BTC-USD", 3600, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) ==
+    CHECK(earliest(s, "BTC-USD", 3600, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) ==
           2);
     CHECK(isnan(r[0].bid) && isnan(r[0].volume) && r[0].source[0] == '\0');
     store_close(s);
@@ -418,15 +427,15 @@ static void retention_trims_old_rows_in_small_batches(void)
     CHECK(st.trim_errors == 0);
     store_row rows[64];
     char err[256];
-    int n = store_history(s, "ADA-USD", 0, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    int n = earliest(s, "ADA-USD", 0, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == 12);
     CHECK(n > 0 && rows[0].ts_us >= c_ticks);
-    n = store_history(s, "ADA-USD", 1, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    n = earliest(s, "ADA-USD", 1, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == distinct_buckets(ts, nts, 1, c1) && n == 18);
     CHECK(n > 0 && rows[0].ts_us >= c1);
-    n = store_history(s, "ADA-USD", 60, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    n = earliest(s, "ADA-USD", 60, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == distinct_buckets(ts, nts, 60, c60));
-    n = store_history(s, "ADA-USD", 3600, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    n = earliest(s, "ADA-USD", 3600, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == distinct_buckets(ts, nts, 3600, 0)); /* kept forever */
     store_close(s);
 }
@@ -520,7 +529,7 @@ static void full_ring_refuses_new_ticks_counts_and_records_the_gap(void)
     st = wait_written(s, 9, 5000);
     CHECK(st.ticks_written == 9 && accounted(&st));
     store_row rows[32];
-    int n = store_history(s, "XRP-USD", 0, 0, INT64_MAX, 0, rows, 32, err, sizeof(err));
+    int n = earliest(s, "XRP-USD", 0, 0, INT64_MAX, 0, rows, 32, err, sizeof(err));
     CHECK(n == 9 && rows[0].close == 0 && rows[7].close == 7 && rows[8].close == 20);
     store_gap g[4];
     n = store_gaps(s, 0, INT64_MAX, g, 4, err, sizeof(err));
@@ -615,7 +624,7 @@ static void full_database_degrades_then_recovers_by_itself(void)
     CHECK(worst < 50000);
     store_row rows[4];
     char err[256];
-    CHECK(store_history(s, "BNB-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) >= 0);
+    CHECK(earliest(s, "BNB-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) >= 0);
 
     store_set_max_db_bytes(s, 0); /* space comes back */
     int64_t end = tk_mono_us() + 5000000;
@@ -634,7 +643,7 @@ static void full_database_degrades_then_recovers_by_itself(void)
     st = wait_written(s, st.ticks_written + 1, 5000);
     CHECK(st.ticks_written + st.dropped == 6001 && st.queue_depth == 0);
     static store_row all[8192];
-    int n = store_history(s, "BNB-USD", 0, 0, INT64_MAX, 0, all, 8192, err, sizeof(err));
+    int n = earliest(s, "BNB-USD", 0, 0, INT64_MAX, 0, all, 8192, err, sizeof(err));
     CHECK(n == (int)st.ticks_written);
     CHECK(n > 0 && all[n - 1].ts_us == H_US + SEC(60));
     store_gap g[8];
@@ -675,7 +684,7 @@ static void a_held_write_lock_degrades_then_recovers(void)
     CHECK(st.queue_depth == 100 && st.ticks_written == 1);
     store_row rows[4];
     char err[256];
-    CHECK(store_history(s, "TRX-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) == 1);
+    CHECK(earliest(s, "TRX-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) == 1);
     CHECK(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(other);
     st = wait_written(s, 101, 15000);
@@ -751,14 +760,14 @@ static void *reader(void *p)
     char err[256];
     int last = 0;
     for (int i = 0; i < 300; i++) {
-        int n = store_history(a->s, "AVAX-USD", 0, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
+        int n = earliest(a->s, "AVAX-USD", 0, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
         if (n < 0)
             a->errors++;
         if (n < last)
             a->went_back++;
         last = n;
         a->reads++;
-        store_history(a->s, "AVAX-USD", 1, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
+        earliest(a->s, "AVAX-USD", 1, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
     }
     return NULL;
 }
@@ -908,7 +917,7 @@ static int crash_test(const char *helper)
     if (!s)
         return check_done();
     store_row r[2];
-    int n = store_history(s, "CR0", 3600, 0, INT64_MAX, 0, r, 2, err, sizeof(err));
+    int n = earliest(s, "CR0", 3600, 0, INT64_MAX, 0, r, 2, err, sizeof(err));
     CHECK(n >= 1);
     int64_t before = n >= 1 ? r[n - 1].count : 0, hour = n >= 1 ? r[n - 1].ts_us : 0;
     double high = n >= 1 ? r[n - 1].high : 0;
@@ -919,7 +928,7 @@ static int crash_test(const char *helper)
     CHECK(s != NULL);
     if (!s)
         return check_done();
-    n = store_history(s, "CR0", 3600, hour, hour + 1, 0, r, 2, err, sizeof(err));
+    n = earliest(s, "CR0", 3600, hour, hour + 1, 0, r, 2, err, sizeof(err));
     CHECK(n == 1 && r[0].count == before + 1 && r[0].high == high + 1000);
     store_close(s);
     char sql[256];
