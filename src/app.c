@@ -10,9 +10,11 @@
 #include "tickerd/bcast.h"
 #include "tickerd/feed.h"
 #include "tickerd/feed_ws.h"
+#include "tickerd/history.h"
 #include "tickerd/http.h"
 #include "tickerd/log.h"
 #include "tickerd/norm.h"
+#include "tickerd/store.h"
 #include "tickerd/util.h"
 #include "tickerd/ws.h"
 
@@ -26,6 +28,10 @@ struct app {
     bcast *bcast;
     ws_server *ws;
     http_server *http;
+    store *store; /* NULL: history disabled, or the file could not be opened */
+    hist *hist;   /* history reads, off the loop (also answers when store is NULL) */
+    char history_path[512];
+    char history_error[256];
     feed **feeds;
     size_t nfeeds;
     struct lws_protocols protocols[5];
@@ -56,7 +62,12 @@ static void app_on_symbol(void *arg, uint32_t id, const char *symbol)
 
 static void app_on_publish(void *arg, uint32_t id, const norm_quote *q)
 {
-    bcast_publish(((app *)arg)->bcast, id, q);
+    app *a = arg;
+    bcast_publish(a->bcast, id, q);
+    /* History observes: a copy into the writer's ring, never a wait (a full
+     * ring drops the tick, counted and recorded as a gap). */
+    if (a->store)
+        store_put(a->store, q);
 }
 
 /* Feeds with threads of their own hand over through mailboxes and wake the
@@ -74,6 +85,7 @@ static int app_loop_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         app *a = lws_get_protocol(wsi)->user;
         for (size_t i = 0; i < a->nfeeds; i++)
             feed_wake(a->feeds[i]);
+        hist_deliver(a->hist);
     }
     return 0;
 }
@@ -103,6 +115,50 @@ static void app_schedule_flush(app *a)
     int ms = norm_flush_interval(a->norm);
     if (ms > 0)
         lws_sul_schedule(a->ctx, 0, &a->flush_sul, app_flush, (lws_usec_t)ms * 1000);
+}
+
+/* ---- history ---- */
+
+static void app_wake_loop(void *arg) { lws_cancel_service(((app *)arg)->ctx); }
+
+static store_opts app_store_opts(const cfg_t *c)
+{
+    store_opts o;
+    store_opts_init(&o);
+    o.capacity = (size_t)c->history.queue_capacity;
+    o.flush_interval_ms = c->history.flush_interval_ms;
+    o.retention_ticks_s = c->history.retention_ticks_s;
+    o.retention_1s_s = c->history.retention_1s_s;
+    o.retention_1m_s = c->history.retention_1m_s;
+    o.retention_1h_s = c->history.retention_1h_s;
+    o.max_db_bytes = (int64_t)c->history.max_db_mb << 20;
+    return o;
+}
+
+/* Open the history file. A file that cannot be opened (read-only or full
+ * disk, a schema from a newer build) is not fatal: prices are the service,
+ * history is a view of them, so tickerd runs live-only and says why in the
+ * log, /healthz and /metrics. */
+static void app_history_open(app *a)
+{
+    const cfg_t *c = &a->cfg;
+    if (!c->history.enabled)
+        return;
+    if (cfg_history_path(c, a->history_path, sizeof(a->history_path))) {
+        snprintf(a->history_error, sizeof(a->history_error),
+                 "no state directory: set history.path, STATE_DIRECTORY, XDG_STATE_HOME or HOME");
+    } else {
+        store_opts o = app_store_opts(c);
+        a->store = store_open(a->history_path, &o, a->history_error, sizeof(a->history_error));
+        if (a->store && store_start(a->store, a->history_error, sizeof(a->history_error))) {
+            store_close(a->store);
+            a->store = NULL;
+        }
+    }
+    if (a->store)
+        log_info("history: %s (flush every %d ms)", a->history_path, c->history.flush_interval_ms);
+    else
+        log_error("history unavailable, running live-only: %s", a->history_error);
 }
 
 /* ---- configuration → module options ---- */
@@ -310,7 +366,23 @@ app *app_create(cfg_t *cfg)
     a->norm = norm_create((uint32_t)a->cfg.normalizer.max_symbols,
                           a->cfg.normalizer.flush_interval_ms, &sink);
     a->ws = a->bcast ? ws_create(a->bcast, &wl) : NULL;
+    app_history_open(a);
+    hist_opts ho = {
+        .max_rows = a->cfg.history.max_rows,
+        .headroom = LWS_PRE,
+        .wake = app_wake_loop,
+        .wake_arg = a,
+    };
+    a->hist = hist_create(a->store, &ho);
+    if (a->ws && a->hist)
+        ws_set_history(a->ws, a->hist);
     http_sources src = {
+        .store = &a->store,
+        .hist = &a->hist,
+        .history_path = a->history_path,
+        .history_error = a->history_error,
+        .history_enabled = &a->cfg.history.enabled,
+        .cors_origins = a->cfg.api.cors_origins,
         .norm = (const norm *const *)&a->norm,
         .bcast = (const bcast *const *)&a->bcast,
         .ws = (const ws_server *const *)&a->ws,
@@ -320,12 +392,16 @@ app *app_create(cfg_t *cfg)
     };
     a->http = http_create(&src);
     a->feeds = calloc(a->cfg.nfeeds ? a->cfg.nfeeds : 1, sizeof(*a->feeds));
-    if (!a->bcast || !a->norm || !a->ws || !a->http || !a->feeds) {
+    if (!a->bcast || !a->norm || !a->ws || !a->hist || !a->http || !a->feeds) {
         log_error("out of memory");
         goto fail;
     }
     if (app_resolve_web_root(a) || app_listen(a))
         goto fail;
+    if (hist_start(a->hist)) {
+        log_error("cannot start the history reader thread");
+        goto fail;
+    }
     norm_set_stale_after(a->norm, a->cfg.normalizer.stale_after_ms);
     norm_set_jump_band(a->norm, a->cfg.normalizer.jump_band_pct);
 
@@ -428,6 +504,16 @@ int app_reload(app *a, cfg_t *nc)
     norm_set_stale_after(a->norm, nc->normalizer.stale_after_ms);
     norm_set_jump_band(a->norm, nc->normalizer.jump_band_pct);
     app_schedule_flush(a);
+    /* History: the size cap applies live (raising it ends a "disk full"
+     * degradation); the rest needs a restart. */
+    if (a->store)
+        store_set_max_db_bytes(a->store, (int64_t)nc->history.max_db_mb << 20);
+    int cap = nc->history.max_db_mb;
+    nc->history.max_db_mb = a->cfg.history.max_db_mb;
+    if (memcmp(&nc->history, &a->cfg.history, sizeof(nc->history)))
+        log_warn("reload: history.* changes (other than max_db_mb) need a restart");
+    nc->history = a->cfg.history;
+    nc->history.max_db_mb = cap;
     a->ws_liveness.secs_since_valid_ping = (uint16_t)nc->broadcast.ping_interval_s;
     a->ws_liveness.secs_since_valid_hangup = (uint16_t)(2 * nc->broadcast.ping_interval_s);
     if (nc->normalizer.max_symbols != a->cfg.normalizer.max_symbols)
@@ -450,6 +536,9 @@ void app_destroy(app *a)
         return;
     for (size_t i = 0; i < a->nfeeds; i++)
         feed_stop(a->feeds[i]);
+    /* The history worker answers what is queued and stops before the context
+     * (its wake) goes; requests left unanswered are freed by hist_destroy. */
+    hist_stop(a->hist);
     if (a->ctx) {
         lws_sul_cancel(&a->flush_sul);
         lws_sul_cancel(&a->housekeeping_sul);
@@ -461,9 +550,12 @@ void app_destroy(app *a)
         feed_destroy(a->feeds[i]);
     free(a->feeds);
     http_destroy(a->http);
+    hist_destroy(a->hist);
     ws_destroy(a->ws);
     norm_destroy(a->norm);
     bcast_destroy(a->bcast);
+    /* Last: the final flush writes what the feeds published up to here. */
+    store_close(a->store);
     cfg_free(&a->cfg);
     free(a);
 }

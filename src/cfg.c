@@ -125,6 +125,22 @@ static const cfg_field limits_fields[] = {
     {"max_messages_per_sec", CFG_INT, CFG_OFF(limits.max_messages_per_sec), 1, 1000000},
     {"max_errors", CFG_INT, CFG_OFF(limits.max_errors), 1, 1000000},
 };
+static const cfg_field history_fields[] = {
+    {"enabled", CFG_BOOL, CFG_OFF(history.enabled), 0, 0},
+    {"path", CFG_STRING, CFG_OFF(history.path), 0, sizeof(((cfg_t *)0)->history.path)},
+    {"flush_interval_ms", CFG_INT, CFG_OFF(history.flush_interval_ms), 10, 60000},
+    {"queue_capacity", CFG_INT, CFG_OFF(history.queue_capacity), 64, 16777216},
+    {"max_db_mb", CFG_INT, CFG_OFF(history.max_db_mb), 0, 1048576},
+    {"max_rows", CFG_INT, CFG_OFF(history.max_rows), 10, 10000},
+    {"retention_ticks_s", CFG_INT, CFG_OFF(history.retention_ticks_s), 0, 2147483647},
+    {"retention_1s_s", CFG_INT, CFG_OFF(history.retention_1s_s), 0, 2147483647},
+    {"retention_1m_s", CFG_INT, CFG_OFF(history.retention_1m_s), 0, 2147483647},
+    {"retention_1h_s", CFG_INT, CFG_OFF(history.retention_1h_s), 0, 2147483647},
+};
+static const cfg_field api_fields[] = {
+    {"cors_origins", CFG_STRING, CFG_OFF(api.cors_origins), 0,
+     sizeof(((cfg_t *)0)->api.cors_origins)},
+};
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 static void cfg_free_feeds(cfg_t *cfg)
@@ -312,6 +328,10 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
             rc = cfg_parse_fields(v, key, limits_fields, NFIELDS(limits_fields), NULL, cfg, err);
         else if (!strcmp(key, "log"))
             rc = cfg_parse_log(cfg, v, err);
+        else if (!strcmp(key, "history"))
+            rc = cfg_parse_fields(v, key, history_fields, NFIELDS(history_fields), NULL, cfg, err);
+        else if (!strcmp(key, "api"))
+            rc = cfg_parse_fields(v, key, api_fields, NFIELDS(api_fields), NULL, cfg, err);
         else if (!strcmp(key, "feeds"))
             rc = cfg_parse_feeds(cfg, v, err);
         else
@@ -320,6 +340,23 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
             return -1;
     }
     return cfg_check_priority(cfg, err);
+}
+
+int cfg_history_path(const cfg_t *cfg, char *out, size_t cap)
+{
+    const char *dir;
+    int n;
+    if (cfg->history.path[0])
+        n = snprintf(out, cap, "%s", cfg->history.path);
+    else if ((dir = getenv("STATE_DIRECTORY")) && dir[0])
+        n = snprintf(out, cap, "%s/history.db", dir);
+    else if ((dir = getenv("XDG_STATE_HOME")) && dir[0])
+        n = snprintf(out, cap, "%s/tickerd/history.db", dir);
+    else if ((dir = getenv("HOME")) && dir[0])
+        n = snprintf(out, cap, "%s/.local/state/tickerd/history.db", dir);
+    else
+        return -1;
+    return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
 int cfg_defaults(cfg_t *cfg)
@@ -341,6 +378,14 @@ int cfg_defaults(cfg_t *cfg)
     cfg->limits.max_message_bytes = 4096;
     cfg->limits.max_messages_per_sec = 50;
     cfg->limits.max_errors = 20;
+    cfg->history.enabled = 1;
+    cfg->history.flush_interval_ms = 1000;
+    cfg->history.queue_capacity = 65536;
+    cfg->history.max_rows = 2000;
+    cfg->history.retention_ticks_s = 24 * 3600;
+    cfg->history.retention_1s_s = 7 * 24 * 3600;
+    cfg->history.retention_1m_s = 90 * 24 * 3600;
+    cfg->history.retention_1h_s = 10 * 365 * 24 * 3600;
 
     /* The embedded default feed: the simulator with its own defaults. */
     cfg_error err;

@@ -141,13 +141,29 @@ function exitPromise(proc) {
   });
 }
 
+/**
+ * The environment for a tickerd process: its default history file goes under stateDir
+ * (XDG_STATE_HOME/tickerd/history.db), never into the user's real state directory, and each test
+ * server gets its own unless a test passes the same stateDir to restart "on the same disk".
+ */
+function stateEnv(stateDir, env) {
+  const e = { ...process.env, XDG_STATE_HOME: stateDir, ...env };
+  delete e.STATE_DIRECTORY;
+  return e;
+}
+
+/** A temp directory removed when the test process exits (for a stateDir shared by restarts). */
+export function tempDir() {
+  return makeTempDir();
+}
+
 // ---------------------------------------------------------------------------------------------------------
 /**
  * Start tickerd with `config` (object or raw string; written to a temp file) and wait until it logs
  * `listening on http://HOST:PORT/`. Rejects (with the collected stderr) if the process exits first or does
  * not become ready within readyTimeoutMs.
  */
-export async function startTickerd({ config = {}, args = [], env = {}, readyTimeoutMs = 10000 } = {}) {
+export async function startTickerd({ config = {}, args = [], env = {}, stateDir, readyTimeoutMs = 10000 } = {}) {
   const dir = makeTempDir();
   const configPath = path.join(dir, 'tickerd.json');
   writeConfigFile(configPath, config);
@@ -155,7 +171,7 @@ export async function startTickerd({ config = {}, args = [], env = {}, readyTime
   const argv = ['-c', configPath, '--port', '0', '--log-level', 'info', ...args];
   const proc = spawn(TICKERD_BIN, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
+    env: stateEnv(stateDir || dir, env),
   });
   liveProcs.add(proc);
   let errText = '';
@@ -242,7 +258,7 @@ export async function runTickerd({ config, configPath, args = [], timeoutMs = 50
     argv.push('-c', configPath);
   }
   argv.push(...args);
-  const proc = spawn(TICKERD_BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const proc = spawn(TICKERD_BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: stateEnv(makeTempDir(), env) });
   liveProcs.add(proc);
   let stdout = '';
   let stderr = '';
