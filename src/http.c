@@ -490,8 +490,12 @@ static int http_respond(struct lws *wsi, http_server *h, http_session *s, int st
 static void http_error_body(sbuf *o, const char *code, const char *msg)
 {
     sbuf_printf(o, "{\"error\":\"%s\",\"message\":\"", code);
-    for (; *msg; msg++) /* messages are ours, but may echo a parameter name */
-        sbuf_append(o, *msg == '"' ? "'" : *msg == '\\' ? "/" : msg, 1);
+    for (; *msg; msg++) { /* messages are ours, but may echo a parameter name */
+        if (*msg == '"' || *msg == '\\')
+            sbuf_append(o, "\\", 1);
+        if ((unsigned char)*msg >= 0x20)
+            sbuf_append(o, msg, 1);
+    }
     sbuf_append(o, "\"}", 2);
 }
 
