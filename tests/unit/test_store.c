@@ -1230,6 +1230,12 @@ static int crash_test(const char *helper)
     /* In order and without duplicates: last is the put sequence number. */
     CHECK(sql_int(path, "SELECT count(*) FROM ticks a JOIN ticks b ON b.rowid = a.rowid + 1"
                         " WHERE b.last <= a.last") == 0);
+    /* Every tick carries its seq (the helper puts seq = last + 1), and each
+     * symbol's run_seq row committed with its ticks: it is their highest seq. */
+    CHECK(sql_int(path, "SELECT count(*) FROM ticks WHERE seq IS NULL OR seq != last + 1") == 0);
+    CHECK(sql_int(path, "SELECT count(*) FROM run_seq") == 4);
+    CHECK(sql_int(path, "SELECT count(*) FROM run_seq r WHERE r.seq !="
+                        " (SELECT max(t.seq) FROM ticks t WHERE t.symbol_id = r.symbol_id)") == 0);
     /* How far back the history ends: the ticks of the last commit were put
      * one flush interval and one batch's write time before it (the writer
      * saturated, the ring refills at once after each commit), and the kill
@@ -1252,7 +1258,11 @@ static int crash_test(const char *helper)
     if (!s)
         return check_done();
     store_row r[2];
-    int n = earliest(s, "CR0", 3600, 0, INT64_MAX, 0, r, 2, err, sizeof(err));
+    uint64_t rs = 1;
+    store_query tq = {.symbol = "CR0", .to_us = INT64_MAX, .limit = 1, .latest = 1};
+    int n = store_history(s, &tq, r, 2, &rs, err, sizeof(err));
+    CHECK(n == 1 && r[0].seq > 0 && rs == 0); /* the killed run's seq is not this run's */
+    n = earliest(s, "CR0", 3600, 0, INT64_MAX, 0, r, 2, err, sizeof(err));
     CHECK(n >= 1);
     int64_t before = n >= 1 ? r[n - 1].count : 0, hour = n >= 1 ? r[n - 1].ts_us : 0;
     double high = n >= 1 ? r[n - 1].high : 0;
