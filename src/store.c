@@ -135,18 +135,18 @@ struct store {
     char path[1024];
     store_opts o;
     size_t cap;
+    /* This instance's tag in run_seq.run, set by store_open and constant
+     * after: one more than any in the file (read, not written, so a full disk
+     * still opens, degraded). Not "ticks above the max rowid at open": a new
+     * rowid is max + 1, and retention (its first pass runs before the first
+     * flush) can delete the newest rows, e.g. all of them after a long
+     * downtime, so this run's rowids could start below that mark. */
+    int64_t run;
 
     /* writer connection and its statements */
     sqlite3 *w;
     sqlite3_stmt *w_tick, *w_sym_sel, *w_sym_ins, *w_candle, *w_run_seq, *w_gap, *w_trim_ticks,
         *w_trim_candles, *w_trim_gaps, *w_sym_list;
-    /* This instance's tag in run_seq.run: one more than any in the file at
-     * open (read, not written, so a full disk still opens, degraded). Not "ticks
-     * above the max rowid at open": rowids are max + 1, and retention (whose
-     * first pass runs before the first flush) can delete the newest rowids,
-     * e.g. every row after a long downtime, so this run's rowids could start
-     * below that mark. */
-    int64_t run;
     int w_page_size;
     int64_t w_default_max_pages, w_applied_max; /* -1 = not applied yet */
     st_sym *w_syms;
@@ -448,8 +448,8 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
                       " WHERE symbol_id = ?1 AND interval_s = ?5 AND start_us >= ?2"
                       " AND start_us < ?3 ORDER BY start_us DESC LIMIT ?4",
                       err, errcap) ||
-           st_prepare(s->r, &s->r_run_seq, "SELECT seq FROM run_seq WHERE symbol_id = ?1 AND run = ?2",
-                      err, errcap) ||
+           st_prepare(s->r, &s->r_run_seq,
+                      "SELECT seq FROM run_seq WHERE symbol_id = ?1 AND run = ?2", err, errcap) ||
            st_prepare(s->r, &s->r_gaps,
                       "SELECT start_us, end_us, ticks, recorded_us FROM gaps"
                       " WHERE end_us >= ?1 AND start_us < ?2 ORDER BY start_us, rowid LIMIT ?3",
@@ -458,12 +458,13 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
 
 static void st_finalize_all(store *s)
 {
-    sqlite3_stmt **all[] = {&s->w_tick,     &s->w_sym_sel,       &s->w_sym_ins,
-                            &s->w_candle,   &s->w_run_seq,       &s->w_gap,
-                            &s->w_trim_ticks, &s->w_trim_candles, &s->w_trim_gaps,
-                            &s->w_sym_list, &s->r_sym,           &s->r_ticks,
-                            &s->r_ticks_latest, &s->r_candles,   &s->r_candles_latest,
-                            &s->r_run_seq,  &s->r_gaps};
+    sqlite3_stmt **all[] = {
+        &s->w_tick,       &s->w_sym_sel,        &s->w_sym_ins,    &s->w_candle,
+        &s->w_run_seq,    &s->w_gap,            &s->w_trim_ticks, &s->w_trim_candles,
+        &s->w_trim_gaps,  &s->w_sym_list,       &s->r_sym,        &s->r_ticks,
+        &s->r_ticks_latest, &s->r_candles,      &s->r_candles_latest, &s->r_run_seq,
+        &s->r_gaps,
+    };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -583,7 +584,8 @@ store *store_open(const char *path, const store_opts *opts, char *err, size_t er
     if (st_exec(s->w, "PRAGMA synchronous=NORMAL", path, err, errcap) ||
         st_exec(s->w, "PRAGMA journal_size_limit=67108864", path, err, errcap) ||
         st_migrate(s->w, err, errcap) ||
-        st_query_int(s->w, "SELECT coalesce(max(run), 0) + 1 FROM run_seq", &s->run, err, errcap) ||
+        st_query_int(s->w, "SELECT coalesce(max(run), 0) + 1 FROM run_seq", &s->run, err,
+                     errcap) ||
         st_query_int(s->w, "PRAGMA page_size", &v, err, errcap))
         goto fail;
     s->w_page_size = (int)v;

@@ -1116,7 +1116,7 @@ static void readers_run_while_the_writer_writes(void)
     CHECK(a.went_back == 0);
     CHECK(a.reads == 300);
     store_get_stats(s, &st);
-    fprintf(stderr, "  seam: %d reads over %llu commits of %d ticks: %d tick / %d candle mismatches\n",
+    fprintf(stderr, "  seam: %d reads, %llu commits of %d ticks: %d tick / %d candle mismatches\n",
             b.reads, (unsigned long long)st.batches, total, b.tick_mismatch, b.candle_mismatch);
     CHECK(st.dropped == 0);
     CHECK(b.errors == 0 && b.went_back == 0);
