@@ -184,6 +184,7 @@ static bcast_opts app_bcast_opts(const cfg_t *c)
         .max_subscriptions = (uint32_t)c->limits.max_subscriptions,
         .max_frame_bytes = (size_t)c->broadcast.max_frame_bytes,
         .resume_depth = depth,
+        .max_backlog = (uint32_t)c->broadcast.max_backlog,
     };
     return o;
 }

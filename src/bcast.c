@@ -848,13 +848,30 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
             if (full)
                 break; /* the next frame goes on from this symbol */
         } else {
-            if (sym->seq > s->sent_seq) {
+            int full = 0;
+            uint64_t behind = sym->seq - s->sent_seq;
+            if (sym->seq > s->sent_seq && s->sent_seq && behind > 1 &&
+                behind <= b->opts.max_backlog && ring_holds(sym, s->sent_seq + 1)) {
+                /* A little behind: every value it missed, from the ring (the
+                 * same bytes), so a client that keeps up loses nothing. */
+                while (s->sent_seq < sym->seq) {
+                    const bcast_slot *e = &sym->ring[(s->sent_seq + 1) % sym->ring_depth];
+                    if (!frame_add(buf, &len, cap, &count, e->enc, e->len)) {
+                        full = 1;
+                        break;
+                    }
+                    s->sent_seq++;
+                }
+            } else if (sym->seq > s->sent_seq) {
+                /* Far behind (or no ring): converge to the latest value. */
                 if (!frame_add(buf, &len, cap, &count, sym->enc, sym->enc_len))
                     break;
-                if (s->sent_seq && sym->seq > s->sent_seq + 1)
-                    b->stats.conflated += sym->seq - s->sent_seq - 1;
+                if (s->sent_seq && behind > 1)
+                    b->stats.conflated += behind - 1;
                 s->sent_seq = sym->seq;
             }
+            if (full)
+                break; /* the next frame goes on from this symbol */
             s->pending = 0;
             c->npending--;
         }

@@ -13,6 +13,12 @@
  * callback calls bcast_client_frame(); after writing it asks again while
  * bcast_client_has_pending() is true. Single-threaded: the service thread.
  *
+ * Backlog: a client only a few values behind on a symbol (at most
+ * max_backlog, still in the symbol's ring, see below) is sent every one of
+ * them rather than only the latest, so a client that keeps up loses nothing
+ * even with coalescing off; one further behind converges to the latest value.
+ * Either way the per-client state is the same: the last seq sent.
+ *
  * Resume: each symbol also keeps a fixed ring of its last resume_depth
  * encodings (allocated on its first publish, filled by one memcpy per
  * publish, never grown). A client that subscribes with the last seq it saw
@@ -44,6 +50,11 @@ typedef struct bcast_opts {
     uint32_t max_subscriptions; /* per client; "*" counts as one */
     size_t max_frame_bytes;
     uint32_t resume_depth; /* ring entries per symbol; 0 = no ring (resume always resets) */
+    /* A client at most this many values behind on a symbol gets each of them
+     * (from the ring) instead of only the latest; further behind, it
+     * converges to the latest value and the skipped ones count as conflated.
+     * 0 or 1 = latest value only. Needs the ring (resume_depth). */
+    uint32_t max_backlog;
 } bcast_opts;
 
 /* Largest resume_depth accepted (broadcast.resume_depth). */

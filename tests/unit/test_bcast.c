@@ -812,6 +812,39 @@ static void unpark_without_history_or_ring_follows_live_or_resets(void)
     bcast_destroy(b);
 }
 
+static void a_client_a_little_behind_gets_every_value_a_far_one_the_latest(void)
+{
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 64,
+                    .max_backlog = 8};
+    bcast *b = bcast_create(&o);
+    for (uint32_t i = 0; i < 4; i++)
+        bcast_symbol_added(b, i, SYMS[i]);
+    publish(b, 0, 101, 1);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *names[] = {"BTC-USD"};
+    size_t unknown[1], nunknown;
+    uint64_t seqs[64];
+    size_t n = 0;
+    CHECK(bcast_subscribe(c, names, 1, unknown, &nunknown) == BCAST_OK);
+    collect_seqs(c, "snapshot", seqs, &n);
+    for (uint64_t s = 2; s <= 5; s++)
+        publish(b, 0, 100 + (double)s, s);
+    n = 0;
+    collect_seqs(c, "update", seqs, &n); /* 4 behind: all of them, in order */
+    CHECK(n == 4);
+    for (size_t i = 0; i < n; i++)
+        CHECK(seqs[i] == 2 + i);
+    CHECK(bcast_get_stats(b)->conflated == 0);
+    for (uint64_t s = 6; s <= 20; s++)
+        publish(b, 0, 100 + (double)s, s);
+    n = 0;
+    collect_seqs(c, "update", seqs, &n); /* 15 behind > 8: the latest only */
+    CHECK(n == 1 && seqs[0] == 20);
+    CHECK(bcast_get_stats(b)->conflated == 14);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
 int main(void)
 {
     RUN(snapshot_comes_before_updates);
@@ -833,5 +866,6 @@ int main(void)
     RUN(epochs_differ_per_instance);
     RUN(parked_symbol_continues_after_the_history_seq);
     RUN(unpark_without_history_or_ring_follows_live_or_resets);
+    RUN(a_client_a_little_behind_gets_every_value_a_far_one_the_latest);
     return check_done();
 }
