@@ -1477,3 +1477,228 @@ void store_set_max_db_bytes(store *s, int64_t bytes)
     if (s)
         atomic_store(&s->max_db_bytes, bytes > 0 ? bytes : 0);
 }
+
+/* ---- the operator's check (tickerd --check-history) ---- */
+
+#define ST_CHECK_MAX_PROBLEMS 3
+
+typedef struct st_check {
+    sqlite3 *db;
+    char problems[768];
+    int nproblems;  /* damage found (the file's fault) */
+    char cannot[256]; /* an error that is not the file's fault: cannot open or read */
+} st_check;
+
+static void st_check_problem(st_check *ck, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void st_check_problem(st_check *ck, const char *fmt, ...)
+{
+    if (ck->nproblems++ >= ST_CHECK_MAX_PROBLEMS)
+        return;
+    size_t len = strlen(ck->problems);
+    if (len && len + 2 < sizeof(ck->problems)) {
+        memcpy(ck->problems + len, "; ", 3);
+        len += 2;
+    }
+    if (len + 1 >= sizeof(ck->problems))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ck->problems + len, sizeof(ck->problems) - len, fmt, ap);
+    va_end(ap);
+    for (char *p = ck->problems + len; *p; p++) /* one line */
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+}
+
+/* An SQLite error while checking: damage (corrupt, not a database) is a
+ * problem of the file; anything else means the check could not be done. */
+static void st_check_error(st_check *ck, int rc, const char *what)
+{
+    int code = rc & 0xff;
+    const char *msg = sqlite3_errcode(ck->db) != SQLITE_OK ? sqlite3_errmsg(ck->db)
+                                                            : sqlite3_errstr(rc);
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        st_check_problem(ck, "%s: %s: %s", what, st_code_name(rc), msg);
+    else if (!ck->cannot[0])
+        st_errf(ck->cannot, sizeof(ck->cannot), "%s: %s: %s", what, st_code_name(rc), msg);
+}
+
+/* The n integers of a one-row query, or -1 after st_check_error. */
+static int st_check_ints(st_check *ck, const char *sql, const char *what, int64_t *out, int n)
+{
+    memset(out, 0, (size_t)n * sizeof(*out));
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(ck->db, sql, -1, &q, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        for (int i = 0; i < n; i++)
+            out[i] = sqlite3_column_int64(q, i);
+    if (rc != SQLITE_ROW)
+        st_check_error(ck, rc, what);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int st_check_int(st_check *ck, const char *sql, const char *what, int64_t *out)
+{
+    return st_check_ints(ck, sql, what, out, 1);
+}
+
+/* "2025-11-23T10:04:05Z" from µs since the epoch. */
+static void st_check_time(int64_t us, char *out, size_t cap)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, cap, "%" PRId64 " us", us);
+}
+
+int store_check(const char *path, char *report, size_t cap)
+{
+    char dummy[1];
+    if (!report || !cap) {
+        report = dummy;
+        cap = sizeof(dummy);
+    }
+    report[0] = '\0';
+    if (!path || !path[0]) {
+        st_errf(report, cap, "no history file given");
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        st_errf(report, cap, "%s: cannot open: %s", path, strerror(errno));
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st_errf(report, cap, "%s: cannot open: not a regular file", path);
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    st_check ck;
+    memset(&ck, 0, sizeof(ck));
+    /* Read-only: never creates the database nor writes it. */
+    int rc = sqlite3_open_v2(path, &ck.db, SQLITE_OPEN_READONLY, NULL);
+    if (rc != SQLITE_OK) {
+        st_errf(report, cap, "%s: cannot open: %s: %s", path, st_code_name(rc),
+                ck.db ? sqlite3_errmsg(ck.db) : sqlite3_errstr(rc));
+        sqlite3_close(ck.db);
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    sqlite3_extended_result_codes(ck.db, 1);
+    sqlite3_busy_timeout(ck.db, ST_BUSY_TIMEOUT_MS);
+
+    int64_t version = -1, nsym = -1, nticks = -1, newest = 0, ngaps = -1, gap_ticks = 0;
+    int64_t ncandles[ST_NINT] = {-1, -1, -1};
+    int tables = 0;
+    /* One read transaction: every figure comes from the same snapshot, even
+     * while tickerd commits. */
+    rc = sqlite3_exec(ck.db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        st_check_error(&ck, rc, "begin");
+    int readable = !ck.cannot[0] &&
+                   !st_check_int(&ck, "PRAGMA user_version", "schema version", &version);
+    if (!readable)
+        version = -1; /* not a database at all, or not readable: nothing more to ask */
+    if (readable) {
+        /* integrity_check: b-trees, free list, indexes against their tables,
+         * NOT NULL columns. Its first rows name the first problems. */
+        sqlite3_stmt *q = NULL;
+        rc = sqlite3_prepare_v2(ck.db, "PRAGMA integrity_check(10)", -1, &q, NULL);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+            const char *m = (const char *)sqlite3_column_text(q, 0);
+            /* A row may hold several messages, one a line, after a
+             * "*** in database main ***" header line. */
+            while (m && *m && strcmp(m, "ok")) {
+                size_t n = strcspn(m, "\n");
+                if (strncmp(m, "*** in database", 15))
+                    st_check_problem(&ck, "%.*s", (int)n, m);
+                m += n + (m[n] == '\n');
+            }
+            rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_DONE)
+            st_check_error(&ck, rc, "integrity_check");
+        sqlite3_finalize(q);
+    }
+    int64_t t = 0;
+    if (readable && !ck.cannot[0] &&
+        !st_check_int(&ck,
+                      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                      " ('symbols', 'ticks', 'candles', 'gaps', 'run_seq')",
+                      "list tables", &t))
+        tables = (int)t;
+    int want = version >= 2 ? 5 : 4;
+    if (!ck.cannot[0] && version >= 0 && tables < want) {
+        if (version == 0 && tables == 0)
+            st_check_problem(&ck, "not a tickerd history file (schema v0, no history tables)");
+        else
+            st_check_problem(&ck, "schema v%" PRId64 " but %d of its %d tables", version, tables,
+                             want);
+    }
+    if (!ck.cannot[0] && tables >= 4) {
+        /* tickerd's own invariants along with the counts (one scan per
+         * table): every row names a known symbol; candles are of a kept
+         * interval, aligned, with a consistent OHLC and at least one tick. */
+        int64_t v[4];
+        st_check_int(&ck, "SELECT count(*) FROM symbols", "count symbols", &nsym);
+        if (!st_check_ints(&ck,
+                           "SELECT count(*), coalesce(max(ts_us), 0),"
+                           " coalesce(sum(symbol_id NOT IN (SELECT id FROM symbols)), 0)"
+                           " FROM ticks",
+                           "read ticks", v, 3)) {
+            nticks = v[0];
+            newest = v[1];
+            if (v[2])
+                st_check_problem(&ck, "%" PRId64 " tick(s) of no known symbol", v[2]);
+        }
+        if (!st_check_ints(&ck,
+                           "SELECT coalesce(sum(interval_s = 1), 0),"
+                           " coalesce(sum(interval_s = 60), 0),"
+                           " coalesce(sum(interval_s = 3600), 0),"
+                           " coalesce(sum(symbol_id NOT IN (SELECT id FROM symbols)"
+                           " OR interval_s NOT IN (1, 60, 3600)"
+                           " OR start_us % (interval_s * 1000000) != 0 OR volume < 1"
+                           " OR NOT (low <= open AND open <= high AND low <= close"
+                           " AND close <= high)), 0) FROM candles",
+                           "read candles", v, 4)) {
+            for (int i = 0; i < ST_NINT; i++)
+                ncandles[i] = v[i];
+            if (v[3])
+                st_check_problem(&ck, "%" PRId64 " inconsistent candle row(s)", v[3]);
+        }
+        if (!st_check_ints(&ck, "SELECT count(*), coalesce(sum(ticks), 0) FROM gaps", "read gaps",
+                           v, 2)) {
+            ngaps = v[0];
+            gap_ticks = v[1];
+        }
+    }
+    sqlite3_exec(ck.db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(ck.db);
+
+    if (ck.cannot[0]) {
+        st_errf(report, cap, "%s: cannot check: %s", path, ck.cannot);
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    char more[16] = "", summary[384] = "", newest_s[40] = "none";
+    if (ck.nproblems > ST_CHECK_MAX_PROBLEMS)
+        snprintf(more, sizeof(more), " (and more)");
+    if (newest)
+        st_check_time(newest, newest_s, sizeof(newest_s));
+    if (tables >= 4)
+        snprintf(summary, sizeof(summary),
+                 "schema v%" PRId64 "%s, %" PRId64 " symbols, %" PRId64 " ticks (newest %s),"
+                 " candles 1s %" PRId64 " / 1m %" PRId64 " / 1h %" PRId64 ", %" PRId64
+                 " gaps (%" PRId64 " ticks dropped)",
+                 version, version > STORE_SCHEMA_VERSION ? " (newer than this build's)" : "",
+                 nsym, nticks, newest_s, ncandles[0], ncandles[1], ncandles[2], ngaps,
+                 gap_ticks);
+    else if (version >= 0)
+        snprintf(summary, sizeof(summary), "schema v%" PRId64, version);
+    if (ck.nproblems) {
+        st_errf(report, cap, "%s: CORRUPT: %s%s%s%s", path, ck.problems, more,
+                summary[0] ? "; " : "", summary);
+        return STORE_CHECK_CORRUPT;
+    }
+    st_errf(report, cap, "%s: ok: %s", path, summary);
+    return STORE_CHECK_OK;
+}

@@ -206,4 +206,19 @@ void store_get_stats(store *s, store_stats *st);
  * batch. Any thread. */
 void store_set_max_db_bytes(store *s, int64_t bytes);
 
+/* The operator's check (tickerd --check-history FILE): open path read-only
+ * (never creating it, never writing the database; SQLite may create the
+ * -wal/-shm files next to it), run PRAGMA integrity_check and a few checks
+ * of tickerd's own (schema version, every row's symbol known, candles whose
+ * low <= open, close <= high), and write a one-line summary to report:
+ * "ok" or the first problems, the schema version and the row counts.
+ * Safe while tickerd writes the file (a WAL reader waits for no one).
+ * Returns 0 when ok, 1 when the file is damaged or not a history file, 2 when
+ * it cannot be opened or read (missing, no permission, locked). Blocks on
+ * disk for as long as reading the whole file takes. */
+#define STORE_CHECK_OK 0
+#define STORE_CHECK_CORRUPT 1
+#define STORE_CHECK_CANNOT_OPEN 2
+int store_check(const char *path, char *report, size_t cap);
+
 #endif
