@@ -120,7 +120,7 @@ export class Chart {
     for (const u of this.page.recentValues(symbol)) this.apply(u);
     for (const u of pending) this.apply(u);
     trimBefore(this.candles, this.lastT() + iv - range.span);
-    this.setState(this.candles.length ? 'ready' : note ? 'error' : 'empty');
+    this.setState(note ? 'unavailable' : this.candles.length ? 'ready' : 'empty');
     this.requestDraw();
   }
 
@@ -162,13 +162,15 @@ export class Chart {
     if (!addValue(this.candles, u.ts, u.last, iv)) return false;
     if (this.candles.length !== before) {
       trimBefore(this.candles, this.lastT() + iv - this.range.span);
-      if (this.dlg.dataset.state !== 'ready' && !this.pending) this.setState('ready');
+      if (this.dlg.dataset.state === 'empty') this.setState('ready');
     }
     return true;
   }
 
   lastT() { return this.candles.length ? this.candles[this.candles.length - 1].t : 0; }
 
+  // loading | ready | empty (no history in the range yet) | unavailable (the history request failed: the
+  // chart shows live values only, under a note that says why)
   setState(state) {
     const d = this.dlg.dataset;
     d.state = state;
@@ -177,9 +179,10 @@ export class Chart {
     d.kind = this.kind;
     this.q('.chart-box').setAttribute('aria-busy', String(state === 'loading'));
     this.msg.textContent = state === 'loading' ? 'Loading…'
-      : state === 'error' ? this.note
+      : state === 'unavailable' ? `${this.note}. Showing live values only.`
         : state === 'empty' ? 'No history in this range yet: the chart fills as prices arrive.' : '';
     this.msg.hidden = !this.msg.textContent;
+    this.msg.dataset.place = state === 'unavailable' ? 'top' : 'middle';
   }
 
   // ---- controls and events ----

@@ -42,7 +42,9 @@ export class TickerdError extends Error {
   }
 }
 
-const HISTORY_BUSY_RETRIES = 6; // a subscribe with history refused as `busy` is retried after 0.1, 0.2 … 3.2 s
+// A subscribe with history refused as `busy` (the server reads only so many histories at a time, for all
+// its clients) is retried after about 0.1, 0.2, 0.4 … 2 s, 2 s: 10 tries over some 10 s, with jitter.
+const HISTORY_BUSY_RETRIES = 10;
 
 const STATUS_OF = {
   idle: 'closed', closed: 'closed', open: 'live', reconnecting: 'reconnecting', offline: 'reconnecting',
@@ -95,6 +97,8 @@ export class TickerdClient extends EventTarget {
     this._starting = null;
     this._retryTimer = 0;
     this._connectTimer = 0;
+    this._historyTurn = Promise.resolve(); // settles when the subscribe with history before is through
+    this._historyDue = null;  // {due: symbols whose history frame is still to come, release} of that one
     this._pingTimer = 0;
     this._openedAt = 0;
     this._onOnline = () => { if (this.state === 'offline') this._connect(); };
@@ -321,7 +325,8 @@ export class TickerdClient extends EventTarget {
       try {
         // a `busy` that will be retried is no news for 'error' listeners
         const hush = quiet || (withHistory && busy < HISTORY_BUSY_RETRIES ? 'busy' : false);
-        const ack = await this.request('subscribe', fields, timeout, { quiet: hush });
+        const ack = withHistory ? await this._historyRequest(fields, timeout, hush)
+          : await this.request('subscribe', fields, timeout, { quiet: hush });
         if (typeof ack.epoch === 'string') this.epoch = ack.epoch;
         // seqs of resumed symbols continue on this connection: gaps from here on are conflation
         for (const s of resumed) { const st = this._seq.get(s); if (st) st.conn = this._conn; }
@@ -331,7 +336,8 @@ export class TickerdClient extends EventTarget {
         if (resumed.length && e.code === 'bad_request') { resume = false; continue; } // a server without resume
         // The server reads a few histories per connection at once; the refused subscribe changed nothing.
         if (withHistory && e.code === 'busy' && busy < HISTORY_BUSY_RETRIES) {
-          await new Promise((r) => setTimeout(r, 100 * 2 ** busy++));
+          const bound = Math.min(2000, 100 * 2 ** busy++);
+          await new Promise((r) => setTimeout(r, bound * (0.5 + Math.random() / 2)));
           if (this.state !== 'open') throw e;
           continue;
         }
@@ -360,6 +366,34 @@ export class TickerdClient extends EventTarget {
         }
         symbols = symbols.filter((s) => !bad.has(s));
       }
+    }
+  }
+
+  // Subscribes with history go one at a time, each from its send to its last history frame (one per
+  // symbol, after the ack): the server reads at most two per connection at once and refuses more as
+  // `busy`, and the frames of one request come in one burst anyway. The wait for the frames is bounded by
+  // `timeout`; a lost connection ends it (_drop).
+  async _historyRequest(fields, timeout, quiet) {
+    const before = this._historyTurn;
+    let done;
+    this._historyTurn = new Promise((resolve) => { done = resolve; });
+    const release = () => {
+      clearTimeout(wait.timer);
+      if (this._historyDue === wait) this._historyDue = null;
+      done();
+    };
+    const wait = { due: new Set(fields.symbols), release, timer: 0 };
+    try {
+      await before;
+      // Registered before the request goes out: in Node, `ws` may deliver the ack and the history frames
+      // in one go, before this function resumes.
+      this._historyDue = wait;
+      const ack = await this.request('subscribe', fields, timeout, { quiet });
+      if (this._historyDue === wait) wait.timer = setTimeout(release, timeout);
+      return ack;
+    } catch (e) {
+      release();
+      throw e;
     }
   }
 
@@ -511,6 +545,8 @@ export class TickerdClient extends EventTarget {
     this.counts.histories++;
     const st = this._seq.get(msg.symbol);
     if (st && Number.isFinite(msg.seq) && msg.seq > 0) { st.seq = msg.seq; st.conn = this._conn; }
+    const wait = this._historyDue;
+    if (wait?.due.delete(msg.symbol) && !wait.due.size) wait.release();
     if (!Array.isArray(detail.rows)) detail.rows = [];
     this._emit('history', detail);
   }
@@ -545,6 +581,7 @@ export class TickerdClient extends EventTarget {
     clearInterval(this._pingTimer);
     clearTimeout(this._waitTimer);
     this._waitTimer = 0;
+    this._historyDue?.release();
     for (const p of this._pending.values()) {
       clearTimeout(p.timer);
       p.reject(new TickerdError('disconnected', `${p.op}: connection lost before the reply`, { op: p.op }));
