@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tickerd/log.h"
 #include "tickerd/util.h"
@@ -213,13 +214,23 @@ static const char *st_code_name(int rc)
     }
 }
 
-/* "<what>: SQLITE_FULL: database or disk is full" */
+/* "<what>: SQLITE_FULL: database or disk is full". For an I/O error or a
+ * file that cannot be opened, the system's reason too ("SQLITE_IOERR: disk
+ * I/O error (Read-only file system)"): SQLite's own text does not tell a
+ * read-only disk from a failing one. */
 static void st_sqlerr(sqlite3 *db, int rc, const char *what, char *err, size_t cap)
 {
     const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     if (db && sqlite3_errcode(db) == SQLITE_OK)
         msg = sqlite3_errstr(rc);
-    st_errf(err, cap, "%s: %s: %s", what, st_code_name(rc), msg);
+    int code = (db && sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errcode(db) : rc) & 0xff;
+    int sys = 0;
+    if (db && (code == SQLITE_IOERR || code == SQLITE_CANTOPEN))
+        sys = sqlite3_system_errno(db);
+    if (sys > 0)
+        st_errf(err, cap, "%s: %s: %s (%s)", what, st_code_name(rc), msg, strerror(sys));
+    else
+        st_errf(err, cap, "%s: %s: %s", what, st_code_name(rc), msg);
 }
 
 static void st_copy_name(char *dst, const char *src)
@@ -489,8 +500,20 @@ static int st_open_db(const char *path, int flags, sqlite3 **db, char *err, size
 {
     int rc = sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        st_errf(err, errcap, "cannot open %s: %s: %s", path, st_code_name(rc),
-                *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+        char what[1100], dir[1024];
+        snprintf(what, sizeof(what), "cannot open %s", path);
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        struct stat sb;
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        /* SQLite falls back to opening read-only, so its errno is then that
+         * of the fallback (ENOENT): say why the file cannot be created. */
+        if ((flags & SQLITE_OPEN_CREATE) && stat(path, &sb) != 0 && errno == ENOENT && slash &&
+            access(dir, W_OK) != 0)
+            st_errf(err, errcap, "cannot create %s: %s", path, strerror(errno));
+        else
+            st_sqlerr(*db, rc, what, err, errcap);
         return -1;
     }
     sqlite3_extended_result_codes(*db, 1);
