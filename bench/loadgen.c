@@ -208,8 +208,9 @@ static void usage(FILE *f)
 		"                         websocket transport; URL path /socket.io/?EIO=4&transport=websocket)\n"
 		"  --first-index I        number our connections from I (symbols and stall choice follow\n"
 		"                         the global index: several processes split one experiment)\n"
-		"  --wait-signal          after the warm-up print READY on stderr and start measuring on\n"
-		"                         SIGUSR1 (several processes measure one window)\n"
+		"  --wait-signal          print CONNECTED on stderr when the connect phase ends, READY\n"
+		"                         after the warm-up, and start measuring on SIGUSR1 (several\n"
+		"                         processes measure one window)\n"
 		"  --hist                 add the raw latency histograms to the JSON report\n"
 		"  --poll                 use lws' poll() loop instead of libuv/epoll (slower at large N)\n"
 		"  -v, --verbose          let libwebsockets log warnings\n"
@@ -1173,13 +1174,20 @@ static void progress(lws_usec_t now)
  * With --wait-signal the warm-up ends only on SIGUSR1: the runner starts
  * several load processes' measurements together once each said READY.
  */
+static void say_phase(const char *word)
+{
+	if (!g.o.wait_signal)
+		return;
+	fprintf(stderr, "%s\n", word);
+	fflush(stderr);
+}
+
 static bool start_signalled(void)
 {
 	if (!g.o.wait_signal)
 		return true;
 	if (!g.said_ready) {
-		fprintf(stderr, "READY\n");
-		fflush(stderr);
+		say_phase("READY");
 		g.said_ready = true;
 	}
 	return g_go;
@@ -1199,8 +1207,10 @@ static void tick(lws_sorted_usec_list_t *sul)
 		ramp(now);
 		if (g.started == g.o.n &&
 		    (g.established + g.connect_errors == g.o.n ||
-		     now - g.t_last_connect > CONNECT_GRACE_US))
+		     now - g.t_last_connect > CONNECT_GRACE_US)) {
 			set_phase(PH_WARMUP, now);
+			say_phase("CONNECTED");
+		}
 		break;
 	case PH_WARMUP:
 		if (now - g.t_phase >= (lws_usec_t)(g.o.warmup_s * 1e6) && start_signalled())

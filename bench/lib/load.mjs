@@ -77,11 +77,12 @@ function startLoad(url, proto, o) {
     const [cmd, argv] = pinned(1, LOADGEN, loadArgs(url, proto, share, first, o));
     first += share;
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lp = { child, stdout: '', stderr: '', ready: false };
+    const lp = { child, stdout: '', stderr: '', connected: false, ready: false };
     lp.exited = new Promise((r) => child.on('exit', (code, sig) => r(code ?? sig)));
     child.stdout.on('data', (d) => { lp.stdout += d; });
     child.stderr.on('data', (d) => {
       lp.stderr = (lp.stderr + d).slice(-8000);
+      if (/^CONNECTED$/m.test(lp.stderr)) lp.connected = true;
       if (/^READY$/m.test(lp.stderr)) lp.ready = true;
     });
     out.push(lp);
@@ -134,8 +135,13 @@ export async function measure(srv, kind, o) {
   const url = `ws://127.0.0.1:${srv.port}${kind.path}`;
   const idleRssKiB = statusKiB(srv.pid, 'VmRSS');
   const lps = startLoad(url, kind.proto, o);
-  const connectBudget = (o.n / o.ramp + 45 + o.warmup) * 1000;
-  const allReady = await waitFor(() => lps.every((lp) => lp.ready || lp.child.exitCode !== null), connectBudget);
+  // Budget: the ramp, lws' 20 s handshake timeout and the tool's 30 s grace after its last attempt.
+  const budget = (o.n / o.ramp + 60 + o.warmup) * 1000;
+  const settled = (flag) => () => lps.every((lp) => lp[flag] || lp.child.exitCode !== null);
+  const t = Date.now();
+  await waitFor(settled('connected'), budget);
+  srv.releaseFeed(); // the market runs at full rate once every client is connected
+  const allReady = await waitFor(settled('ready'), budget - (Date.now() - t));
   const readyRssKiB = statusKiB(srv.pid, 'VmRSS');
   const smp = sampler(srv.pid);
   const t0 = Date.now();

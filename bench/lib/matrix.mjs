@@ -43,7 +43,8 @@ export async function runOne(ctx, spec) {
   }
   if (srv) {
     const code = await stopServer(srv);
-    if (row.serverAlive === false) row.error = `server exited during the run (${code}): ${srv.stderr().trim().split('\n').pop()}`;
+    row.serverLog = srv.stderr().trim().split('\n').slice(-3);
+    if (row.serverAlive === false) row.error = `server exited during the run (${code}): ${row.serverLog.at(-1)}`;
   }
   ctx.log(row.error ? `  error: ${row.error}`
     : `  ${fmtK(row.updates_per_s)} upd/s of ${fmtK(row.offered)}, p99 ${row.latency.p99.toFixed(1)} ms, cpu ${(row.cpu * 100).toFixed(0)} %, loadgen ${(row.loadgen_cpu * 100).toFixed(0)} %`);

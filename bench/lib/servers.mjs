@@ -66,13 +66,19 @@ function listeningPort(pid) {
   return 0;
 }
 
+/** The hard RLIMIT_NOFILE every process here may raise its own limit to. */
+export function fdHardLimit() {
+  const m = /Max open files\s+\d+\s+(\d+)/.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  return m ? Number(m[1]) : 1024;
+}
+
 /**
  * tickerd's config for one run. `history`: undefined = the build's default, true/false = enabled or not
  * (the database always goes to the bench's temp dir when the key is supported).
  */
 export function tickerdConfig({ s, u, flush, history }, historySupported) {
   const cfg = {
-    server: { max_connections: 1000000 },
+    server: { max_connections: fdHardLimit() - 64 }, // what tickerd would cap it to (app.c), kept on reload
     log: { level: 'warn' },
     normalizer: { flush_interval_ms: flush },
     feeds: [{ type: 'sim', name: 'sim', rate: u, seed: 1, include_defaults: false, generated_symbols: s }],
@@ -84,23 +90,33 @@ export function tickerdConfig({ s, u, flush, history }, historySupported) {
   return cfg;
 }
 
+/*
+ * Every server starts with its market held back, and the bench releases it once every client is
+ * connected: an overloaded server accepts new connections slowly (the peers' event loop barely gets to
+ * accept, tickerd is busy writing), so connecting under full load would measure the ramp, not the
+ * steady state. The peers wait for SIGUSR2 (--hold); tickerd starts at 1 update/s and gets the real
+ * rate by a config reload (SIGHUP applies feed rates at once, without dropping a client).
+ */
 function launch(kind, opts, historySupported) {
   if (kind === 'tickerd') {
-    const file = path.join(TMP, `tickerd-${Date.now()}.json`);
-    fs.writeFileSync(file, JSON.stringify(tickerdConfig(opts, historySupported)));
-    return pinned(0, BIN, ['-c', file, '--port', '0']);
+    const file = path.join(TMP, `tickerd-${process.pid}-${Date.now()}.json`);
+    const cfg = tickerdConfig(opts, historySupported);
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, feeds: [{ ...cfg.feeds[0], rate: 1 }] }));
+    const release = (proc) => { fs.writeFileSync(file, JSON.stringify(cfg)); proc.kill('SIGHUP'); };
+    return [...pinned(0, BIN, ['-c', file, '--port', '0']), release];
   }
   const argv = [path.join(PEERS, KINDS[kind].script), '--port', '0', '--symbols', String(opts.s),
-    '--rate', String(opts.u), '--seed', '1', '--max-rss-mb', String(opts.maxRssMb ?? 4096)];
-  return pinned(0, process.execPath, argv);
+    '--rate', String(opts.u), '--seed', '1', '--max-rss-mb', String(opts.maxRssMb ?? 4096), '--hold'];
+  return [...pinned(0, process.execPath, argv), (proc) => proc.kill('SIGUSR2')];
 }
 
 /**
- * Starts a server and waits until it listens. Resolves { proc, pid, port, stderr() } or rejects with the
+ * Starts a server and waits until it listens. Resolves { proc, pid, port, stderr(), releaseFeed() } (its
+ * market runs at the configured rate only after releaseFeed(), see launch()) or rejects with the
  * server's own words (exit status and stderr): tickerd exits 2 naming a config key it does not know.
  */
 export async function startServer(kind, opts, historySupported = false) {
-  const [cmd, argv] = launch(kind, opts, historySupported);
+  const [cmd, argv, release] = launch(kind, opts, historySupported);
   const proc = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d) => { err = (err + d).slice(-4000); });
@@ -109,7 +125,7 @@ export async function startServer(kind, opts, historySupported = false) {
     await sleep(50);
     if (proc.exitCode !== null || proc.signalCode !== null) break;
     const port = listeningPort(proc.pid); // taskset execs the server: same pid
-    if (port) return { proc, pid: proc.pid, port, stderr: () => err, exited };
+    if (port) return { proc, pid: proc.pid, port, stderr: () => err, exited, releaseFeed: () => release(proc) };
   }
   proc.kill('SIGKILL');
   const code = await exited;

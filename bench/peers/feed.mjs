@@ -63,25 +63,36 @@ function step(y, uniform, normal) {
 
 /**
  * Starts the market: calls publish(update) U times per second in total. Returns { symbols, stop }.
- * The first quote of every symbol is published at once, as sim.c does.
+ * The first quote of every symbol is published at once, as sim.c does. With `hold`, the market waits
+ * for SIGUSR2: an overloaded peer's event loop barely accepts new connections (its timer callbacks
+ * take most of each turn), so the bench connects every client first, then lets the market run.
  */
-export function startFeed({ symbols: count, rate, seed }, publish) {
+export function startFeed({ symbols: count, rate, seed, hold }, publish) {
   const uniform = rng(seed);
   const normal = () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
   const syms = makeSymbols(count, uniform);
-  for (const y of syms) publish(step(y, uniform, normal));
-  let credit = 0;
-  let last = performance.now();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    credit = Math.min(credit + (rate * (now - last)) / 1000, rate / 4 + 1);
-    last = now;
-    for (; credit >= 1; credit -= 1) publish(step(syms[Math.floor(uniform() * syms.length)], uniform, normal));
-  }, 1);
-  return { symbols: syms.map((y) => y.symbol), stop: () => clearInterval(timer) };
+  const stats = { published: 0, startedMs: 0 };
+  const emit = (y) => { stats.published++; publish(step(y, uniform, normal)); };
+  let timer = null;
+  const run = () => {
+    if (timer) return;
+    stats.startedMs = performance.now();
+    for (const y of syms) emit(y);
+    let credit = 0;
+    let last = performance.now();
+    timer = setInterval(() => {
+      const now = performance.now();
+      credit = Math.min(credit + (rate * (now - last)) / 1000, rate / 4 + 1);
+      last = now;
+      for (; credit >= 1; credit -= 1) emit(syms[Math.floor(uniform() * syms.length)]);
+    }, 1);
+  };
+  if (hold) process.on('SIGUSR2', run);
+  else run();
+  return { symbols: syms.map((y) => y.symbol), stats, stop: () => clearInterval(timer) };
 }
 
-/** --port/--symbols/--rate/--seed/--max-rss-mb, each also from PORT, SYMBOLS, RATE, SEED, MAX_RSS_MB. */
+/** --port/--symbols/--rate/--seed/--max-rss-mb (also from PORT, SYMBOLS, RATE, SEED, MAX_RSS_MB), --hold. */
 export function peerArgs(name) {
   const o = {
     port: Number(process.env.PORT ?? 0),
@@ -89,14 +100,16 @@ export function peerArgs(name) {
     rate: Number(process.env.RATE ?? 1000),
     seed: Number(process.env.SEED ?? 1),
     maxRssMb: Number(process.env.MAX_RSS_MB ?? 4096),
+    hold: false,
   };
   const keys = { '--port': 'port', '--symbols': 'symbols', '--rate': 'rate', '--seed': 'seed', '--max-rss-mb': 'maxRssMb' };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i += 2) {
+    if (v[i] === '--hold') { o.hold = true; i -= 1; continue; }
     const key = keys[v[i]];
     const val = Number(v[i + 1]);
     if (!key || !Number.isFinite(val)) {
-      console.error(`${name}: usage: [--port N] [--symbols S] [--rate U] [--seed N] [--max-rss-mb M]`);
+      console.error(`${name}: usage: [--port N] [--symbols S] [--rate U] [--seed N] [--max-rss-mb M] [--hold]`);
       process.exit(2);
     }
     o[key] = val;
@@ -107,9 +120,10 @@ export function peerArgs(name) {
 /**
  * What every peer does besides its own protocol: log the port like tickerd (`listening on http://…/`),
  * exit 0 on SIGTERM/SIGINT, and exit 3 if its RSS passes the guard — a naive peer buffers without bound
- * for slow readers, and a benchmark must not take the shared machine down with it.
+ * for slow readers, and a benchmark must not take the shared machine down with it. On exit it says how
+ * many updates its market published (the rate it really offered: an overloaded peer falls behind).
  */
-export function peerLifecycle(name, server, maxRssMb) {
+export function peerLifecycle(name, server, maxRssMb, stats) {
   const { port } = server.address();
   console.error(`${name}: listening on http://127.0.0.1:${port}/`);
   const guard = setInterval(() => {
@@ -120,5 +134,9 @@ export function peerLifecycle(name, server, maxRssMb) {
     }
   }, 250);
   guard.unref();
+  process.on('exit', () => {
+    const secs = stats.startedMs ? (performance.now() - stats.startedMs) / 1000 : 0;
+    console.error(`${name}: published ${stats.published} updates in ${secs.toFixed(1)} s`);
+  });
   for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(0));
 }

@@ -8,6 +8,7 @@
 //   /socket.io/?EIO=4&transport=websocket  →  0{…open…}, 40 → 40{"sid":…}, 421["subscribe",[…]] → 431[…],
 //   then 42["price",{"symbol":…,"seq":…,"ts":<µs epoch>,…}]; Engine.IO ping "2" is answered with "3".
 //   usage: node socketio-server.mjs [--port 0] [--symbols 100] [--rate 1000] [--seed 1] [--max-rss-mb 4096]
+//          [--hold: the market starts on SIGUSR2]
 import { createServer } from 'node:http';
 import { Server } from 'socket.io';
 import { peerArgs, peerLifecycle, startFeed } from './feed.mjs';
@@ -24,5 +25,5 @@ io.on('connection', (socket) => {
   });
 });
 
-startFeed(opt, (u) => io.to(u.symbol).emit('price', u));
-http.listen(opt.port, '127.0.0.1', () => peerLifecycle(NAME, http, opt.maxRssMb));
+const feed = startFeed(opt, (u) => io.to(u.symbol).emit('price', u));
+http.listen(opt.port, '127.0.0.1', () => peerLifecycle(NAME, http, opt.maxRssMb, feed.stats));

@@ -8,6 +8,7 @@
 //   server → {"op":"ack","id":1}        then one message per update:
 //   server → {"symbol":"G00001-USD","last":…,"bid":…,"ask":…,"volume":…,"seq":…,"ts":<µs epoch>,"src":"sim"}
 //   usage: node ws-server.mjs [--port 0] [--symbols 100] [--rate 1000] [--seed 1] [--max-rss-mb 4096]
+//          [--hold: the market starts on SIGUSR2]
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { peerArgs, peerLifecycle, startFeed } from './feed.mjs';
@@ -47,4 +48,4 @@ const feed = startFeed(opt, (u) => {
   for (const ws of room) ws.send(msg, { binary: false });
 });
 for (const s of feed.symbols) rooms.set(s, new Set());
-http.listen(opt.port, '127.0.0.1', () => peerLifecycle(NAME, http, opt.maxRssMb));
+http.listen(opt.port, '127.0.0.1', () => peerLifecycle(NAME, http, opt.maxRssMb, feed.stats));
