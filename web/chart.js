@@ -67,7 +67,6 @@ export class Chart {
   get isOpen() { return this.dlg.open; }
 
   open(symbol, opener) {
-    if (this.symbol !== symbol) this.candles = [];
     this.symbol = symbol;
     this.opener = opener;
     this.dlg.dataset.symbol = symbol;
@@ -100,6 +99,7 @@ export class Chart {
     const { symbol, range } = this;
     const iv = INTERVAL_US[range.interval];
     this.pending = [];
+    this.candles = [];  // another range has other candles: none until its own arrive
     this.hover = -1;
     this.setState('loading');
     this.requestDraw();
@@ -214,16 +214,25 @@ export class Chart {
       this.requestDraw();
     });
     this.q('.chart-close').addEventListener('click', () => this.close());
-    // A click on the backdrop (outside the dialog's box) closes it, as Escape does.
-    this.dlg.addEventListener('click', (e) => { if (e.target === this.dlg) this.close(); });
+    // A click on the backdrop closes it, as Escape does. The backdrop's clicks have the dialog as their
+    // target, and so do those on its padding: only one outside its box counts.
+    this.dlg.addEventListener('click', (e) => {
+      const r = this.dlg.getBoundingClientRect();
+      const outside = e.clientX < r.left || e.clientX > r.right || e.clientY < r.top || e.clientY > r.bottom;
+      if (e.target === this.dlg && outside) this.close();
+    });
     this.dlg.addEventListener('close', () => {
       this.gen++;
       this.abort?.abort();
       this.pending = null;
       this.tip.hidden = true;
-      this.opener?.isConnected && this.opener.focus();
+      this.dlg.dataset.state = 'closed';
+      if (this.opener?.isConnected) this.opener.focus();
     });
-    this.over.addEventListener('pointermove', (e) => this.pointAt(e.offsetX, e.offsetY));
+    // pointerdown too: a tap on a touch screen shows the candle under the finger
+    for (const type of ['pointermove', 'pointerdown']) {
+      this.over.addEventListener(type, (e) => this.pointAt(e.offsetX, e.offsetY));
+    }
     this.over.addEventListener('pointerleave', () => { this.hover = -1; this.drawOverlay(); });
     this.over.addEventListener('keydown', (e) => this.onKey(e));
     this.over.addEventListener('blur', () => { this.hover = -1; this.drawOverlay(); });
