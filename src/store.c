@@ -164,6 +164,7 @@ struct store {
     int running;
     sem_t wake;              /* posted by a kick and by stop */
     atomic_int stop, kicked; /* kicked: the ring reached half full since the last flush */
+    atomic_int retry_now;    /* the cap changed: a degraded writer retries at once */
     atomic_int_fast64_t max_db_bytes;
 
     /* the ring */
@@ -214,6 +215,23 @@ static const char *st_code_name(int rc)
     }
 }
 
+/* The errno behind db's last I/O error, 0 = unknown. SQLite keeps it per
+ * file: the WAL's (where commits write) first, then the connection's, then
+ * the database file's (checkpoints). */
+static int st_last_errno(sqlite3 *db)
+{
+    int e = 0;
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK && wal &&
+        wal->pMethods && wal->pMethods->xFileControl)
+        wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e);
+    if (e <= 0)
+        e = sqlite3_system_errno(db);
+    if (e <= 0 && sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
+        e = 0;
+    return e > 0 ? e : 0;
+}
+
 /* "<what>: SQLITE_FULL: database or disk is full". For an I/O error or a
  * file that cannot be opened, the system's reason too ("SQLITE_IOERR: disk
  * I/O error (Read-only file system)"): SQLite's own text does not tell a
@@ -226,7 +244,7 @@ static void st_sqlerr(sqlite3 *db, int rc, const char *what, char *err, size_t c
     int code = (db && sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errcode(db) : rc) & 0xff;
     int sys = 0;
     if (db && (code == SQLITE_IOERR || code == SQLITE_CANTOPEN))
-        sys = sqlite3_system_errno(db);
+        sys = st_last_errno(db);
     if (sys > 0)
         st_errf(err, cap, "%s: %s: %s (%s)", what, st_code_name(rc), msg, strerror(sys));
     else
@@ -569,6 +587,7 @@ store *store_open(const char *path, const store_opts *opts, char *err, size_t er
     atomic_init(&s->tail, 0);
     atomic_init(&s->stop, 0);
     atomic_init(&s->kicked, 0);
+    atomic_init(&s->retry_now, 0);
     atomic_init(&s->put, 0);
     atomic_init(&s->dropped, 0);
     atomic_init(&s->skipped_stale, 0);
@@ -1182,6 +1201,8 @@ static void *st_thread(void *arg)
     int degraded = 0;
     for (;;) {
         now = tk_mono_us();
+        if (atomic_exchange(&s->retry_now, 0) && degraded)
+            next_flush = now; /* e.g. SQLITE_FULL at the cap, and the cap was raised */
         int stop = atomic_load(&s->stop);
         int flush_due = stop || now >= next_flush || (atomic_load(&s->kicked) && !degraded);
         int trim_due = !stop && (s->w_trim.active || now >= next_trim);
@@ -1200,8 +1221,14 @@ static void *st_thread(void *arg)
             else if (r == ST_COMMITTED)
                 degraded = 0;
             st_log_after_flush(s, &lg, r, recovered, err);
-            int wait_ms = degraded ? s->o.retry_interval_ms : s->o.flush_interval_ms;
-            next_flush = tk_mono_us() + (int64_t)wait_ms * 1000;
+            /* Flushes keep a steady cadence from their starts, so what a kill
+             * can lose is one interval plus the commit under way, not plus
+             * the previous commit's duration as well. Retries count from the
+             * failure. */
+            if (degraded)
+                next_flush = tk_mono_us() + (int64_t)s->o.retry_interval_ms * 1000;
+            else
+                next_flush = now + (int64_t)s->o.flush_interval_ms * 1000;
         }
         if (stop)
             break;
@@ -1497,8 +1524,13 @@ void store_get_stats(store *s, store_stats *st)
 
 void store_set_max_db_bytes(store *s, int64_t bytes)
 {
-    if (s)
-        atomic_store(&s->max_db_bytes, bytes > 0 ? bytes : 0);
+    if (!s)
+        return;
+    bytes = bytes > 0 ? bytes : 0;
+    if (atomic_exchange(&s->max_db_bytes, bytes) == bytes)
+        return;
+    atomic_store(&s->retry_now, 1);
+    sem_post(&s->wake); /* a writer degraded at the old cap tries the new one now */
 }
 
 /* ---- the operator's check (tickerd --check-history) ---- */

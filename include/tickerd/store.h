@@ -203,7 +203,8 @@ int store_gaps(store *s, int64_t from_us, int64_t to_us, store_gap *out, int cap
 /* Counters, gauges and the degraded state; any thread, never waits on disk. */
 void store_get_stats(store *s, store_stats *st);
 /* Change max_db_bytes (0 = no cap); applied by the writer before its next
- * batch. Any thread. */
+ * batch. A writer degraded (e.g. at the old cap) retries at once rather than
+ * at its next retry_interval_ms. Any thread. */
 void store_set_max_db_bytes(store *s, int64_t bytes);
 
 /* The operator's check (tickerd --check-history FILE): open path read-only
