@@ -152,6 +152,13 @@ class Row {
     this.recent[this.recentCount++ % RECENT_VALUES] = u;
   }
 
+  // After a reconnect the server may be another run, whose seqs start again from 1: older values would
+  // not compare.
+  forgetRecent() {
+    this.recent.fill(undefined);
+    this.recentCount = 0;
+  }
+
   /** The last values received (up to RECENT_VALUES), oldest first. */
   recentValues() {
     const n = Math.min(this.recentCount, RECENT_VALUES);
@@ -169,7 +176,7 @@ function knownDecimals(sym) {
 
 // ---- incoming data ----
 
-function onData({ updates }) {
+function onData({ kind, updates }) {
   const charted = chart.isOpen ? chart.symbol : null;
   for (const u of updates) {
     const row = rows.get(u?.symbol);
@@ -179,7 +186,7 @@ function onData({ updates }) {
     if (row.waiting) { row.waiting = false; delete row.tr.dataset.waiting; row.tr.removeAttribute('title'); }
     row.push(u.last, u.ts);
     row.remember(u);
-    if (row.sym === charted) chart.onValue(u);
+    if (row.sym === charted) chart.onValue(u, kind);
     dirty.add(row);
     updatesSinceTick++;
   }
@@ -509,7 +516,7 @@ function removeSymbol(sym) {
   client.unsubscribe([sym]).catch(() => { /* the server forgets everything on disconnect anyway */ });
 }
 
-// A click on ×removes the row; anywhere else on a row (the symbol button included) opens its chart,
+// A click on × removes the row; anywhere else on a row (the symbol button included) opens its chart,
 // unless the click ended a text selection.
 tbody.addEventListener('click', (e) => {
   const tr = e.target.closest('tr[data-symbol]');
@@ -613,7 +620,10 @@ client.addEventListener('open', () => {
   loadKnown();
   // The chart joins live values by seq; after a reconnect (maybe to a restarted server, which numbers
   // them from 1 again) it loads its history afresh, which also fills what was missed meanwhile.
-  if (client.counts.connects > 1) chart.reload();
+  if (client.counts.connects > 1) {
+    for (const row of rows.values()) row.forgetRecent();
+    chart.reload();
+  }
 });
 
 client.addEventListener('data', (e) => onData(e.detail));

@@ -84,9 +84,12 @@ export class Chart {
   /** Redraw with the current colours (the theme changed). */
   refresh() { if (this.dlg.open) this.requestDraw(); }
 
-  /** A value of the open symbol from the stream (snapshot, replay or update). */
-  onValue(u) {
+  /** A value of the open symbol from the stream; kind: snapshot | replay | update (of the frame). */
+  onValue(u, kind) {
     if (this.pending) { this.pending.push(u); return; }
+    // A snapshot (of a re-subscribe) comes before the replay that joins the subscribe's history to live,
+    // and that replay holds it again, in seq order. Applied first, it would hide the values below its seq.
+    if (kind === 'snapshot') return;
     if (this.apply(u)) this.requestDraw();
   }
 
@@ -114,11 +117,12 @@ export class Chart {
     this.candles = candles;
     this.lastSeq = seq;
     this.note = note;
-    // Join the live values: what the page received lately, then what came during the request.
-    const pending = this.pending;
+    // Join the live values: what the page received lately and what came during the request, in seq
+    // order (a snapshot may have come before a replay of older values); apply() skips what the history
+    // holds, and repeats.
+    const joined = [...this.page.recentValues(symbol), ...this.pending].sort((a, b) => a.seq - b.seq);
     this.pending = null;
-    for (const u of this.page.recentValues(symbol)) this.apply(u);
-    for (const u of pending) this.apply(u);
+    for (const u of joined) this.apply(u);
     trimBefore(this.candles, this.lastT() + iv - range.span);
     this.setState(note ? 'unavailable' : this.candles.length ? 'ready' : 'empty');
     this.requestDraw();

@@ -196,21 +196,38 @@ test('sparklines are filled from history as soon as the page loads, then extende
 });
 
 // "Restarting tickerd keeps yesterday's chart": the history of an earlier run (seq 0 in the history frame:
-// nothing of this run in it) still fills the sparklines and the chart.
+// nothing of this run in it) still fills the sparklines and the chart. A chart left open reloads when the
+// page reconnects and goes on with the new run's values (whose seqs start again from 1).
 test('after tickerd restarts on the same state directory, sparklines and chart show the earlier history', T,
   async () => {
     const stateDir = tempDir();
     let srv = await startTickerd({ config: simConfig({ rate: 400 }), stateDir });
+    const port = srv.port;
     await historyHas(srv, 8);
-    await srv.stop('SIGTERM');
-    srv = await startTickerd({ config: simConfig({ rate: 400 }), stateDir });
     const { page, errors } = await openPage(srv);
-    await page.waitForFunction(everySparkHas, 6, { timeout: 2000 });
+    const requests = [];
+    page.on('request', (r) => { if (r.url().includes('/api/history')) requests.push(r.url()); });
+    await page.waitForFunction(() => /\d/.test(document.querySelector('#quotes tr[data-symbol="BTC-USD"] .c-last')?.textContent));
     await page.click('#quotes tr[data-symbol="BTC-USD"] .c-last');
     await page.waitForSelector('#chart[data-state="ready"]', { timeout: 5000 });
-    assert.ok(Number(await page.getAttribute('#chart', 'data-points')) >= 8, 'the earlier run\'s candles');
+
+    await srv.stop('SIGTERM');
+    srv = await startTickerd({ config: simConfig({ rate: 400 }), stateDir, args: ['--port', String(port)] });
+    await page.waitForSelector('#status[data-state="live"]', { timeout: 35000 });
+    await waitFor(() => requests.length === 2, { timeoutMs: 5000, message: 'the chart reloads after the reconnect' });
+    await page.waitForSelector('#chart[open][data-state="ready"]', { timeout: 5000 });
+    const p0 = Number(await page.getAttribute('#chart', 'data-points'));
+    assert.ok(p0 >= 8, `${p0} candles: the earlier run's`);
+    await page.waitForFunction((n) => Number(document.querySelector('#chart').dataset.points) >= n + 2, p0,
+      { timeout: 5000 }); // and new ones from this run's values
     assert.deepEqual(errors, []);
     await page.close();
+
+    // A page opened now: at least 6 points per sparkline within 2 s, more than this run has had seconds.
+    const fresh = await openPage(srv);
+    await fresh.page.waitForFunction(everySparkHas, 6, { timeout: 2000 });
+    assert.deepEqual(fresh.errors, []);
+    await fresh.page.close();
   });
 
 const chartData = (page) => page.$eval('#chart', (d) => ({ open: d.open, ...d.dataset }));
