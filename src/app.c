@@ -6,6 +6,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#if defined(TICKERD_WITH_LIBUV)
+#include <uv.h>
+#endif
 
 #include "tickerd/bcast.h"
 #include "tickerd/feed.h"
@@ -23,6 +26,10 @@
 struct app {
     cfg_t cfg;
     struct lws_context *ctx;
+#if defined(TICKERD_WITH_LIBUV)
+    uv_loop_t loop; /* ours, lent to lws (a "foreign" loop) so app_service can run it once */
+    int use_uv;
+#endif
     struct lws_vhost *vhost;
     norm *norm;
     bcast *bcast;
@@ -279,6 +286,37 @@ static int app_resolve_web_root(app *a)
     return -1;
 }
 
+/* The event loop (server.event_loop): lws' own poll() loop, which costs
+ * O(connections) per wake-up, or libuv (epoll) when lws can load its libuv
+ * plugin. */
+static struct lws_context *app_create_context(app *a, struct lws_context_creation_info *info)
+{
+#if defined(TICKERD_WITH_LIBUV)
+    void *loops[1] = {&a->loop};
+    if (!strcmp(a->cfg.server.event_loop, "libuv") && !uv_loop_init(&a->loop)) {
+        info->options |= LWS_SERVER_OPTION_LIBUV;
+        info->foreign_loops = loops; /* read only during creation */
+        info->pcontext = &a->ctx;    /* lws NULLs it once a libuv destroy completes */
+        struct lws_context *ctx = lws_create_context(info);
+        info->options &= ~(uint64_t)LWS_SERVER_OPTION_LIBUV;
+        info->foreign_loops = NULL;
+        info->pcontext = NULL;
+        if (ctx) {
+            a->use_uv = 1;
+            log_info("event loop: libuv (epoll)");
+            return ctx;
+        }
+        uv_loop_close(&a->loop);
+        log_warn("event loop: lws' libuv plugin unavailable (libwebsockets-evlib-uv); using poll(), "
+                 "which is slow with many connections");
+    }
+#else
+    if (!strcmp(a->cfg.server.event_loop, "libuv"))
+        log_warn("event loop: built without libuv; using poll()");
+#endif
+    return lws_create_context(info);
+}
+
 static int app_listen(app *a)
 {
     const cfg_t *c = &a->cfg;
@@ -305,7 +343,7 @@ static int app_listen(app *a)
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (!strchr(c->server.bind, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    a->ctx = lws_create_context(&info);
+    a->ctx = app_create_context(a, &info);
     if (!a->ctx) {
         log_error("lws context creation failed");
         return -1;
@@ -425,7 +463,16 @@ fail:
     return NULL;
 }
 
-int app_service(app *a) { return lws_service(a->ctx, 0); }
+int app_service(app *a)
+{
+#if defined(TICKERD_WITH_LIBUV)
+    if (a->use_uv) {
+        uv_run(&a->loop, UV_RUN_ONCE); /* returns after at least one event (app_wake is one) */
+        return 0;
+    }
+#endif
+    return lws_service(a->ctx, 0);
+}
 int app_port(const app *a) { return a->port; }
 unsigned app_connections(const app *a) { return ws_get_stats(a->ws)->sessions; }
 void app_wake(app *a) { lws_cancel_service(a->ctx); }
@@ -546,6 +593,16 @@ void app_destroy(app *a)
         /* Closes every remaining connection; their CLOSED callbacks still
          * need the broadcaster, so it goes after. */
         lws_context_destroy(a->ctx);
+#if defined(TICKERD_WITH_LIBUV)
+        /* With a libuv loop lws closes its handles asynchronously: run the
+         * loop until they are gone (lws then NULLs a->ctx), then finish. */
+        if (a->use_uv) {
+            uv_run(&a->loop, UV_RUN_DEFAULT);
+            if (a->ctx)
+                lws_context_destroy(a->ctx);
+            uv_loop_close(&a->loop);
+        }
+#endif
     }
     for (size_t i = 0; i < a->nfeeds; i++)
         feed_destroy(a->feeds[i]);

@@ -106,6 +106,7 @@ static const cfg_field server_fields[] = {
     {"port", CFG_INT, CFG_OFF(server.port), 0, 65535},
     {"web_root", CFG_STRING, CFG_OFF(server.web_root), 0, sizeof(((cfg_t *)0)->server.web_root)},
     {"max_connections", CFG_INT, CFG_OFF(server.max_connections), 1, 1000000},
+    {"event_loop", CFG_STRING, CFG_OFF(server.event_loop), 0, sizeof(((cfg_t *)0)->server.event_loop)},
 };
 static const cfg_field normalizer_fields[] = {
     {"flush_interval_ms", CFG_INT, CFG_OFF(normalizer.flush_interval_ms), 0, 60000},
@@ -340,6 +341,8 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
         if (rc)
             return -1;
     }
+    if (strcmp(cfg->server.event_loop, "poll") && strcmp(cfg->server.event_loop, "libuv"))
+        return cfg_fail(err, "server.event_loop: must be \"poll\" or \"libuv\"");
     return cfg_check_priority(cfg, err);
 }
 
@@ -366,6 +369,7 @@ int cfg_defaults(cfg_t *cfg)
     strcpy(cfg->server.bind, "127.0.0.1");
     cfg->server.port = 8080;
     cfg->server.max_connections = 10000;
+    strcpy(cfg->server.event_loop, "poll");
     cfg->log.level = LOG_INFO;
     cfg->normalizer.flush_interval_ms = 10;
     cfg->normalizer.max_symbols = 10000;

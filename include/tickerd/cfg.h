@@ -54,6 +54,7 @@ typedef struct cfg_t {
         int port;
         char web_root[512];
         int max_connections;
+        char event_loop[8]; /* "poll" (lws' own) or "libuv" (epoll, when lws' plugin loads) */
     } server;
     struct {
         int level; /* log_level */
