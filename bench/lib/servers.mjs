@@ -107,7 +107,9 @@ function launch(kind, opts, historySupported) {
   }
   const argv = [path.join(PEERS, KINDS[kind].script), '--port', '0', '--symbols', String(opts.s),
     '--rate', String(opts.u), '--seed', '1', '--max-rss-mb', String(opts.maxRssMb ?? 4096), '--hold'];
-  return [...pinned(0, process.execPath, argv), (proc) => proc.kill('SIGUSR2')];
+  // Node does not raise its own descriptor limit (tickerd and the load tool do): sh raises it, then execs.
+  const [cmd, args] = pinned(0, process.execPath, argv);
+  return ['sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"', cmd, ...args], (proc) => proc.kill('SIGUSR2')];
 }
 
 /**
