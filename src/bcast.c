@@ -249,7 +249,9 @@ static int sub_reserve(bcast_client *c, uint32_t extra)
 {
     if (c->nsubs + extra <= c->cap)
         return 0;
-    uint32_t cap = c->cap ? c->cap : 4;
+    /* The first subscribe is sized exactly (most clients subscribe once);
+     * growth after that doubles. */
+    uint32_t cap = c->cap ? c->cap * 2 : c->nsubs + extra;
     while (cap < c->nsubs + extra)
         cap *= 2;
     bcast_sub *s = realloc(c->subs, (size_t)cap * sizeof(*s));
