@@ -95,19 +95,38 @@ async function waitFor(pred, ms) {
   return pred();
 }
 
-/** Samples the server's [ms, cpu ticks, RSS KiB] every 200 ms until stop(). */
+/** [busy, total] ticks of CPUs 0 and 1 from /proc/stat: the machine is shared, so others may use them. */
+function coreTicks() {
+  const lines = fs.readFileSync('/proc/stat', 'utf8').split('\n');
+  return [0, 1].map((c) => {
+    const f = (lines.find((l) => l.startsWith(`cpu${c} `)) || `cpu${c} 0 0 0 0`).trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, x) => a + x, 0);
+    return [total - f[3] - (f[4] || 0), total]; // idle and iowait are not busy
+  });
+}
+
+/** Samples the server's [ms, cpu ticks, RSS KiB] every 200 ms until stop(); core usage at both ends. */
 function sampler(pid) {
   const samples = [];
   const take = () => { try { samples.push([Date.now(), procStat(pid), statusKiB(pid, 'VmRSS')]); } catch { /* exited */ } };
   take();
+  const cores0 = coreTicks();
   const t = setInterval(take, 200);
-  return { samples, stop: () => { clearInterval(t); take(); } };
+  const s = { samples, stop: () => { clearInterval(t); take(); s.cores = coreTicks().map(([b, tot], i) => (b - cores0[i][0]) / Math.max(1, tot - cores0[i][1])); } };
+  return s;
 }
 
-function serverFigures(samples, t0) {
-  const win = samples.filter(([t]) => t >= t0);
+/*
+ * Server CPU (fraction of a core) over the window, RSS, and what others took of the two cores meanwhile
+ * (busy fraction of core 0 minus the server, of core 1 minus the load tool): a noisy-neighbour gauge.
+ */
+function serverFigures(smp, t0, loadgenCpu) {
+  const win = smp.samples.filter(([t]) => t >= t0);
   const cpu = win.length > 1 ? (win.at(-1)[1] - win[0][1]) / TICK_HZ / ((win.at(-1)[0] - win[0][0]) / 1000) : NaN;
-  return { cpu, rssWindowMaxKiB: Math.max(...win.map((x) => x[2]).filter(Number.isFinite)), timeline: win.map(([t, , r]) => [t - t0, r]) };
+  return {
+    cpu, rssWindowMaxKiB: Math.max(...win.map((x) => x[2]).filter(Number.isFinite)), timeline: win.map(([t, , r]) => [t - t0, r]),
+    othersCore0: Math.max(0, smp.cores[0] - cpu), othersCore1: Math.max(0, smp.cores[1] - loadgenCpu),
+  };
 }
 
 const sum = (rs, key) => rs.reduce((a, r) => a + (Number(r[key]) || 0), 0);
@@ -156,8 +175,9 @@ export async function measure(srv, kind, o) {
   });
   const missing = reports.findIndex((r) => !r);
   if (missing >= 0) throw new Error(`load process ${missing} exited ${codes[missing]} without a report: ${lps[missing].stderr.trim().slice(-400)}`);
+  const merged = mergeReports(reports);
   return {
-    ...mergeReports(reports), ...serverFigures(smp.samples, t0), allReady, codes, procs: o.procs,
+    ...merged, ...serverFigures(smp, t0, merged.loadgen_cpu), allReady, codes, procs: o.procs,
     idleRssKiB, readyRssKiB, peakRssKiB: statusKiB(srv.pid, 'VmHWM'), serverAlive: srv.proc.exitCode === null,
     loadErrors: lps.map((lp) => lp.stderr.split('\n').filter((l) => l && l !== 'READY').slice(0, 3)).flat(),
   };

@@ -24,17 +24,20 @@ const notRun = (r, width, lead) => [...lead, r.skipped || `failed: ${r.error}`, 
 
 /* ------------------------------------------------------------------------------ side by side */
 
+/** What other processes took of CPUs 0 and 1 during the window (the machine is shared). */
+const others = (r) => `${fmt(r.othersCore0 * 100)} / ${fmt(r.othersCore1 * 100)} %`;
+
 function sideRow(r) {
   const lead = [fmt(r.spec.n), r.label];
-  if (!ok(r)) return notRun(r, 15, lead);
+  if (!ok(r)) return notRun(r, 16, lead);
   return [...lead, fmt(r.offered), fmt(r.updates_per_s), pct(r.updates_per_s / r.offered), ms(r.latency.p50), ms(r.latency.p99),
     ms(r.latency.p999), ms(r.latency.max), pct(r.cpu), fmt(perCpu(r)), mib(r.peakRssKiB), fmt(r.bytes_per_update, 0),
-    pct(r.loadgen_cpu), fmt(r.failed)];
+    pct(r.loadgen_cpu), others(r), fmt(r.failed)];
 }
 
 export function sideTable(rows) {
   return table(['N', 'server', 'offered/s', 'delivered/s', 'delivered', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms', 'server CPU',
-    'deliveries per CPU-s', 'peak RSS', 'bytes/update', 'load tool CPU', 'failed conns'], rows.map(sideRow));
+    'deliveries per CPU-s', 'peak RSS', 'bytes/update', 'load tool CPU', 'others on CPU 0 / 1', 'failed conns'], rows.map(sideRow));
 }
 
 /** tickerd (coalescing off) against each peer at the same N: how many times better, per metric. */
@@ -91,12 +94,12 @@ export function saturationBest(sat) {
 export function saturationTable(sat) {
   const rows = Object.values(sat).flat().map((r) => {
     const lead = [r.label, fmt(r.spec.u)];
-    if (!ok(r)) return notRun(r, 11, lead);
+    if (!ok(r)) return notRun(r, 12, lead);
     return [...lead, fmt(r.offered), fmt(r.updates_per_s), pct(r.updates_per_s / r.offered), ms(r.latency.p99), ms(r.latency.max),
-      pct(r.cpu), fmt(perCpu(r)), pct(r.loadgen_cpu), tracking(r) ? 'yes' : '**no**'];
+      pct(r.cpu), fmt(perCpu(r)), pct(r.loadgen_cpu), others(r), tracking(r) ? 'yes' : '**no**'];
   });
   return table(['server', 'U/s', 'offered/s', 'delivered/s', 'delivered', 'p99 ms', 'max ms', 'server CPU', 'deliveries per CPU-s',
-    'load tool CPU', 'tracking'], rows);
+    'load tool CPU', 'others on CPU 0 / 1', 'tracking'], rows);
 }
 
 export function saturationSummary(best) {
