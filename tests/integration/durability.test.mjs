@@ -396,7 +396,7 @@ test('disk full (a 2 MB tmpfs): history degrades to live-only, prices keep flowi
     const ok = await waitFor(async () => {
       const h = await historyHealth(srv);
       return h.state === 'ok' && h;
-    }, { timeoutMs: 10000, message: 'history ok again after the disk grew' });
+    }, { timeoutMs: 15000, message: 'history ok again after the disk grew (the writer retries every 5 s)' });
     const recoveredMs = Date.now() - t1;
     assert.equal(ok.error, undefined);
     await waitFor(async () => (await historyHealth(srv)).ticks_written > ok.ticks_written,
