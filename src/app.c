@@ -411,6 +411,8 @@ app *app_create(cfg_t *cfg)
         .headroom = LWS_PRE,
         .wake = app_wake_loop,
         .wake_arg = a,
+        .no_store_reason = a->cfg.history.enabled ? a->history_error
+                                                  : "history is disabled (history.enabled is false)",
     };
     a->hist = hist_create(a->store, &ho);
     if (a->ws && a->hist)

@@ -551,7 +551,7 @@ test('a history file that cannot be opened at start: prices still flow, history 
   assert.ok(!fs.existsSync(histPath));
 });
 
-test('a history file that cannot be opened: the history frame\'s and /api/history\'s error give the reason, not "disabled"', { timeout: 20000, todo: 'src/history.c run_query: with no store it always says "history is disabled (history.enabled is false)", even when history is enabled and the file could not be opened' }, async () => {
+test('a history file that cannot be opened: the history frame\'s and /api/history\'s error give the reason, not "disabled"', { timeout: 20000 }, async () => {
   const dir = tempDir();
   const blocker = path.join(dir, 'not-a-directory');
   fs.writeFileSync(blocker, 'x\n');
