@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fullMatrix, quickMatrix, runOne, K, S } from './lib/matrix.mjs';
 import * as rep from './lib/report.mjs';
-import { BIN, LOADGEN, TMP, installPeers, probeHistory } from './lib/servers.mjs';
+import { BIN, LOADGEN, TMP, fdHardLimit, installPeers, probeHistory } from './lib/servers.mjs';
 
 const log = (m) => process.stderr.write(`${m}\n`);
 const list = (v) => v.split(',').map(Number);
@@ -61,6 +61,9 @@ function saveRaw(res) {
   log(`bench: raw results in ${file}`);
 }
 
+/** The N of an experiment's rows, for its heading. */
+const n = (rows) => (rows[0]?.spec.n ?? 0).toLocaleString('en-US');
+
 function peersMarkdown(res, ctx, started) {
   const best = rep.saturationBest(res.saturation);
   const mins = ((Date.now() - started) / 60000).toFixed(1);
@@ -71,9 +74,10 @@ function peersMarkdown(res, ctx, started) {
     + `#### Targets\n\n${rep.targets(res)}\n\n`
     + `#### Side by side, U = 1,000 updates/s\n\n${rep.sideTable(res.side)}\n\n${rep.ratioTable(res.side)}\n\n`
     + `#### Saturation search, N = 1,000\n\n${rep.saturationSummary(best)}\n\n${rep.saturationTable(res.saturation)}\n\n`
-    + `#### 50,000 connections requested (descriptor limit 20,000 per process), U = 1,000/s\n\n${rep.fdTable(res.fd, best)}\n\n`
-    + `#### Idle memory, 10,000 clients subscribed to 10 symbols, U = 1/s\n\n${rep.idleTable(res.idle)}\n\n`
-    + `#### Slow consumers: 20 % of 10,000 clients stop reading for 10 s, U = 1,000/s\n\n${rep.stallTable(res.stall, res.side)}\n\n`
+    + `#### ${n(res.fd)} connections requested (descriptor limit ${n([{ spec: { n: fdHardLimit() } }])} per process), U = 1,000/s\n\n`
+    + `${rep.fdTable(res.fd, best)}\n\n`
+    + `#### Idle memory, ${n(res.idle)} clients subscribed to ${K} symbols, U = 1/s\n\n${rep.idleTable(res.idle)}\n\n`
+    + `#### Slow consumers: 20 % of ${n(res.stall)} clients stop reading for 10 s, U = 1,000/s\n\n${rep.stallTable(res.stall, res.side)}\n\n`
     + `#### History on vs off (coalescing 10 ms), U = 1,000/s\n\n${rep.historyTable(res.history)}\n`;
 }
 

@@ -139,7 +139,7 @@ export function stallFigures(r, base) {
 }
 
 export function stallTable(rows, sideRows) {
-  return table(['server', 'stalled conns', "others' p99, no stall (N=10k run)", "others' p99 during the stall", 'factor',
+  return table(['server', 'stalled conns', "others' p99, no stall (same N, side by side)", "others' p99 during the stall", 'factor',
     'stalled p99', 'RSS at stall start', 'RSS at stall end', 'RSS growth, last 8 s of the stall', 'stalled closed', 'delivered/s'],
   rows.map((r) => {
     if (!ok(r)) return notRun(r, 11, [r.label]);

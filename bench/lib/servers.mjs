@@ -94,14 +94,15 @@ export function tickerdConfig({ s, u, flush, history }, historySupported) {
  * Every server starts with its market held back, and the bench releases it once every client is
  * connected: an overloaded server accepts new connections slowly (the peers' event loop barely gets to
  * accept, tickerd is busy writing), so connecting under full load would measure the ramp, not the
- * steady state. The peers wait for SIGUSR2 (--hold); tickerd starts at 1 update/s and gets the real
- * rate by a config reload (SIGHUP applies feed rates at once, without dropping a client).
+ * steady state. The peers wait for SIGUSR2 (--hold); tickerd starts at S updates/s (about one per symbol
+ * and second: a symbol left unquoted for normalizer.stale_after_ms would be republished as stale) and
+ * gets the real rate by a config reload (SIGHUP applies feed rates at once, without dropping a client).
  */
 function launch(kind, opts, historySupported) {
   if (kind === 'tickerd') {
     const file = path.join(TMP, `tickerd-${process.pid}-${Date.now()}.json`);
     const cfg = tickerdConfig(opts, historySupported);
-    fs.writeFileSync(file, JSON.stringify({ ...cfg, feeds: [{ ...cfg.feeds[0], rate: 1 }] }));
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, feeds: [{ ...cfg.feeds[0], rate: Math.min(opts.u, opts.s) }] }));
     const release = (proc) => { fs.writeFileSync(file, JSON.stringify(cfg)); proc.kill('SIGHUP'); };
     return [...pinned(0, BIN, ['-c', file, '--port', '0']), release];
   }
