@@ -40,9 +40,11 @@ typedef struct bcast_member {
 
 /* One published value kept for resume. */
 typedef struct bcast_slot {
+    int64_t at_us; /* monotonic time of its publish (the backlog window) */
     uint16_t len;
     char enc[BCAST_ENC_MAX];
 } bcast_slot;
+_Static_assert(sizeof(bcast_slot) == BCAST_RING_SLOT_BYTES, "BCAST_RING_SLOT_BYTES is the slot's size");
 
 typedef struct bcast_symbol {
     uint64_t seq; /* seq of the value in enc; 0 = no value yet */
@@ -90,6 +92,13 @@ struct bcast {
     bcast_stats stats;
     char epoch[BCAST_EPOCH_LEN + 1];
 };
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static uint64_t mix64(uint64_t x)
 {
@@ -689,6 +698,7 @@ static void ring_push(bcast *b, bcast_symbol *s, uint64_t prev_seq)
     if (s->seq != prev_seq + 1)
         s->ring_count = 0;
     bcast_slot *slot = &s->ring[s->seq % s->ring_depth];
+    slot->at_us = mono_us();
     slot->len = s->enc_len;
     memcpy(slot->enc, s->enc, s->enc_len);
     if (s->ring_count < s->ring_depth)
@@ -790,6 +800,17 @@ static int frame_add(char *buf, size_t *len, size_t cap, uint32_t *count, const 
     return 1;
 }
 
+/* Is value x of sym in the ring and recent enough to send as backlog? now
+ * is read once per frame, when first needed. */
+static int in_backlog_window(const bcast *b, const bcast_symbol *sym, uint64_t x, int64_t *now)
+{
+    if (!b->opts.backlog_ms || !ring_holds(sym, x))
+        return 0;
+    if (!*now)
+        *now = mono_us();
+    return *now - sym->ring[x % sym->ring_depth].at_us <= (int64_t)b->opts.backlog_ms * 1000;
+}
+
 /* One frame of kind k. Everything due of that kind that fits goes in; when
  * nothing could be sent (symbols without a value, replays that became
  * resets), no subscription of kind k is left due. */
@@ -798,6 +819,7 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
     bcast *b = c->b;
     size_t len = strlen(frame_head[k]);
     uint32_t count = 0;
+    int64_t now = 0;
     memcpy(buf, frame_head[k], len);
 
     uint32_t i = c->cursor < c->nsubs ? c->cursor : 0;
@@ -853,7 +875,7 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
             int full = 0;
             uint64_t behind = sym->seq - s->sent_seq;
             if (sym->seq > s->sent_seq && s->sent_seq && behind > 1 &&
-                behind <= b->opts.max_backlog && ring_holds(sym, s->sent_seq + 1)) {
+                in_backlog_window(b, sym, s->sent_seq + 1, &now)) {
                 /* A little behind: every value it missed, from the ring (the
                  * same bytes), so a client that keeps up loses nothing. */
                 while (s->sent_seq < sym->seq) {

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "tickerd/bcast.h"
@@ -812,10 +813,10 @@ static void unpark_without_history_or_ring_follows_live_or_resets(void)
     bcast_destroy(b);
 }
 
-static void a_client_a_little_behind_gets_every_value_a_far_one_the_latest(void)
+static void a_client_a_little_behind_gets_every_value_a_late_one_the_latest(void)
 {
     bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 64,
-                    .max_backlog = 8};
+                    .backlog_ms = 50};
     bcast *b = bcast_create(&o);
     for (uint32_t i = 0; i < 4; i++)
         bcast_symbol_added(b, i, SYMS[i]);
@@ -837,8 +838,10 @@ static void a_client_a_little_behind_gets_every_value_a_far_one_the_latest(void)
     CHECK(bcast_get_stats(b)->conflated == 0);
     for (uint64_t s = 6; s <= 20; s++)
         publish(b, 0, 100 + (double)s, s);
+    struct timespec pause = {0, 80 * 1000000L};
+    nanosleep(&pause, NULL);
     n = 0;
-    collect_seqs(c, "update", seqs, &n); /* 15 behind > 8: the latest only */
+    collect_seqs(c, "update", seqs, &n); /* seq 6 is 80 ms old > 50: the latest only */
     CHECK(n == 1 && seqs[0] == 20);
     CHECK(bcast_get_stats(b)->conflated == 14);
     bcast_client_destroy(c);
@@ -866,6 +869,6 @@ int main(void)
     RUN(epochs_differ_per_instance);
     RUN(parked_symbol_continues_after_the_history_seq);
     RUN(unpark_without_history_or_ring_follows_live_or_resets);
-    RUN(a_client_a_little_behind_gets_every_value_a_far_one_the_latest);
+    RUN(a_client_a_little_behind_gets_every_value_a_late_one_the_latest);
     return check_done();
 }
