@@ -67,6 +67,7 @@ function loadArgs(url, proto, share, first, o) {
     '--first-index', String(first), '--duration', String(o.duration), '--warmup', String(o.warmup),
     '--ramp', String(Math.max(1, Math.round(o.ramp / o.procs))), '--wait-signal', '--hist', '--json', '-q'];
   if (o.stall) a.push('--stall-fraction', String(o.stall.fraction), '--stall-after', String(o.stall.after), '--stall-for', String(o.stall.for));
+  if (o.connectFor) a.push('--connect-for', String(o.connectFor));
   return a;
 }
 
@@ -137,7 +138,7 @@ function mergeReports(reports) {
   const ok = mergeHists(reports.map((r) => r.hist_ok));
   const m = { latency: latency(all, sub), nonstalled: latency(ok, sub), stalled: latency(mergeHists(reports.map((r) => r.hist_stalled)), sub) };
   for (const k of ['requested', 'connected', 'connect_errors', 'closed', 'failed', 'subscribed', 'updates_per_s', 'frames_per_s',
-    'bytes_per_s', 'seq_skipped', 'seq_backwards', 'server_errors', 'loadgen_cpu', 'stalled_connections', 'stalled_closed']) m[k] = sum(reports, k);
+    'bytes_per_s', 'seq_skipped', 'seq_backwards', 'server_errors', 'loadgen_cpu', 'stalled_connections', 'stalled_closed', 'in_flight']) m[k] = sum(reports, k);
   m.duration_s = Math.min(...reports.map((r) => r.duration_s));
   m.interrupted = reports.some((r) => r.interrupted);
   m.bytes_per_update = m.updates_per_s > 0 ? m.bytes_per_s / m.updates_per_s : NaN;
@@ -157,7 +158,7 @@ export async function measure(srv, kind, o) {
   // Budget: the ramp, lws' 20 s handshake timeout, the tool's 30 s grace after its last attempt, and
   // room for a server that accepts slowly (tickerd on lws 4.1.6 slows down as connections grow: see the
   // profile in docs/performance.md) or shares its core with other work.
-  const budget = (o.n / o.ramp + 150 + o.warmup) * 1000;
+  const budget = ((o.connectFor ? o.connectFor + 30 : o.n / o.ramp + 150) + o.warmup) * 1000;
   const settled = (flag) => () => lps.every((lp) => lp[flag] || lp.child.exitCode !== null);
   const t = Date.now();
   await waitFor(settled('connected'), budget);

@@ -63,7 +63,7 @@ function step(y, uniform, normal) {
 }
 
 /**
- * Starts the market: calls publish(update) U times per second in total. Returns { symbols, stop }.
+ * Starts the market: calls publish(update) U times per second in total. Returns { symbols, stats, stop }.
  * The first quote of every symbol is published at once, as sim.c does. With `hold`, the market waits
  * for SIGUSR2: an overloaded peer's event loop barely accepts new connections (its timer callbacks
  * take most of each turn), so the bench connects every client first, then lets the market run.
@@ -75,10 +75,10 @@ export function startFeed({ symbols: count, rate, seed, hold }, publish) {
   const stats = { published: 0, startedMs: 0 };
   const emit = (y) => { stats.published++; publish(step(y, uniform, normal)); };
   let timer = null;
+  for (const y of syms) emit(y); // before any client, as sim.c at start (tickerd sends snapshots instead)
   const run = () => {
     if (timer) return;
     stats.startedMs = performance.now();
-    for (const y of syms) emit(y);
     let credit = 0;
     let last = performance.now();
     timer = setInterval(() => {
