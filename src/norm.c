@@ -519,7 +519,7 @@ int norm_ingest_at(norm *n, const feed_update *u, int64_t now_us)
     if (u->bid > u->ask)
         return norm_reject(n, NORM_REJECT_CROSSED);
 
-    norm_reject_reason reason;
+    norm_reject_reason reason = NORM_REJECT_BAD_SYMBOL; /* set by norm_lookup when it refuses */
     uint32_t id = norm_lookup(n, u->source, u->symbol, &reason);
     if (id == SYMTAB_NONE)
         return norm_reject(n, reason);
