@@ -71,6 +71,7 @@ typedef struct cfg_t {
         int stall_timeout_ms;
         int ping_interval_s;
         int resume_depth; /* values kept per symbol for resuming clients; 0 = off */
+        int permessage_deflate; /* accept the WebSocket compression extension */
     } broadcast;
     struct {
         int max_subscriptions;
