@@ -1,11 +1,16 @@
 /*
- * tickerd-loadgen: WebSocket load generator and latency meter for tickerd.
+ * tickerd-loadgen: WebSocket load generator and latency meter for tickerd and
+ * the peer servers it is compared with (bench/peers/).
  *
  * This file owns the whole benchmark client: command line, symbol list, the
  * libwebsockets client context that opens N connections at a controlled ramp
- * rate, the subscribe requests, a cheap scanner for received frames, the
- * latency histogram, the optional "stalled reader" experiment and the final
- * report (human-readable or one JSON line).
+ * rate, the subscribe requests and the three wire protocols it speaks
+ * (--proto: tickerd's JSON, the ws peer's plain JSON, Socket.IO 4 over the
+ * websocket transport), a cheap scanner for received frames, the latency
+ * histogram, the optional "stalled reader" experiment, the start signal that
+ * lets several processes measure one window together, and the final report
+ * (human-readable or one JSON line, optionally with the raw histogram so the
+ * runner can merge processes).
  *
  * Design notes
  * - Everything runs on one thread; the only other context is the SIGINT /
@@ -22,7 +27,9 @@
  *   flat (no nested objects or arrays), so every '{' ... '}' inside the frame's
  *   outer object is one update; inside it we look for "seq": / "ts": /
  *   "symbol":".  An object cut in two by an lws rx chunk boundary is carried
- *   in a small per-connection tail buffer.
+ *   in a small per-connection tail buffer.  The peers send one flat update
+ *   object per message (plain: the message itself; Socket.IO: the argument of
+ *   42["price",{...}]), which the same scanner reads.
  * - Latency = receive time (CLOCK_REALTIME, µs) - the update's "ts".  It goes
  *   into a fixed log-linear histogram (64 sub-buckets per power of two, ~1.6 %
  *   precision, 1 µs .. ~134 s): no allocation per sample.
@@ -150,6 +157,8 @@ static double hist_quantile(const struct hist *h, double q)
 
 /* --------------------------------------------------------------- options */
 
+enum proto { PROTO_TICKERD, PROTO_PLAIN, PROTO_SOCKETIO };
+
 struct options {
 	char url[512];
 	char host[256];       /* from --url */
@@ -170,6 +179,10 @@ struct options {
 	double stall_fraction;
 	double stall_after_s; /* relative to the start of the measurement */
 	double stall_for_s;
+	enum proto proto;
+	uint32_t first_index; /* global index of our first connection (several processes) */
+	bool wait_signal;     /* after warm-up, print READY and measure only on SIGUSR1 */
+	bool hist;            /* add the raw latency histograms to the JSON report */
 };
 
 static void usage(FILE *f)
@@ -191,6 +204,14 @@ static void usage(FILE *f)
 		"  --stall-for SEC        ... for this long, then read again (required with F > 0)\n"
 		"  --json                 print one JSON object line instead of the human report\n"
 		"  -q, --quiet            no per-second progress on stderr\n"
+		"  --proto P              tickerd (default) | plain (the ws peer) | socketio (Socket.IO 4,\n"
+		"                         websocket transport; URL path /socket.io/?EIO=4&transport=websocket)\n"
+		"  --first-index I        number our connections from I (symbols and stall choice follow\n"
+		"                         the global index: several processes split one experiment)\n"
+		"  --wait-signal          print CONNECTED on stderr when the connect phase ends, READY\n"
+		"                         after the warm-up, and start measuring on SIGUSR1 (several\n"
+		"                         processes measure one window)\n"
+		"  --hist                 add the raw latency histograms to the JSON report\n"
 		"  --poll                 use lws' poll() loop instead of libuv/epoll (slower at large N)\n"
 		"  -v, --verbose          let libwebsockets log warnings\n"
 		"  -h, --help             this text\n"
@@ -237,8 +258,20 @@ static bool parse_url(struct options *o)
 
 enum {
 	OPT_URL = 256, OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_SYMBOLS, OPT_PREFIX, OPT_JSON,
-	OPT_STALL_FRACTION, OPT_STALL_AFTER, OPT_STALL_FOR, OPT_POLL,
+	OPT_STALL_FRACTION, OPT_STALL_AFTER, OPT_STALL_FOR, OPT_POLL, OPT_PROTO, OPT_FIRST_INDEX,
+	OPT_WAIT_SIGNAL, OPT_HIST,
 };
+
+static bool parse_proto(const char *arg, enum proto *out)
+{
+	static const char *const names[] = { "tickerd", "plain", "socketio" };
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(arg, names[i])) {
+			*out = (enum proto)i;
+			return true;
+		}
+	return false;
+}
 
 /* Returns 0 to run, 1 for --help, -1 on a bad argument (message already printed). */
 static int parse_args(int argc, char **argv, struct options *o)
@@ -255,6 +288,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "stall-after", required_argument, NULL, OPT_STALL_AFTER },
 		{ "stall-for", required_argument, NULL, OPT_STALL_FOR },
 		{ "poll", no_argument, NULL, OPT_POLL },
+		{ "proto", required_argument, NULL, OPT_PROTO },
+		{ "first-index", required_argument, NULL, OPT_FIRST_INDEX },
+		{ "wait-signal", no_argument, NULL, OPT_WAIT_SIGNAL },
+		{ "hist", no_argument, NULL, OPT_HIST },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -288,6 +325,10 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_STALL_AFTER: ok = parse_num(optarg, 0, 86400, &o->stall_after_s); break;
 		case OPT_STALL_FOR: ok = parse_num(optarg, 0, 86400, &o->stall_for_s); break;
 		case OPT_POLL: o->poll = true; break;
+		case OPT_PROTO: ok = parse_proto(optarg, &o->proto); break;
+		case OPT_FIRST_INDEX: ok = parse_count(optarg, 0, 100000000, &o->first_index); break;
+		case OPT_WAIT_SIGNAL: o->wait_signal = true; break;
+		case OPT_HIST: o->hist = true; break;
 		case 'q': o->quiet = true; break;
 		case 'v': o->verbose = true; break;
 		case 'h': return 1;
@@ -480,7 +521,12 @@ static bool load_symbols(struct options *o)
 /* ------------------------------------------------------------- run state */
 
 enum conn_state { CS_IDLE, CS_CONNECTING, CS_OPEN, CS_CLOSED, CS_FAILED };
-enum msg_kind { MK_NONE, MK_UPDATE, MK_SNAPSHOT, MK_ACK, MK_ERROR, MK_OTHER };
+enum msg_kind {
+	MK_NONE, MK_UPDATE, MK_SNAPSHOT, MK_ACK, MK_ERROR, MK_OTHER,
+	MK_EIO_OPEN, MK_EIO_PING, MK_SIO_CONNECT, MK_IGNORED, /* Socket.IO / Engine.IO packets */
+};
+/* Control messages a Socket.IO connection owes the server (struct conn .out bits). */
+enum { OUT_SIO_CONNECT = 1, OUT_PONG = 2 };
 enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_DONE };
 
 struct conn {
@@ -498,6 +544,8 @@ struct conn {
 	bool skip_obj;       /* that object did not fit in tail: drop it up to its '}' */
 	bool stall;          /* chosen for the stall experiment */
 	bool stall_closed;   /* closed by the server after its stall began */
+	bool can_subscribe;  /* the protocol's handshake is done (Socket.IO: "40" answered) */
+	uint8_t out;         /* OUT_* control messages due */
 	char tail[TAIL_MAX];
 };
 
@@ -523,17 +571,24 @@ static struct {
 	uint32_t started, established, connect_errors, closed, subscribed, stalled_n;
 	uint32_t closed_1001, closed_1008, closed_1013, closed_other, closed_stalled;
 	int stall_state; /* 0 before, 1 stalled, 2 resumed */
+	bool said_ready; /* --wait-signal: READY printed */
 	unsigned logged_errors;
 	struct counters tot, at_measure, at_end, at_progress;
 	struct hist lat_ok, lat_stalled; /* measured window only; by the connection's stall flag */
 } g;
 
-static volatile sig_atomic_t g_interrupted;
+static volatile sig_atomic_t g_interrupted, g_go;
 
 static void on_sigint(int sig)
 {
 	(void)sig;
 	g_interrupted = 1;
+}
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+	g_go = 1;
 }
 
 static double cpu_seconds(void)
@@ -553,7 +608,7 @@ static int64_t realtime_us(void)
 
 static bool conn_subscribed(const struct conn *c)
 {
-	return c->sub_next == g.o.k && c->acks >= c->subs_sent;
+	return c->can_subscribe && c->sub_next == g.o.k && c->acks >= c->subs_sent;
 }
 
 /* ----------------------------------------------------- frame scanning */
@@ -682,8 +737,11 @@ static void scan_objects(struct conn *c, const char *p, const char *end, int64_t
 	}
 }
 
-/* Kind of message from its first chunk ("op" comes first in tickerd frames). */
-static enum msg_kind classify(const char *p, size_t len)
+/*
+ * tickerd: the kind from "op" (it comes first in tickerd frames); the update
+ * objects of an update or snapshot start after the frame's own outer '{'.
+ */
+static enum msg_kind classify_tickerd(const char *p, size_t len, size_t *scan_from)
 {
 	static const struct { const char *v; enum msg_kind k; } ops[] = {
 		{ "update\"", MK_UPDATE }, { "snapshot\"", MK_SNAPSHOT },
@@ -696,15 +754,69 @@ static enum msg_kind classify(const char *p, size_t len)
 	size_t left = len - (size_t)(op - p);
 	for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
 		size_t l = strlen(ops[i].v);
-		if (left >= l && !memcmp(op, ops[i].v, l))
+		if (left >= l && !memcmp(op, ops[i].v, l)) {
+			const char *o = memchr(p, '{', len);
+			*scan_from = o ? (size_t)(o + 1 - p) : len;
 			return ops[i].k;
+		}
 	}
 	return MK_OTHER;
 }
 
-static void on_message_start(struct conn *c, const char *p, size_t len)
+/* The ws peer: replies carry "op" like tickerd's; any other message is one flat update object. */
+static enum msg_kind classify_plain(const char *p, size_t len, size_t *scan_from)
 {
-	c->kind = (uint8_t)classify(p, len);
+	if (len >= 6 && !memcmp(p, "{\"op\":", 6))
+		return classify_tickerd(p, len, scan_from);
+	*scan_from = 0;
+	return MK_UPDATE;
+}
+
+/*
+ * Socket.IO 4 over Engine.IO 4, one Engine.IO packet per WebSocket message:
+ * "0{...}" open, "2" ping, "4" + a Socket.IO packet: "40{...}" connected,
+ * "42[...]" event, "43<id>[...]" acknowledgement, "44{...}" connect error.
+ */
+static enum msg_kind classify_socketio(const char *p, size_t len, size_t *scan_from)
+{
+	static const char price[] = "42[\"price\",";
+	if (!len)
+		return MK_OTHER;
+	if (p[0] == '0')
+		return MK_EIO_OPEN;
+	if (p[0] == '2')
+		return MK_EIO_PING;
+	if (p[0] != '4' || len < 2)
+		return p[0] == '4' ? MK_OTHER : MK_IGNORED; /* 1 close, 3 pong, 6 noop */
+	switch (p[1]) {
+	case '0': return MK_SIO_CONNECT;
+	case '3': return MK_ACK;
+	case '4': return MK_ERROR;
+	case '2':
+		if (len < sizeof price - 1 || memcmp(p, price, sizeof price - 1))
+			return MK_IGNORED; /* another event */
+		*scan_from = sizeof price - 1;
+		return MK_UPDATE;
+	default: return MK_IGNORED; /* 41 disconnect, binary events */
+	}
+}
+
+/* Kind of message from its first chunk; *scan_from: where its update objects start. */
+static enum msg_kind classify(const char *p, size_t len, size_t *scan_from)
+{
+	*scan_from = len;
+	switch (g.o.proto) {
+	case PROTO_PLAIN: return classify_plain(p, len, scan_from);
+	case PROTO_SOCKETIO: return classify_socketio(p, len, scan_from);
+	default: return classify_tickerd(p, len, scan_from);
+	}
+}
+
+/* Returns the offset of the first update object (len if none). */
+static size_t on_message_start(struct conn *c, const char *p, size_t len)
+{
+	size_t from;
+	c->kind = (uint8_t)classify(p, len, &from);
 	c->in_obj = c->skip_obj = false;
 	c->tail_len = 0;
 	if (c->kind == MK_ERROR) {
@@ -715,6 +827,16 @@ static void on_message_start(struct conn *c, const char *p, size_t len)
 	} else if (c->kind == MK_OTHER) {
 		g.tot.unparsed++;
 	}
+	return from;
+}
+
+static void start_subscribing(struct conn *c);
+
+static void queue_out(struct conn *c, uint8_t what)
+{
+	c->out |= what;
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
 }
 
 static void on_message_end(struct conn *c)
@@ -723,6 +845,9 @@ static void on_message_end(struct conn *c)
 	switch (c->kind) {
 	case MK_UPDATE: g.tot.update_frames++; break;
 	case MK_SNAPSHOT: g.tot.snapshot_frames++; break;
+	case MK_EIO_OPEN: queue_out(c, OUT_SIO_CONNECT); break;
+	case MK_EIO_PING: queue_out(c, OUT_PONG); break;
+	case MK_SIO_CONNECT: start_subscribing(c); break;
 	case MK_ACK:
 		g.tot.acks++;
 		c->acks++;
@@ -740,14 +865,8 @@ static void on_receive(struct conn *c, struct lws *wsi, const char *in, size_t l
 	const char *p = in, *end = in + len;
 
 	g.tot.bytes += len;
-	if (c->kind == MK_NONE) {
-		on_message_start(c, in, len);
-		if (c->kind == MK_UPDATE || c->kind == MK_SNAPSHOT) {
-			/* step over the frame's own outer '{' */
-			const char *o = memchr(p, '{', len);
-			p = o ? o + 1 : end;
-		}
-	}
+	if (c->kind == MK_NONE)
+		p += on_message_start(c, in, len);
 	if (c->kind == MK_UPDATE || c->kind == MK_SNAPSHOT)
 		scan_objects(c, p, end, now_us);
 	if (lws_is_final_fragment(wsi))
@@ -756,12 +875,18 @@ static void on_receive(struct conn *c, struct lws *wsi, const char *in, size_t l
 
 /* ---------------------------------------------------------- subscribing */
 
-/* Next subscribe request for c into out (JSON text); advances c->sub_next. */
+/*
+ * Next subscribe request for c into out; advances c->sub_next.  tickerd and
+ * the ws peer: {"op":"subscribe","symbols":[...],"id":N}; Socket.IO: an event
+ * with acknowledgement id N, 42N["subscribe",[...]].
+ */
 static size_t build_subscribe(struct conn *c, char *out, size_t cap)
 {
 	uint64_t base = (uint64_t)c->idx * g.o.k % g.o.s;
-	size_t len = (size_t)snprintf(out, cap, "{\"op\":\"subscribe\",\"symbols\":[");
-	bool first = true;
+	unsigned id = ++c->subs_sent;
+	bool sio = g.o.proto == PROTO_SOCKETIO, first = true;
+	size_t len = sio ? (size_t)snprintf(out, cap, "42%u[\"subscribe\",[", id)
+			 : (size_t)snprintf(out, cap, "{\"op\":\"subscribe\",\"symbols\":[");
 
 	while (c->sub_next < g.o.k) {
 		uint32_t si = (uint32_t)((base + c->sub_next) % g.o.s);
@@ -777,24 +902,57 @@ static size_t build_subscribe(struct conn *c, char *out, size_t cap)
 		first = false;
 		c->sub_next++;
 	}
-	c->subs_sent++;
-	len += (size_t)snprintf(out + len, cap - len, "],\"id\":%u}", (unsigned)c->subs_sent);
+	len += sio ? (size_t)snprintf(out + len, cap - len, "]]")
+		   : (size_t)snprintf(out + len, cap - len, "],\"id\":%u}", id);
 	return len;
 }
 
-/* One request per WRITEABLE (see lws notes); large K spans several requests. */
+/* Socket.IO control messages: "40" (connect to the main namespace) and "3" (pong). */
+static size_t build_control(struct conn *c, char *out)
+{
+	if (c->out & OUT_SIO_CONNECT) {
+		c->out &= (uint8_t)~OUT_SIO_CONNECT;
+		memcpy(out, "40", 2);
+		return 2;
+	}
+	c->out &= (uint8_t)~OUT_PONG;
+	out[0] = '3';
+	return 1;
+}
+
+static bool subscribe_due(const struct conn *c)
+{
+	return c->can_subscribe && c->sub_next < g.o.k;
+}
+
+/* One message per WRITEABLE (see lws notes): control first, then subscribe requests. */
 static int on_writeable(struct conn *c, struct lws *wsi)
 {
 	static unsigned char buf[LWS_PRE + SUB_MSG_MAX];
+	char *text = (char *)buf + LWS_PRE;
+	size_t len;
 
-	if (c->sub_next >= g.o.k)
+	if (c->out)
+		len = build_control(c, text);
+	else if (subscribe_due(c))
+		len = build_subscribe(c, text, SUB_MSG_MAX);
+	else
 		return 0;
-	size_t len = build_subscribe(c, (char *)buf + LWS_PRE, SUB_MSG_MAX);
 	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
 		return -1;
-	if (c->sub_next < g.o.k)
+	if (c->out || subscribe_due(c))
 		lws_callback_on_writable(wsi);
 	return 0;
+}
+
+/* The protocol's handshake is done: send the subscribe requests (K = 0: none needed). */
+static void start_subscribing(struct conn *c)
+{
+	c->can_subscribe = true;
+	if (!g.o.k)
+		g.subscribed++;
+	else if (c->wsi)
+		lws_callback_on_writable(c->wsi);
 }
 
 /* ----------------------------------------------------- connection events */
@@ -821,10 +979,8 @@ static void on_established(struct conn *c, struct lws *wsi)
 		c->last_seq = calloc(g.o.k, sizeof *c->last_seq);
 	if (c->stall && g.stall_state == 1)
 		lws_rx_flow_control(wsi, 0);
-	if (g.o.k)
-		lws_callback_on_writable(wsi);
-	else
-		g.subscribed++;
+	if (g.o.proto != PROTO_SOCKETIO)
+		start_subscribing(c); /* Socket.IO: after the open packet and "40" */
 }
 
 static void on_closed(struct conn *c)
@@ -1014,6 +1170,29 @@ static void progress(lws_usec_t now)
 	g.t_next_progress = now + LWS_US_PER_SEC;
 }
 
+/*
+ * With --wait-signal the warm-up ends only on SIGUSR1: the runner starts
+ * several load processes' measurements together once each said READY.
+ */
+static void say_phase(const char *word)
+{
+	if (!g.o.wait_signal)
+		return;
+	fprintf(stderr, "%s\n", word);
+	fflush(stderr);
+}
+
+static bool start_signalled(void)
+{
+	if (!g.o.wait_signal)
+		return true;
+	if (!g.said_ready) {
+		say_phase("READY");
+		g.said_ready = true;
+	}
+	return g_go;
+}
+
 static void tick(lws_sorted_usec_list_t *sul)
 {
 	lws_usec_t now = lws_now_usecs();
@@ -1028,11 +1207,13 @@ static void tick(lws_sorted_usec_list_t *sul)
 		ramp(now);
 		if (g.started == g.o.n &&
 		    (g.established + g.connect_errors == g.o.n ||
-		     now - g.t_last_connect > CONNECT_GRACE_US))
+		     now - g.t_last_connect > CONNECT_GRACE_US)) {
 			set_phase(PH_WARMUP, now);
+			say_phase("CONNECTED");
+		}
 		break;
 	case PH_WARMUP:
-		if (now - g.t_phase >= (lws_usec_t)(g.o.warmup_s * 1e6))
+		if (now - g.t_phase >= (lws_usec_t)(g.o.warmup_s * 1e6) && start_signalled())
 			set_phase(PH_MEASURE, now);
 		break;
 	case PH_MEASURE:
@@ -1094,6 +1275,20 @@ static double ms(double us)
 	return us / 1000.0;
 }
 
+/* {"max_us":M,"b":[[bucket,count],...]}: non-empty buckets, for merging processes. */
+static void print_hist_json(const char *key, const struct hist *h)
+{
+	bool first = true;
+	printf(",\"%s\":{\"max_us\":%llu,\"b\":[", key, (unsigned long long)h->max);
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		if (!h->b[i])
+			continue;
+		printf("%s[%u,%llu]", first ? "" : ",", i, (unsigned long long)h->b[i]);
+		first = false;
+	}
+	printf("]}");
+}
+
 static void print_json(const struct report *r)
 {
 	const struct counters *m = &r->m;
@@ -1124,6 +1319,11 @@ static void print_json(const struct report *r)
 			       pre[i], ms(hist_quantile(h[i], 0.50)), pre[i],
 			       ms(hist_quantile(h[i], 0.99)), pre[i], ms(hist_quantile(h[i], 0.999)),
 			       pre[i], ms((double)h[i]->max), pre[i], (unsigned long long)h[i]->count);
+	}
+	if (g.o.hist) {
+		printf(",\"hist_sub_bits\":%d", HIST_SUB_BITS);
+		print_hist_json("hist_ok", &g.lat_ok);
+		print_hist_json("hist_stalled", &g.lat_stalled);
 	}
 	printf("}\n");
 }
@@ -1190,13 +1390,17 @@ static rlim_t raise_fd_limit(void)
 	return rl.rlim_cur;
 }
 
-/* Spread exactly round(N * F) stalled connections evenly over the index range. */
+/*
+ * Spread exactly round(N * F) stalled connections evenly over the global
+ * index range (so processes splitting one experiment stall the same share).
+ */
 static void pick_stalled(void)
 {
 	double f = g.o.stall_fraction;
 	for (uint32_t i = 0; i < g.o.n; i++) {
-		g.conns[i].idx = i;
-		g.conns[i].stall = f > 0 && floor((i + 1) * f + 0.5) > floor(i * f + 0.5);
+		uint32_t gi = g.o.first_index + i;
+		g.conns[i].idx = gi;
+		g.conns[i].stall = f > 0 && floor((gi + 1.0) * f + 0.5) > floor(gi * f + 0.5);
 		g.stalled_n += g.conns[i].stall;
 	}
 }
@@ -1320,6 +1524,7 @@ int main(int argc, char **argv)
 
 	signal(SIGINT, on_sigint);
 	signal(SIGTERM, on_sigint);
+	signal(SIGUSR1, on_sigusr1);
 	signal(SIGPIPE, SIG_IGN);
 	lws_set_log_level(g.o.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
 

@@ -6,13 +6,18 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#if defined(TICKERD_WITH_LIBUV)
+#include <uv.h>
+#endif
 
 #include "tickerd/bcast.h"
 #include "tickerd/feed.h"
 #include "tickerd/feed_ws.h"
+#include "tickerd/history.h"
 #include "tickerd/http.h"
 #include "tickerd/log.h"
 #include "tickerd/norm.h"
+#include "tickerd/store.h"
 #include "tickerd/util.h"
 #include "tickerd/ws.h"
 
@@ -21,11 +26,19 @@
 struct app {
     cfg_t cfg;
     struct lws_context *ctx;
+#if defined(TICKERD_WITH_LIBUV)
+    uv_loop_t loop; /* ours, lent to lws (a "foreign" loop) so app_service can run it once */
+    int use_uv;
+#endif
     struct lws_vhost *vhost;
     norm *norm;
     bcast *bcast;
     ws_server *ws;
     http_server *http;
+    store *store; /* NULL: history disabled, or the file could not be opened */
+    hist *hist;   /* history reads, off the loop (also answers when store is NULL) */
+    char history_path[512];
+    char history_error[256];
     feed **feeds;
     size_t nfeeds;
     struct lws_protocols protocols[6];
@@ -56,7 +69,12 @@ static void app_on_symbol(void *arg, uint32_t id, const char *symbol)
 
 static void app_on_publish(void *arg, uint32_t id, const norm_quote *q)
 {
-    bcast_publish(((app *)arg)->bcast, id, q);
+    app *a = arg;
+    bcast_publish(a->bcast, id, q);
+    /* History observes: a copy into the writer's ring, never a wait (a full
+     * ring drops the tick, counted and recorded as a gap). */
+    if (a->store)
+        store_put(a->store, q);
 }
 
 /* Feeds with threads of their own hand over through mailboxes and wake the
@@ -74,6 +92,7 @@ static int app_loop_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         app *a = lws_get_protocol(wsi)->user;
         for (size_t i = 0; i < a->nfeeds; i++)
             feed_wake(a->feeds[i]);
+        hist_deliver(a->hist);
     }
     return 0;
 }
@@ -105,6 +124,50 @@ static void app_schedule_flush(app *a)
         lws_sul_schedule(a->ctx, 0, &a->flush_sul, app_flush, (lws_usec_t)ms * 1000);
 }
 
+/* ---- history ---- */
+
+static void app_wake_loop(void *arg) { lws_cancel_service(((app *)arg)->ctx); }
+
+static store_opts app_store_opts(const cfg_t *c)
+{
+    store_opts o;
+    store_opts_init(&o);
+    o.capacity = (size_t)c->history.queue_capacity;
+    o.flush_interval_ms = c->history.flush_interval_ms;
+    o.retention_ticks_s = c->history.retention_ticks_s;
+    o.retention_1s_s = c->history.retention_1s_s;
+    o.retention_1m_s = c->history.retention_1m_s;
+    o.retention_1h_s = c->history.retention_1h_s;
+    o.max_db_bytes = (int64_t)c->history.max_db_mb << 20;
+    return o;
+}
+
+/* Open the history file. A file that cannot be opened (read-only or full
+ * disk, a schema from a newer build) is not fatal: prices are the service,
+ * history is a view of them, so tickerd runs live-only and says why in the
+ * log, /healthz and /metrics. */
+static void app_history_open(app *a)
+{
+    const cfg_t *c = &a->cfg;
+    if (!c->history.enabled)
+        return;
+    if (cfg_history_path(c, a->history_path, sizeof(a->history_path))) {
+        snprintf(a->history_error, sizeof(a->history_error),
+                 "no state directory: set history.path, STATE_DIRECTORY, XDG_STATE_HOME or HOME");
+    } else {
+        store_opts o = app_store_opts(c);
+        a->store = store_open(a->history_path, &o, a->history_error, sizeof(a->history_error));
+        if (a->store && store_start(a->store, a->history_error, sizeof(a->history_error))) {
+            store_close(a->store);
+            a->store = NULL;
+        }
+    }
+    if (a->store)
+        log_info("history: %s (flush every %d ms)", a->history_path, c->history.flush_interval_ms);
+    else
+        log_error("history unavailable, running live-only: %s", a->history_error);
+}
+
 /* ---- configuration → module options ---- */
 
 /* The resume rings cost max_symbols × depth × one encoding at worst: keep
@@ -128,6 +191,7 @@ static bcast_opts app_bcast_opts(const cfg_t *c)
         .max_subscriptions = (uint32_t)c->limits.max_subscriptions,
         .max_frame_bytes = (size_t)c->broadcast.max_frame_bytes,
         .resume_depth = depth,
+        .max_backlog = (uint32_t)c->broadcast.max_backlog,
     };
     return o;
 }
@@ -223,6 +287,37 @@ static int app_resolve_web_root(app *a)
     return -1;
 }
 
+/* The event loop (server.event_loop): lws' own poll() loop, which costs
+ * O(connections) per wake-up, or libuv (epoll) when lws can load its libuv
+ * plugin. */
+static struct lws_context *app_create_context(app *a, struct lws_context_creation_info *info)
+{
+#if defined(TICKERD_WITH_LIBUV)
+    void *loops[1] = {&a->loop};
+    if (!strcmp(a->cfg.server.event_loop, "libuv") && !uv_loop_init(&a->loop)) {
+        info->options |= LWS_SERVER_OPTION_LIBUV;
+        info->foreign_loops = loops; /* read only during creation */
+        info->pcontext = &a->ctx;    /* lws NULLs it once a libuv destroy completes */
+        struct lws_context *ctx = lws_create_context(info);
+        info->options &= ~(uint64_t)LWS_SERVER_OPTION_LIBUV;
+        info->foreign_loops = NULL;
+        info->pcontext = NULL;
+        if (ctx) {
+            a->use_uv = 1;
+            log_info("event loop: libuv (epoll)");
+            return ctx;
+        }
+        uv_loop_close(&a->loop);
+        log_warn("event loop: lws' libuv plugin unavailable (libwebsockets-evlib-uv); using poll(), "
+                 "which is slow with many connections");
+    }
+#else
+    if (!strcmp(a->cfg.server.event_loop, "libuv"))
+        log_warn("event loop: built without libuv; using poll()");
+#endif
+    return lws_create_context(info);
+}
+
 static int app_listen(app *a)
 {
     const cfg_t *c = &a->cfg;
@@ -250,7 +345,7 @@ static int app_listen(app *a)
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (!strchr(c->server.bind, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    a->ctx = lws_create_context(&info);
+    a->ctx = app_create_context(a, &info);
     if (!a->ctx) {
         log_error("lws context creation failed");
         return -1;
@@ -313,7 +408,23 @@ app *app_create(cfg_t *cfg)
     a->norm = norm_create((uint32_t)a->cfg.normalizer.max_symbols,
                           a->cfg.normalizer.flush_interval_ms, &sink);
     a->ws = a->bcast ? ws_create(a->bcast, &wl) : NULL;
+    app_history_open(a);
+    hist_opts ho = {
+        .max_rows = a->cfg.history.max_rows,
+        .headroom = LWS_PRE,
+        .wake = app_wake_loop,
+        .wake_arg = a,
+    };
+    a->hist = hist_create(a->store, &ho);
+    if (a->ws && a->hist)
+        ws_set_history(a->ws, a->hist);
     http_sources src = {
+        .store = &a->store,
+        .hist = &a->hist,
+        .history_path = a->history_path,
+        .history_error = a->history_error,
+        .history_enabled = &a->cfg.history.enabled,
+        .cors_origins = a->cfg.api.cors_origins,
         .norm = (const norm *const *)&a->norm,
         .bcast = (const bcast *const *)&a->bcast,
         .ws = (const ws_server *const *)&a->ws,
@@ -323,12 +434,16 @@ app *app_create(cfg_t *cfg)
     };
     a->http = http_create(&src);
     a->feeds = calloc(a->cfg.nfeeds ? a->cfg.nfeeds : 1, sizeof(*a->feeds));
-    if (!a->bcast || !a->norm || !a->ws || !a->http || !a->feeds) {
+    if (!a->bcast || !a->norm || !a->ws || !a->hist || !a->http || !a->feeds) {
         log_error("out of memory");
         goto fail;
     }
     if (app_resolve_web_root(a) || app_listen(a))
         goto fail;
+    if (hist_start(a->hist)) {
+        log_error("cannot start the history reader thread");
+        goto fail;
+    }
     norm_set_stale_after(a->norm, a->cfg.normalizer.stale_after_ms);
     norm_set_jump_band(a->norm, a->cfg.normalizer.jump_band_pct);
 
@@ -351,7 +466,16 @@ fail:
     return NULL;
 }
 
-int app_service(app *a) { return lws_service(a->ctx, 0); }
+int app_service(app *a)
+{
+#if defined(TICKERD_WITH_LIBUV)
+    if (a->use_uv) {
+        uv_run(&a->loop, UV_RUN_ONCE); /* returns after at least one event (app_wake is one) */
+        return 0;
+    }
+#endif
+    return lws_service(a->ctx, 0);
+}
 int app_port(const app *a) { return a->port; }
 unsigned app_connections(const app *a) { return ws_get_stats(a->ws)->sessions; }
 void app_wake(app *a) { lws_cancel_service(a->ctx); }
@@ -431,6 +555,16 @@ int app_reload(app *a, cfg_t *nc)
     norm_set_stale_after(a->norm, nc->normalizer.stale_after_ms);
     norm_set_jump_band(a->norm, nc->normalizer.jump_band_pct);
     app_schedule_flush(a);
+    /* History: the size cap applies live (raising it ends a "disk full"
+     * degradation); the rest needs a restart. */
+    if (a->store)
+        store_set_max_db_bytes(a->store, (int64_t)nc->history.max_db_mb << 20);
+    int cap = nc->history.max_db_mb;
+    nc->history.max_db_mb = a->cfg.history.max_db_mb;
+    if (memcmp(&nc->history, &a->cfg.history, sizeof(nc->history)))
+        log_warn("reload: history.* changes (other than max_db_mb) need a restart");
+    nc->history = a->cfg.history;
+    nc->history.max_db_mb = cap;
     a->ws_liveness.secs_since_valid_ping = (uint16_t)nc->broadcast.ping_interval_s;
     a->ws_liveness.secs_since_valid_hangup = (uint16_t)(2 * nc->broadcast.ping_interval_s);
     if (nc->normalizer.max_symbols != a->cfg.normalizer.max_symbols)
@@ -453,20 +587,36 @@ void app_destroy(app *a)
         return;
     for (size_t i = 0; i < a->nfeeds; i++)
         feed_stop(a->feeds[i]);
+    /* The history worker answers what is queued and stops before the context
+     * (its wake) goes; requests left unanswered are freed by hist_destroy. */
+    hist_stop(a->hist);
     if (a->ctx) {
         lws_sul_cancel(&a->flush_sul);
         lws_sul_cancel(&a->housekeeping_sul);
         /* Closes every remaining connection; their CLOSED callbacks still
          * need the broadcaster, so it goes after. */
         lws_context_destroy(a->ctx);
+#if defined(TICKERD_WITH_LIBUV)
+        /* With a libuv loop lws closes its handles asynchronously: run the
+         * loop until they are gone (lws then NULLs a->ctx), then finish. */
+        if (a->use_uv) {
+            uv_run(&a->loop, UV_RUN_DEFAULT);
+            if (a->ctx)
+                lws_context_destroy(a->ctx);
+            uv_loop_close(&a->loop);
+        }
+#endif
     }
     for (size_t i = 0; i < a->nfeeds; i++)
         feed_destroy(a->feeds[i]);
     free(a->feeds);
     http_destroy(a->http);
+    hist_destroy(a->hist);
     ws_destroy(a->ws);
     norm_destroy(a->norm);
     bcast_destroy(a->bcast);
+    /* Last: the final flush writes what the feeds published up to here. */
+    store_close(a->store);
     cfg_free(&a->cfg);
     free(a);
 }

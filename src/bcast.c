@@ -17,6 +17,9 @@
  *   snap + reset              a reset snapshot is due
  *   reset (no snap)           a reset snapshot waits for the symbol's first value
  *   replay                    ring values sent_seq+1 .. seq are due
+ * and, orthogonally, `parked` (history on its way): its snapshot still goes
+ * out, but publishes mark nothing until bcast_unpark continues it from the
+ * history's last value, exactly as a resume from that seq would.
  * publish only ever moves idle → pending, or reset → snap + reset; a
  * subscription with a snapshot or a replay due gets no update before it, since
  * those carry every value up to the current one. Frames go out by kind:
@@ -66,6 +69,7 @@ typedef struct bcast_symbol {
     bcast_slot *ring;    /* ring_depth slots; NULL before the first publish or with resume off */
     uint32_t ring_depth;
     uint32_t ring_count; /* values held: seqs seq - ring_count + 1 .. seq */
+    uint8_t stale;       /* the latest value is a stale re-publication */
 } bcast_symbol;
 
 typedef struct bcast_sub {
@@ -76,6 +80,7 @@ typedef struct bcast_sub {
     uint8_t snap;      /* a snapshot of this symbol is due */
     uint8_t reset;     /* that snapshot (or the first value, without snap) is a reset */
     uint8_t replay;    /* ring values after sent_seq are due, before any update */
+    uint8_t parked;    /* history on its way: no live update until bcast_unpark */
 } bcast_sub;
 
 struct bcast_client {
@@ -189,6 +194,17 @@ const char *bcast_reset_name(bcast_reset_reason r)
     return (unsigned)r < BCAST_RESET_COUNT ? names[r] : "unknown";
 }
 uint32_t bcast_symbol_count(const bcast *b) { return b->nsyms; }
+const char *bcast_symbol_status(const bcast *b, uint32_t id)
+{
+    const bcast_symbol *s = &b->syms[id];
+    return !s->seq ? "no_data" : s->stale ? "stale" : "live";
+}
+
+uint32_t bcast_symbol_id(const bcast *b, const char *name)
+{
+    uint32_t id = symtab_find(b->names, name);
+    return id == SYMTAB_NONE ? UINT32_MAX : id;
+}
 const char *bcast_symbol_name(const bcast *b, uint32_t id) { return symtab_name(b->names, id); }
 
 const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len)
@@ -619,6 +635,7 @@ bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_
         uint32_t id = c->subs[i].sym;
         if (star || HELD(want, id)) {
             sub_mark_snapshot(c, &c->subs[i]);
+            c->subs[i].parked = 0; /* a newer request decides (see bcast_park) */
             want[id / 8] &= (uint8_t)~(1u << (id % 8));
         }
         if (star)
@@ -684,6 +701,51 @@ void bcast_unsubscribe(bcast_client *c, const char *const *names, size_t n)
             sub_remove(c, i); /* swap-remove moves only already-visited entries */
     free(drop);
 }
+
+/* ---- the history seam ---- */
+
+static bcast_sub *sub_find(bcast_client *c, uint32_t id)
+{
+    for (uint32_t i = 0; i < c->nsubs; i++)
+        if (c->subs[i].sym == id)
+            return &c->subs[i];
+    return NULL;
+}
+
+void bcast_park(bcast_client *c, const uint32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bcast_sub *s = sub_find(c, ids[i]);
+        if (!s || s->parked)
+            continue;
+        /* An update already due would go out before the history: drop it,
+         * the unpark's replay carries that value in its place. */
+        if (s->pending) {
+            s->pending = 0;
+            c->npending--;
+        }
+        s->parked = 1;
+    }
+    if (!bcast_client_has_pending(c))
+        c->wake_requested = 0;
+}
+
+void bcast_unpark(bcast_client *c, uint32_t id, uint64_t seq)
+{
+    bcast_sub *s = sub_find(c, id);
+    if (!s || !s->parked)
+        return; /* unsubscribed, or re-subscribed since */
+    s->parked = 0;
+    /* The snapshot comes before the history (ws sends history only once no
+     * snapshot is due); if one is still due, it carries the current value
+     * and live updates follow it as usual. */
+    if (!s->snap)
+        sub_resume(c, s, seq == BCAST_UNPARK_LIVE ? s->sent_seq : seq, 0);
+    if (bcast_client_has_pending(c))
+        client_wake(c);
+}
+
+int bcast_client_snapshots_due(const bcast_client *c) { return c->nsnap != 0; }
 
 /* ---- symbols and publishing ---- */
 
@@ -773,13 +835,17 @@ void bcast_publish(bcast *b, uint32_t id, const norm_quote *q)
     /* Encode once; every subscriber's frame copies these bytes. */
     s->enc_len = (uint16_t)bcast_encode_json(s->enc, q);
     s->seq = q->seq;
+    s->stale = q->stale;
     if (b->opts.resume_depth)
         ring_push(b, s, prev_seq);
     bin_publish(b, s, q, prev_seq);
     for (uint32_t i = 0; i < s->nmembers; i++) {
         bcast_client *c = s->members[i].c;
         bcast_sub *sub = &c->subs[s->members[i].sub];
-        /* A due snapshot or replay will carry this value anyway. */
+        /* A due snapshot or replay will carry this value anyway; a parked
+         * subscription gets it with its unpark (replayed from the ring). */
+        if (sub->parked)
+            continue;
         if (!sub->pending && !sub->snap && !sub->replay) {
             if (sub->reset) {
                 /* A reset waiting for the symbol's first value: this is it. */
@@ -964,14 +1030,31 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
             if (full)
                 break; /* the next frame goes on from this symbol */
         } else {
-            if (sym->seq > s->sent_seq) {
+            int full = 0;
+            uint64_t behind = sym->seq - s->sent_seq;
+            if (sym->seq > s->sent_seq && s->sent_seq && behind > 1 &&
+                behind <= b->opts.max_backlog && ring_holds(sym, enc, s->sent_seq + 1)) {
+                /* A little behind: every value it missed, from the ring (the
+                 * same bytes), so a client that keeps up loses nothing. */
+                while (s->sent_seq < sym->seq) {
+                    const void *v = ring_value(sym, enc, s->sent_seq + 1, &n);
+                    if (!frame_add(&f, v, n)) {
+                        full = 1;
+                        break;
+                    }
+                    s->sent_seq++;
+                }
+            } else if (sym->seq > s->sent_seq) {
+                /* Far behind (or no ring): converge to the latest value. */
                 const void *v = sym_value(sym, enc, &n);
                 if (!frame_add(&f, v, n))
                     break;
-                if (s->sent_seq && sym->seq > s->sent_seq + 1)
-                    b->stats.conflated += sym->seq - s->sent_seq - 1;
+                if (s->sent_seq && behind > 1)
+                    b->stats.conflated += behind - 1;
                 s->sent_seq = sym->seq;
             }
+            if (full)
+                break; /* the next frame goes on from this symbol */
             s->pending = 0;
             c->npending--;
         }

@@ -106,6 +106,7 @@ static const cfg_field server_fields[] = {
     {"port", CFG_INT, CFG_OFF(server.port), 0, 65535},
     {"web_root", CFG_STRING, CFG_OFF(server.web_root), 0, sizeof(((cfg_t *)0)->server.web_root)},
     {"max_connections", CFG_INT, CFG_OFF(server.max_connections), 1, 1000000},
+    {"event_loop", CFG_STRING, CFG_OFF(server.event_loop), 0, sizeof(((cfg_t *)0)->server.event_loop)},
 };
 static const cfg_field normalizer_fields[] = {
     {"flush_interval_ms", CFG_INT, CFG_OFF(normalizer.flush_interval_ms), 0, 60000},
@@ -118,6 +119,7 @@ static const cfg_field broadcast_fields[] = {
     {"stall_timeout_ms", CFG_INT, CFG_OFF(broadcast.stall_timeout_ms), 100, 3600000},
     {"ping_interval_s", CFG_INT, CFG_OFF(broadcast.ping_interval_s), 1, 3600},
     {"resume_depth", CFG_INT, CFG_OFF(broadcast.resume_depth), 0, 4096},
+    {"max_backlog", CFG_INT, CFG_OFF(broadcast.max_backlog), 0, 4096},
     {"permessage_deflate", CFG_BOOL, CFG_OFF(broadcast.permessage_deflate), 0, 0},
 };
 static const cfg_field limits_fields[] = {
@@ -125,6 +127,22 @@ static const cfg_field limits_fields[] = {
     {"max_message_bytes", CFG_INT, CFG_OFF(limits.max_message_bytes), 64, 1048576},
     {"max_messages_per_sec", CFG_INT, CFG_OFF(limits.max_messages_per_sec), 1, 1000000},
     {"max_errors", CFG_INT, CFG_OFF(limits.max_errors), 1, 1000000},
+};
+static const cfg_field history_fields[] = {
+    {"enabled", CFG_BOOL, CFG_OFF(history.enabled), 0, 0},
+    {"path", CFG_STRING, CFG_OFF(history.path), 0, sizeof(((cfg_t *)0)->history.path)},
+    {"flush_interval_ms", CFG_INT, CFG_OFF(history.flush_interval_ms), 10, 60000},
+    {"queue_capacity", CFG_INT, CFG_OFF(history.queue_capacity), 64, 16777216},
+    {"max_db_mb", CFG_INT, CFG_OFF(history.max_db_mb), 0, 1048576},
+    {"max_rows", CFG_INT, CFG_OFF(history.max_rows), 10, 10000},
+    {"retention_ticks_s", CFG_INT, CFG_OFF(history.retention_ticks_s), 0, 2147483647},
+    {"retention_1s_s", CFG_INT, CFG_OFF(history.retention_1s_s), 0, 2147483647},
+    {"retention_1m_s", CFG_INT, CFG_OFF(history.retention_1m_s), 0, 2147483647},
+    {"retention_1h_s", CFG_INT, CFG_OFF(history.retention_1h_s), 0, 2147483647},
+};
+static const cfg_field api_fields[] = {
+    {"cors_origins", CFG_STRING, CFG_OFF(api.cors_origins), 0,
+     sizeof(((cfg_t *)0)->api.cors_origins)},
 };
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -313,6 +331,10 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
             rc = cfg_parse_fields(v, key, limits_fields, NFIELDS(limits_fields), NULL, cfg, err);
         else if (!strcmp(key, "log"))
             rc = cfg_parse_log(cfg, v, err);
+        else if (!strcmp(key, "history"))
+            rc = cfg_parse_fields(v, key, history_fields, NFIELDS(history_fields), NULL, cfg, err);
+        else if (!strcmp(key, "api"))
+            rc = cfg_parse_fields(v, key, api_fields, NFIELDS(api_fields), NULL, cfg, err);
         else if (!strcmp(key, "feeds"))
             rc = cfg_parse_feeds(cfg, v, err);
         else
@@ -320,7 +342,26 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
         if (rc)
             return -1;
     }
+    if (strcmp(cfg->server.event_loop, "poll") && strcmp(cfg->server.event_loop, "libuv"))
+        return cfg_fail(err, "server.event_loop: must be \"poll\" or \"libuv\"");
     return cfg_check_priority(cfg, err);
+}
+
+int cfg_history_path(const cfg_t *cfg, char *out, size_t cap)
+{
+    const char *dir;
+    int n;
+    if (cfg->history.path[0])
+        n = snprintf(out, cap, "%s", cfg->history.path);
+    else if ((dir = getenv("STATE_DIRECTORY")) && dir[0])
+        n = snprintf(out, cap, "%s/history.db", dir);
+    else if ((dir = getenv("XDG_STATE_HOME")) && dir[0])
+        n = snprintf(out, cap, "%s/tickerd/history.db", dir);
+    else if ((dir = getenv("HOME")) && dir[0])
+        n = snprintf(out, cap, "%s/.local/state/tickerd/history.db", dir);
+    else
+        return -1;
+    return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
 int cfg_defaults(cfg_t *cfg)
@@ -329,6 +370,7 @@ int cfg_defaults(cfg_t *cfg)
     strcpy(cfg->server.bind, "127.0.0.1");
     cfg->server.port = 8080;
     cfg->server.max_connections = 10000;
+    strcpy(cfg->server.event_loop, "poll");
     cfg->log.level = LOG_INFO;
     cfg->normalizer.flush_interval_ms = 10;
     cfg->normalizer.max_symbols = 10000;
@@ -338,11 +380,20 @@ int cfg_defaults(cfg_t *cfg)
     cfg->broadcast.stall_timeout_ms = 30000;
     cfg->broadcast.ping_interval_s = 30;
     cfg->broadcast.resume_depth = 64;
+    cfg->broadcast.max_backlog = 32;
     cfg->broadcast.permessage_deflate = 0; /* measured: docs/performance.md#encodings */
     cfg->limits.max_subscriptions = 1000;
     cfg->limits.max_message_bytes = 4096;
     cfg->limits.max_messages_per_sec = 50;
     cfg->limits.max_errors = 20;
+    cfg->history.enabled = 1;
+    cfg->history.flush_interval_ms = 1000;
+    cfg->history.queue_capacity = 65536;
+    cfg->history.max_rows = 2000;
+    cfg->history.retention_ticks_s = 24 * 3600;
+    cfg->history.retention_1s_s = 7 * 24 * 3600;
+    cfg->history.retention_1m_s = 90 * 24 * 3600;
+    cfg->history.retention_1h_s = 10 * 365 * 24 * 3600;
 
     /* The embedded default feed: the simulator with its own defaults. */
     cfg_error err;

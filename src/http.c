@@ -1,5 +1,6 @@
 /* http.c — see http.h. Responses are rendered whole into a bounded buffer,
- * then written in chunks, one lws_write per HTTP_WRITEABLE. */
+ * then written in chunks, one lws_write per HTTP_WRITEABLE. /api/history is
+ * rendered by the history worker and written the same way once it is back. */
 #include "tickerd/http.h"
 
 #include <jansson.h>
@@ -14,12 +15,18 @@
 
 struct http_server {
     http_sources src;
-    struct lws_http_mount mounts[3];
+    struct lws_http_mount mounts[5];
 };
 
 typedef struct http_session {
+    struct lws *wsi;
     sbuf body;
     size_t sent;
+    hist_req *req; /* /api/history being read */
+    int status;    /* of a deferred (history) response */
+    uint8_t api;      /* an /api/ endpoint: CORS applies */
+    uint8_t answered; /* the deferred response is in body; headers not sent yet */
+    uint8_t ready;    /* headers sent: body chunks follow */
 } http_session;
 
 http_server *http_create(const http_sources *src)
@@ -50,6 +57,45 @@ static void metric_labelled(sbuf *o, const char *name, const char *label, const 
                             uint64_t v)
 {
     sbuf_printf(o, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
+}
+
+static void http_history_metrics(const http_sources *src, sbuf *o)
+{
+    store *st = *src->store;
+    store_stats ss;
+    memset(&ss, 0, sizeof(ss));
+    if (st)
+        store_get_stats(st, &ss);
+    int failing = *src->history_enabled && (!st || ss.degraded);
+    metric(o, "tickerd_history_up", "gauge",
+           "1 while history is being written; 0 when disabled, unavailable or degraded (live-only)",
+           (uint64_t)(*src->history_enabled && !failing));
+    metric(o, "tickerd_history_degraded", "gauge",
+           "1 while history writes fail (disk full, read-only, I/O error) or the store could not open",
+           (uint64_t)failing);
+    metric(o, "tickerd_history_ticks_written_total", "counter", "Ticks committed to the history file",
+           ss.ticks_written);
+    metric(o, "tickerd_history_ticks_dropped_total", "counter",
+           "Ticks lost to history (writer queue full, or unwritable at exit); recorded as gaps",
+           ss.dropped);
+    metric(o, "tickerd_history_queue_depth", "gauge", "Ticks waiting for the history writer",
+           ss.queue_depth);
+    metric(o, "tickerd_history_failed_batches_total", "counter",
+           "History write transactions rolled back (their ticks stay queued)", ss.failed_batches);
+    metric(o, "tickerd_history_rows_trimmed_total", "counter", "History rows deleted by retention",
+           ss.rows_trimmed);
+    metric(o, "tickerd_history_last_flush_microseconds", "gauge",
+           "Duration of the last history write transaction", (uint64_t)ss.last_flush_us);
+    hist_stats hs;
+    hist_get_stats(*src->hist, &hs);
+    metric(o, "tickerd_history_requests_total", "counter",
+           "History reads (subscribes with history, /api/history)", hs.requests);
+    metric(o, "tickerd_history_requests_busy_total", "counter",
+           "History reads refused because too many were in progress", hs.busy);
+    metric(o, "tickerd_history_read_errors_total", "counter", "History queries that failed",
+           hs.errors);
+    metric(o, "tickerd_history_rows_read_total", "counter", "Rows returned by history reads",
+           hs.rows);
 }
 
 int http_render_metrics(const http_sources *src, sbuf *o)
@@ -163,9 +209,35 @@ int http_render_metrics(const http_sources *src, sbuf *o)
                             *(const uint64_t *)((const char *)&st + fails[k].off));
         }
     }
+    http_history_metrics(src, o);
     metric(o, "tickerd_uptime_seconds", "gauge", "Seconds since start",
            (uint64_t)((tk_now_us() - src->started_us) / 1000000));
     return 200;
+}
+
+/* The store's state: "ok", "degraded" (writes failing: live-only until the
+ * disk recovers), "unavailable" (could not be opened) or "disabled". */
+static json_t *http_history_health(const http_sources *src, int64_t now)
+{
+    store *st = *src->store;
+    if (!*src->history_enabled)
+        return json_pack("{s:s}", "state", "disabled");
+    if (!st)
+        return json_pack("{s:s, s:s, s:s}", "state", "unavailable", "path", src->history_path,
+                         "error", src->history_error);
+    store_stats ss;
+    store_get_stats(st, &ss);
+    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I}", "state", ss.degraded ? "degraded" : "ok",
+                          "path", src->history_path, "queue_depth", (json_int_t)ss.queue_depth,
+                          "ticks_written", (json_int_t)ss.ticks_written, "dropped",
+                          (json_int_t)ss.dropped);
+    if (j && ss.last_commit_us)
+        json_object_set_new(j, "last_commit_age_ms", json_integer((now - ss.last_commit_us) / 1000));
+    if (j && ss.degraded) {
+        json_object_set_new(j, "error", json_string(ss.error));
+        json_object_set_new(j, "degraded_for_ms", json_integer((now - ss.degraded_since_us) / 1000));
+    }
+    return j;
 }
 
 int http_render_healthz(const http_sources *src, sbuf *o)
@@ -195,6 +267,8 @@ int http_render_healthz(const http_sources *src, sbuf *o)
                              (int)bcast_symbol_count(*src->bcast), "stale_symbols",
                              (json_int_t)norm_get_stats(*src->norm)->stale_symbols, "feeds",
                              feeds);
+    if (root)
+        json_object_set_new(root, "history", http_history_health(src, now));
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text)
         sbuf_append(o, text, strlen(text));
@@ -212,17 +286,235 @@ void http_render_symbols(const http_sources *src, sbuf *o)
     for (uint32_t id = 0; id < bcast_symbol_count(b); id++) {
         size_t len;
         const char *json = bcast_symbol_json(b, id, &len);
-        if (id)
-            sbuf_append(o, ",", 1);
+        /* The latest value's own object, with the symbol's status first. */
+        sbuf_printf(o, "%s{\"status\":\"%s\",", id ? "," : "", bcast_symbol_status(b, id));
         if (json)
-            sbuf_append(o, json, len);
+            sbuf_append(o, json + 1, len - 1);
         else
-            sbuf_printf(o, "{\"symbol\":\"%s\",\"seq\":0}", bcast_symbol_name(b, id));
+            sbuf_printf(o, "\"symbol\":\"%s\",\"seq\":0}", bcast_symbol_name(b, id));
     }
     sbuf_append(o, "]}", 2);
 }
 
+int http_render_snapshot(const http_sources *src, const char *symbols, sbuf *o)
+{
+    const bcast *b = *src->bcast;
+    if (!symbols || !symbols[0]) {
+        int n = 0;
+        sbuf_append(o, "{\"updates\":[", 12);
+        for (uint32_t id = 0; id < bcast_symbol_count(b); id++) {
+            size_t len;
+            const char *json = bcast_symbol_json(b, id, &len);
+            if (json) {
+                sbuf_append(o, ",", n++ ? 1 : 0);
+                sbuf_append(o, json, len);
+            }
+        }
+        sbuf_append(o, "]}", 2);
+        return 200;
+    }
+    /* Two passes over the list: unknown names first (nothing else is
+     * answered then), then the values. */
+    sbuf unknown;
+    sbuf_init(&unknown, 64 << 10);
+    for (int pass = 0; pass < 2; pass++) {
+        int n = 0;
+        if (pass)
+            sbuf_append(o, "{\"updates\":[", 12);
+        for (const char *p = symbols; *p;) {
+            size_t len = strcspn(p, ",");
+            char name[64];
+            snprintf(name, sizeof(name), "%.*s", (int)(len < 63 ? len : 63), p);
+            p += len + (p[len] == ',');
+            if (!name[0])
+                continue;
+            uint32_t id = bcast_symbol_id(b, name);
+            if (!pass && id == UINT32_MAX) {
+                sbuf_printf(&unknown, "%s\"", unknown.len ? "," : "");
+                for (const char *c = name; *c; c++) /* JSON-safe echo of what was asked */
+                    sbuf_append(&unknown, *c == '"' || *c == '\\' || (unsigned char)*c < 0x20 ? "?" : c, 1);
+                sbuf_append(&unknown, "\"", 1);
+            }
+            size_t elen;
+            const char *json = id == UINT32_MAX ? NULL : bcast_symbol_json(b, id, &elen);
+            if (pass && json) {
+                sbuf_append(o, ",", n++ ? 1 : 0);
+                sbuf_append(o, json, elen);
+            }
+        }
+        if (!pass && unknown.len) {
+            sbuf_printf(o, "{\"error\":\"unknown_symbol\",\"message\":\"unknown symbol(s)\","
+                           "\"symbols\":[%.*s]}",
+                        (int)unknown.len, unknown.data);
+            sbuf_free(&unknown);
+            return 404;
+        }
+    }
+    sbuf_free(&unknown);
+    sbuf_append(o, "]}", 2);
+    return 200;
+}
+
+/* ---- query strings ---- */
+
+/* Parse /api/history's arguments into q. Returns 0, or an HTTP status (400,
+ * 404) with the reason in msg. */
+static int http_parse_history(struct lws *wsi, const http_sources *src, hist_query *q, char *msg,
+                              size_t msgcap)
+{
+    static const char *const keys[] = {"symbol", "interval", "from", "to", "limit"};
+    int seen[5] = {0};
+    char arg[160];
+    memset(q, 0, sizeof(*q));
+    q->interval_s = 60;
+    q->to_us = INT64_MAX;
+    q->limit = 500;
+    int max_rows = hist_max_rows(*src->hist);
+    for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
+         i++) {
+        char *eq = strchr(arg, '=');
+        const char *val = eq ? eq + 1 : "";
+        if (eq)
+            *eq = '\0';
+        int k = -1;
+        for (int j = 0; j < 5; j++)
+            if (!strcmp(arg, keys[j]))
+                k = j;
+        if (k < 0) {
+            snprintf(msg, msgcap, "unknown parameter \"%.40s\" (symbol, interval, from, to, limit)",
+                     arg);
+            return 400;
+        }
+        if (seen[k]++) {
+            snprintf(msg, msgcap, "parameter \"%s\" given twice", keys[k]);
+            return 400;
+        }
+        char *endp = NULL;
+        long long v = k >= 2 ? strtoll(val, &endp, 10) : 0;
+        if (k >= 2 && (!val[0] || *endp || v < 0)) {
+            snprintf(msg, msgcap, "\"%s\" must be a non-negative integer%s", keys[k],
+                     k < 4 ? " (microseconds since the Unix epoch)" : "");
+            return 400;
+        }
+        switch (k) {
+        case 0:
+            if (strlen(val) >= sizeof(q->symbol)) {
+                snprintf(msg, msgcap, "\"symbol\" is too long");
+                return 400;
+            }
+            snprintf(q->symbol, sizeof(q->symbol), "%s", val);
+            break;
+        case 1:
+            q->interval_s = hist_parse_interval(val);
+            if (q->interval_s < 0) {
+                snprintf(msg, msgcap, "\"interval\" must be one of tick, 1s, 1m, 1h");
+                return 400;
+            }
+            break;
+        case 2: q->from_us = v; break;
+        case 3: q->to_us = v; break;
+        default:
+            if (v < 1 || v > max_rows) {
+                snprintf(msg, msgcap, "\"limit\" must be from 1 to %d", max_rows);
+                return 400;
+            }
+            q->limit = (int)v;
+        }
+    }
+    if (!seen[0] || !q->symbol[0]) {
+        snprintf(msg, msgcap, "\"symbol\" is required");
+        return 400;
+    }
+    if (q->from_us >= q->to_us) {
+        snprintf(msg, msgcap, "\"from\" must be before \"to\"");
+        return 400;
+    }
+    /* With `from`, page forward from it; without, the newest rows before `to`. */
+    q->latest = !seen[2];
+    if (bcast_symbol_id(*src->bcast, q->symbol) == UINT32_MAX) {
+        snprintf(msg, msgcap, "unknown symbol %.32s", q->symbol);
+        return 404;
+    }
+    return 0;
+}
+
 /* ---- lws glue ---- */
+
+/* Access-Control-Allow-Origin for the request's Origin, per api.cors_origins:
+ * "*" answers any origin, else a comma-separated list of exact origins. */
+static int http_cors_header(struct lws *wsi, const http_sources *src, unsigned char **p,
+                            unsigned char *end)
+{
+    const char *allowed = src->cors_origins;
+    char origin[256];
+    if (!allowed || !allowed[0] || lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0;
+    int ok = !strcmp(allowed, "*");
+    size_t olen = strlen(origin);
+    for (const char *a = allowed; !ok && *a;) {
+        size_t len = strcspn(a, ",");
+        while (len && *a == ' ')
+            a++, len--;
+        ok = len == olen && !memcmp(a, origin, olen);
+        a += len + (a[len] == ',');
+    }
+    if (!ok)
+        return 0;
+    const char *value = strcmp(allowed, "*") ? origin : "*";
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                       (const unsigned char *)value, (int)strlen(value), p, end) ||
+           lws_add_http_header_by_name(wsi, (const unsigned char *)"vary:",
+                                       (const unsigned char *)"Origin", 6, p, end);
+}
+
+/* Headers for s->body, then its chunks from HTTP_WRITEABLE. */
+static int http_respond(struct lws *wsi, http_server *h, http_session *s, int status,
+                        const char *type)
+{
+    if (s->body.overflow) {
+        sbuf_free(&s->body);
+        return lws_return_http_status(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "too large") ? -1 : 0;
+    }
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
+                                       *end = hdr + sizeof(hdr) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)status, type, s->body.len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store",
+                                     8, &p, end) ||
+        (s->api && http_cors_header(wsi, &h->src, &p, end)) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    s->sent = 0;
+    s->ready = 1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static void http_error_body(sbuf *o, const char *code, const char *msg)
+{
+    sbuf_printf(o, "{\"error\":\"%s\",\"message\":\"", code);
+    for (; *msg; msg++) { /* messages are ours, but may echo a parameter name */
+        if (*msg == '"' || *msg == '\\')
+            sbuf_append(o, "\\", 1);
+        if ((unsigned char)*msg >= 0x20)
+            sbuf_append(o, msg, 1);
+    }
+    sbuf_append(o, "\"}", 2);
+}
+
+static void http_history_done(void *arg, hist_req *r)
+{
+    http_session *s = arg;
+    hist_result *res = hist_req_result(r, 0);
+    s->req = NULL;
+    if (res->buf)
+        sbuf_append(&s->body, res->buf + LWS_PRE, res->len);
+    else
+        s->body.overflow = 1;
+    s->status = res->status;
+    hist_req_free(r);
+    s->answered = 1;
+    lws_callback_on_writable(s->wsi);
+}
 
 static int http_begin(struct lws *wsi, http_server *h, http_session *s)
 {
@@ -233,8 +525,10 @@ static int http_begin(struct lws *wsi, http_server *h, http_session *s)
 
     int status = 200;
     const char *type = "application/json";
+    memset(s, 0, sizeof(*s));
+    s->wsi = wsi;
     sbuf_init(&s->body, HTTP_BODY_LIMIT);
-    s->sent = 0;
+    s->api = !strncmp(uri, "/api/", 5);
     if (!strcmp(uri, "/metrics")) {
         type = "text/plain; version=0.0.4";
         status = http_render_metrics(&h->src, &s->body);
@@ -242,28 +536,38 @@ static int http_begin(struct lws *wsi, http_server *h, http_session *s)
         status = http_render_healthz(&h->src, &s->body);
     } else if (!strcmp(uri, "/api/symbols")) {
         http_render_symbols(&h->src, &s->body);
+    } else if (!strcmp(uri, "/api/snapshot")) {
+        char arg[8192];
+        const char *list = lws_get_urlarg_by_name(wsi, "symbols=", arg, sizeof(arg));
+        status = http_render_snapshot(&h->src, list, &s->body);
+    } else if (!strcmp(uri, "/api/history")) {
+        hist_query q;
+        char msg[200];
+        status = http_parse_history(wsi, &h->src, &q, msg, sizeof(msg));
+        if (status) {
+            http_error_body(&s->body, status == 404 ? "unknown_symbol" : "bad_request", msg);
+        } else {
+            s->req = hist_submit(*h->src.hist, &q, NULL, 1, HIST_FMT_API, http_history_done, s);
+            if (s->req)
+                return 0; /* answered from http_history_done */
+            status = 503;
+            http_error_body(&s->body, "busy", "too many history requests in progress; retry shortly");
+        }
     } else {
         sbuf_free(&s->body);
         return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
     }
-    if (s->body.overflow) {
-        sbuf_free(&s->body);
-        return lws_return_http_status(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR, "too large") ? -1 : 0;
-    }
-
-    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
-                                      *end = hdr + sizeof(hdr) - 1;
-    if (lws_add_http_common_headers(wsi, (unsigned)status, type, s->body.len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store",
-                                     8, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
-        return -1;
-    lws_callback_on_writable(wsi);
-    return 0;
+    return http_respond(wsi, h, s, status, type);
 }
 
-static int http_writeable(struct lws *wsi, http_session *s)
+static int http_writeable(struct lws *wsi, http_server *h, http_session *s)
 {
+    if (s->answered && !s->ready) {
+        s->answered = 0;
+        return http_respond(wsi, h, s, s->status, "application/json");
+    }
+    if (!s->ready || !s->body.data)
+        return 0;
     unsigned char buf[LWS_PRE + HTTP_CHUNK];
     size_t left = s->body.len - s->sent, n = left > HTTP_CHUNK ? HTTP_CHUNK : left;
     int last = n == left;
@@ -276,6 +580,7 @@ static int http_writeable(struct lws *wsi, http_session *s)
         return 0;
     }
     sbuf_free(&s->body);
+    s->ready = 0;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -292,13 +597,16 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP:
         return http_begin(wsi, h, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        if (s && s->body.data)
-            return http_writeable(wsi, s);
+        if (s)
+            return http_writeable(wsi, h, s);
         break;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
     case LWS_CALLBACK_CLOSED_HTTP:
-        if (s)
+        if (s) {
+            hist_cancel(s->req); /* a history read still running answers no one */
+            s->req = NULL;
             sbuf_free(&s->body);
+        }
         break;
     default:
         break;
@@ -319,11 +627,13 @@ struct lws_protocols http_protocol(http_server *h)
 
 const struct lws_http_mount *http_mounts(http_server *h, const struct lws_http_mount *next)
 {
-    static const char *const points[] = {"/metrics", "/healthz", "/api/symbols"};
-    for (int i = 2; i >= 0; i--) {
+    static const char *const points[] = {"/metrics", "/healthz", "/api/symbols", "/api/snapshot",
+                                         "/api/history"};
+    enum { NPOINTS = sizeof(points) / sizeof(points[0]) };
+    for (int i = NPOINTS - 1; i >= 0; i--) {
         struct lws_http_mount *m = &h->mounts[i];
         memset(m, 0, sizeof(*m));
-        m->mount_next = i == 2 ? next : &h->mounts[i + 1];
+        m->mount_next = i == NPOINTS - 1 ? next : &h->mounts[i + 1];
         m->mountpoint = points[i];
         m->mountpoint_len = (unsigned char)strlen(points[i]);
         m->origin = HTTP_PROTOCOL_NAME;

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tickerd/log.h"
 #include "tickerd/util.h"
@@ -74,7 +75,16 @@ static const char *const st_migrations[] = {
     " PRIMARY KEY(symbol_id, interval_s, start_us)) WITHOUT ROWID;"
     "CREATE TABLE gaps(start_us INTEGER NOT NULL, end_us INTEGER NOT NULL,"
     " ticks INTEGER NOT NULL, recorded_us INTEGER NOT NULL);",
-    /* v1 → v2: append here. */
+    /* v1 → v2: the normalizer's per-symbol seq with each tick (NULL in older
+     * rows), and per symbol the highest seq committed by the run (store
+     * instance) that last wrote it: store_history's run_seq, one primary-key
+     * lookup. An index on ticks would answer it too, but it costs every
+     * insert, and seq restarts with the process, so a previous run's higher
+     * values would sit in front of this run's in a (symbol_id, seq) index. */
+    "ALTER TABLE ticks ADD COLUMN seq INTEGER;"
+    "CREATE TABLE run_seq(symbol_id INTEGER PRIMARY KEY, run INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL);",
+    /* v2 → v3: append here. */
 };
 _Static_assert(sizeof(st_migrations) / sizeof(st_migrations[0]) == STORE_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -86,6 +96,7 @@ _Static_assert(sizeof(st_migrations) / sizeof(st_migrations[0]) == STORE_SCHEMA_
 typedef struct st_tick {
     int64_t ts_us;
     double last, bid, ask, volume;
+    uint64_t seq;
     int64_t gap_end_us, gap_n;
     char symbol[ST_NAME];
     char source[ST_NAME];
@@ -105,7 +116,8 @@ typedef struct st_acc {
 /* Writer's symbol cache: name → id, with the batch's open candles. */
 typedef struct st_sym {
     char name[ST_NAME];
-    int64_t id; /* 0 = empty slot */
+    int64_t id;    /* 0 = empty slot */
+    uint64_t bseq; /* highest seq of the batch's ticks, 0 = none */
     st_acc acc[ST_NINT];
 } st_sym;
 
@@ -124,10 +136,17 @@ struct store {
     char path[1024];
     store_opts o;
     size_t cap;
+    /* This instance's tag in run_seq.run, set by store_open and constant
+     * after: one more than any in the file (read, not written, so a full disk
+     * still opens, degraded). Not "ticks above the max rowid at open": a new
+     * rowid is max + 1, and retention (its first pass runs before the first
+     * flush) can delete the newest rows, e.g. all of them after a long
+     * downtime, so this run's rowids could start below that mark. */
+    int64_t run;
 
     /* writer connection and its statements */
     sqlite3 *w;
-    sqlite3_stmt *w_tick, *w_sym_sel, *w_sym_ins, *w_candle, *w_gap, *w_trim_ticks,
+    sqlite3_stmt *w_tick, *w_sym_sel, *w_sym_ins, *w_candle, *w_run_seq, *w_gap, *w_trim_ticks,
         *w_trim_candles, *w_trim_gaps, *w_sym_list;
     int w_page_size;
     int64_t w_default_max_pages, w_applied_max; /* -1 = not applied yet */
@@ -138,12 +157,14 @@ struct store {
     /* read connection */
     pthread_mutex_t rlock;
     sqlite3 *r;
-    sqlite3_stmt *r_ticks, *r_candles, *r_gaps;
+    sqlite3_stmt *r_sym, *r_ticks, *r_ticks_latest, *r_candles, *r_candles_latest, *r_run_seq,
+        *r_gaps;
 
     pthread_t thread;
     int running;
     sem_t wake;              /* posted by a kick and by stop */
     atomic_int stop, kicked; /* kicked: the ring reached half full since the last flush */
+    atomic_int retry_now;    /* the cap changed: a degraded writer retries at once */
     atomic_int_fast64_t max_db_bytes;
 
     /* the ring */
@@ -194,13 +215,40 @@ static const char *st_code_name(int rc)
     }
 }
 
-/* "<what>: SQLITE_FULL: database or disk is full" */
+/* The errno behind db's last I/O error, 0 = unknown. SQLite keeps it per
+ * file: the WAL's (where commits write) first, then the connection's, then
+ * the database file's (checkpoints). */
+static int st_last_errno(sqlite3 *db)
+{
+    int e = 0;
+    sqlite3_file *wal = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal) == SQLITE_OK && wal &&
+        wal->pMethods && wal->pMethods->xFileControl)
+        wal->pMethods->xFileControl(wal, SQLITE_FCNTL_LAST_ERRNO, &e);
+    if (e <= 0)
+        e = sqlite3_system_errno(db);
+    if (e <= 0 && sqlite3_file_control(db, "main", SQLITE_FCNTL_LAST_ERRNO, &e) != SQLITE_OK)
+        e = 0;
+    return e > 0 ? e : 0;
+}
+
+/* "<what>: SQLITE_FULL: database or disk is full". For an I/O error or a
+ * file that cannot be opened, the system's reason too ("SQLITE_IOERR: disk
+ * I/O error (Read-only file system)"): SQLite's own text does not tell a
+ * read-only disk from a failing one. */
 static void st_sqlerr(sqlite3 *db, int rc, const char *what, char *err, size_t cap)
 {
     const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     if (db && sqlite3_errcode(db) == SQLITE_OK)
         msg = sqlite3_errstr(rc);
-    st_errf(err, cap, "%s: %s: %s", what, st_code_name(rc), msg);
+    int code = (db && sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errcode(db) : rc) & 0xff;
+    int sys = 0;
+    if (db && (code == SQLITE_IOERR || code == SQLITE_CANTOPEN))
+        sys = st_last_errno(db);
+    if (sys > 0)
+        st_errf(err, cap, "%s: %s: %s (%s)", what, st_code_name(rc), msg, strerror(sys));
+    else
+        st_errf(err, cap, "%s: %s: %s", what, st_code_name(rc), msg);
 }
 
 static void st_copy_name(char *dst, const char *src)
@@ -361,8 +409,8 @@ static int st_prepare(sqlite3 *db, sqlite3_stmt **q, const char *sql, char *err,
 static int st_prepare_all(store *s, char *err, size_t errcap)
 {
     return st_prepare(s->w, &s->w_tick,
-                      "INSERT INTO ticks(symbol_id, ts_us, last, bid, ask, volume, source)"
-                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                      "INSERT INTO ticks(symbol_id, ts_us, last, bid, ask, volume, source, seq)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                       err, errcap) ||
            st_prepare(s->w, &s->w_sym_sel, "SELECT id FROM symbols WHERE name = ?1", err,
                       errcap) ||
@@ -379,6 +427,14 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
                       " ELSE close END,"
                       " close_us = max(close_us, excluded.close_us),"
                       " volume = volume + excluded.volume",
+                      err, errcap) ||
+           /* Another run's row is replaced: its seq means nothing to this one. */
+           st_prepare(s->w, &s->w_run_seq,
+                      "INSERT INTO run_seq(symbol_id, run, seq) VALUES(?1, ?2, ?3)"
+                      " ON CONFLICT(symbol_id) DO UPDATE SET"
+                      " seq = CASE WHEN run = excluded.run THEN max(seq, excluded.seq)"
+                      " ELSE excluded.seq END,"
+                      " run = excluded.run",
                       err, errcap) ||
            st_prepare(s->w, &s->w_gap,
                       "INSERT INTO gaps(start_us, end_us, ticks, recorded_us)"
@@ -398,17 +454,31 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
                       " WHERE end_us < ?2 LIMIT ?3)",
                       err, errcap) ||
            st_prepare(s->w, &s->w_sym_list, "SELECT id FROM symbols ORDER BY id", err, errcap) ||
+           st_prepare(s->r, &s->r_sym, "SELECT id FROM symbols WHERE name = ?1", err, errcap) ||
+           /* The _latest twins walk the same index backwards (no sort); their
+            * order is the exact reverse, so a page's rows are the same either way. */
            st_prepare(s->r, &s->r_ticks,
-                      "SELECT t.ts_us, t.last, t.bid, t.ask, t.volume, t.source FROM ticks t"
-                      " WHERE t.symbol_id = (SELECT id FROM symbols WHERE name = ?1)"
-                      " AND t.ts_us >= ?2 AND t.ts_us < ?3 ORDER BY t.ts_us, t.rowid LIMIT ?4",
+                      "SELECT ts_us, last, bid, ask, volume, source, seq FROM ticks"
+                      " WHERE symbol_id = ?1 AND ts_us >= ?2 AND ts_us < ?3"
+                      " ORDER BY ts_us, rowid LIMIT ?4",
+                      err, errcap) ||
+           st_prepare(s->r, &s->r_ticks_latest,
+                      "SELECT ts_us, last, bid, ask, volume, source, seq FROM ticks"
+                      " WHERE symbol_id = ?1 AND ts_us >= ?2 AND ts_us < ?3"
+                      " ORDER BY ts_us DESC, rowid DESC LIMIT ?4",
                       err, errcap) ||
            st_prepare(s->r, &s->r_candles,
-                      "SELECT c.start_us, c.open, c.high, c.low, c.close, c.volume FROM candles c"
-                      " WHERE c.symbol_id = (SELECT id FROM symbols WHERE name = ?1)"
-                      " AND c.interval_s = ?5 AND c.start_us >= ?2 AND c.start_us < ?3"
-                      " ORDER BY c.start_us LIMIT ?4",
+                      "SELECT start_us, open, high, low, close, volume FROM candles"
+                      " WHERE symbol_id = ?1 AND interval_s = ?5 AND start_us >= ?2"
+                      " AND start_us < ?3 ORDER BY start_us LIMIT ?4",
                       err, errcap) ||
+           st_prepare(s->r, &s->r_candles_latest,
+                      "SELECT start_us, open, high, low, close, volume FROM candles"
+                      " WHERE symbol_id = ?1 AND interval_s = ?5 AND start_us >= ?2"
+                      " AND start_us < ?3 ORDER BY start_us DESC LIMIT ?4",
+                      err, errcap) ||
+           st_prepare(s->r, &s->r_run_seq,
+                      "SELECT seq FROM run_seq WHERE symbol_id = ?1 AND run = ?2", err, errcap) ||
            st_prepare(s->r, &s->r_gaps,
                       "SELECT start_us, end_us, ticks, recorded_us FROM gaps"
                       " WHERE end_us >= ?1 AND start_us < ?2 ORDER BY start_us, rowid LIMIT ?3",
@@ -417,10 +487,13 @@ static int st_prepare_all(store *s, char *err, size_t errcap)
 
 static void st_finalize_all(store *s)
 {
-    sqlite3_stmt **all[] = {&s->w_tick,         &s->w_sym_sel,     &s->w_sym_ins, &s->w_candle,
-                            &s->w_gap,          &s->w_trim_ticks,  &s->w_trim_candles,
-                            &s->w_trim_gaps,    &s->w_sym_list,    &s->r_ticks,
-                            &s->r_candles,      &s->r_gaps};
+    sqlite3_stmt **all[] = {
+        &s->w_tick,       &s->w_sym_sel,        &s->w_sym_ins,    &s->w_candle,
+        &s->w_run_seq,    &s->w_gap,            &s->w_trim_ticks, &s->w_trim_candles,
+        &s->w_trim_gaps,  &s->w_sym_list,       &s->r_sym,        &s->r_ticks,
+        &s->r_ticks_latest, &s->r_candles,      &s->r_candles_latest, &s->r_run_seq,
+        &s->r_gaps,
+    };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         sqlite3_finalize(*all[i]);
         *all[i] = NULL;
@@ -445,8 +518,20 @@ static int st_open_db(const char *path, int flags, sqlite3 **db, char *err, size
 {
     int rc = sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        st_errf(err, errcap, "cannot open %s: %s: %s", path, st_code_name(rc),
-                *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+        char what[1100], dir[1024];
+        snprintf(what, sizeof(what), "cannot open %s", path);
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        struct stat sb;
+        if (slash)
+            *(slash == dir ? slash + 1 : slash) = '\0';
+        /* SQLite falls back to opening read-only, so its errno is then that
+         * of the fallback (ENOENT): say why the file cannot be created. */
+        if ((flags & SQLITE_OPEN_CREATE) && stat(path, &sb) != 0 && errno == ENOENT && slash &&
+            access(dir, W_OK) != 0)
+            st_errf(err, errcap, "cannot create %s: %s", path, strerror(errno));
+        else
+            st_sqlerr(*db, rc, what, err, errcap);
         return -1;
     }
     sqlite3_extended_result_codes(*db, 1);
@@ -502,6 +587,7 @@ store *store_open(const char *path, const store_opts *opts, char *err, size_t er
     atomic_init(&s->tail, 0);
     atomic_init(&s->stop, 0);
     atomic_init(&s->kicked, 0);
+    atomic_init(&s->retry_now, 0);
     atomic_init(&s->put, 0);
     atomic_init(&s->dropped, 0);
     atomic_init(&s->skipped_stale, 0);
@@ -540,6 +626,8 @@ store *store_open(const char *path, const store_opts *opts, char *err, size_t er
     if (st_exec(s->w, "PRAGMA synchronous=NORMAL", path, err, errcap) ||
         st_exec(s->w, "PRAGMA journal_size_limit=67108864", path, err, errcap) ||
         st_migrate(s->w, err, errcap) ||
+        st_query_int(s->w, "SELECT coalesce(max(run), 0) + 1 FROM run_seq", &s->run, err,
+                     errcap) ||
         st_query_int(s->w, "PRAGMA page_size", &v, err, errcap))
         goto fail;
     s->w_page_size = (int)v;
@@ -608,6 +696,7 @@ int store_put(store *s, const norm_quote *q)
     t->bid = q->bid;
     t->ask = q->ask;
     t->volume = q->volume;
+    t->seq = q->seq;
     t->gap_end_us = t->gap_n = 0;
     st_copy_name(t->symbol, q->symbol);
     st_copy_name(t->source, q->source);
@@ -827,6 +916,10 @@ static int st_write_batch(store *s, uint64_t from, uint64_t to, uint64_t *nticks
         st_bind_real(q, 5, t->ask);
         st_bind_real(q, 6, t->volume);
         sqlite3_bind_text(q, 7, t->source, -1, SQLITE_STATIC);
+        if (t->seq)
+            sqlite3_bind_int64(q, 8, (int64_t)t->seq);
+        else
+            sqlite3_bind_null(q, 8);
         rc = sqlite3_step(q);
         sqlite3_reset(q);
         if (rc != SQLITE_DONE) {
@@ -834,6 +927,8 @@ static int st_write_batch(store *s, uint64_t from, uint64_t to, uint64_t *nticks
             goto fail;
         }
         (*nticks)++;
+        if (t->seq > e->bseq)
+            e->bseq = t->seq;
         if (!isfinite(t->last))
             continue; /* no price: nothing for the candles */
         for (int k = 0; k < ST_NINT; k++)
@@ -842,6 +937,18 @@ static int st_write_batch(store *s, uint64_t from, uint64_t to, uint64_t *nticks
     }
     for (size_t i = 0; i < s->w_symcap; i++) {
         st_sym *e = &s->w_syms[i];
+        if (e->id && e->bseq) { /* in this transaction: readers see it with the ticks */
+            sqlite3_bind_int64(s->w_run_seq, 1, e->id);
+            sqlite3_bind_int64(s->w_run_seq, 2, s->run);
+            sqlite3_bind_int64(s->w_run_seq, 3, (int64_t)e->bseq);
+            rc = sqlite3_step(s->w_run_seq);
+            sqlite3_reset(s->w_run_seq);
+            if (rc != SQLITE_DONE) {
+                st_sqlerr(s->w, rc, "upsert run seq", err, errcap);
+                goto fail;
+            }
+            e->bseq = 0;
+        }
         for (int k = 0; e->id && k < ST_NINT; k++) {
             if (!e->acc[k].n)
                 continue;
@@ -1094,6 +1201,8 @@ static void *st_thread(void *arg)
     int degraded = 0;
     for (;;) {
         now = tk_mono_us();
+        if (atomic_exchange(&s->retry_now, 0) && degraded)
+            next_flush = now; /* e.g. SQLITE_FULL at the cap, and the cap was raised */
         int stop = atomic_load(&s->stop);
         int flush_due = stop || now >= next_flush || (atomic_load(&s->kicked) && !degraded);
         int trim_due = !stop && (s->w_trim.active || now >= next_trim);
@@ -1112,8 +1221,14 @@ static void *st_thread(void *arg)
             else if (r == ST_COMMITTED)
                 degraded = 0;
             st_log_after_flush(s, &lg, r, recovered, err);
-            int wait_ms = degraded ? s->o.retry_interval_ms : s->o.flush_interval_ms;
-            next_flush = tk_mono_us() + (int64_t)wait_ms * 1000;
+            /* Flushes keep a steady cadence from their starts, so what a kill
+             * can lose is one interval plus the commit under way, not plus
+             * the previous commit's duration as well. Retries count from the
+             * failure. */
+            if (degraded)
+                next_flush = tk_mono_us() + (int64_t)s->o.retry_interval_ms * 1000;
+            else
+                next_flush = now + (int64_t)s->o.flush_interval_ms * 1000;
         }
         if (stop)
             break;
@@ -1216,38 +1331,17 @@ void store_close(store *s)
 
 /* ---- reads ---- */
 
-int store_history(store *s, const char *symbol, int interval_s, int64_t from_us, int64_t to_us,
-                  int limit, store_row *out, int cap, char *err, size_t errcap)
+/* Step q (bound) into out[0..n); rows come in the statement's order. The
+ * count, or -1 with err. */
+static int st_read_rows(store *s, sqlite3_stmt *q, int candles, store_row *out, int n, char *err,
+                        size_t errcap)
 {
-    if (err && errcap)
-        err[0] = '\0';
-    if (!s || !symbol || (cap > 0 && !out)) {
-        st_errf(err, errcap, "bad arguments");
-        return -1;
-    }
-    if (interval_s != 0 && interval_s != 1 && interval_s != 60 && interval_s != 3600) {
-        st_errf(err, errcap, "interval %d s is not kept (0 = ticks, 1, 60, 3600)", interval_s);
-        return -1;
-    }
-    int n = cap;
-    if (limit > 0 && limit < n)
-        n = limit;
-    if (n <= 0 || from_us >= to_us)
-        return 0;
-    pthread_mutex_lock(&s->rlock);
-    sqlite3_stmt *q = interval_s ? s->r_candles : s->r_ticks;
-    sqlite3_bind_text(q, 1, symbol, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, from_us);
-    sqlite3_bind_int64(q, 3, to_us);
-    sqlite3_bind_int(q, 4, n);
-    if (interval_s)
-        sqlite3_bind_int(q, 5, interval_s);
     int got = 0, rc = SQLITE_DONE;
     while (got < n && (rc = sqlite3_step(q)) == SQLITE_ROW) {
         store_row *o = &out[got++];
         memset(o, 0, sizeof(*o));
         o->ts_us = sqlite3_column_int64(q, 0);
-        if (interval_s) {
+        if (candles) {
             o->open = sqlite3_column_double(q, 1);
             o->high = sqlite3_column_double(q, 2);
             o->low = sqlite3_column_double(q, 3);
@@ -1264,6 +1358,7 @@ int store_history(store *s, const char *symbol, int interval_s, int64_t from_us,
                 sqlite3_column_type(q, 4) == SQLITE_NULL ? NAN : sqlite3_column_double(q, 4);
             o->count = 1;
             st_copy_name(o->source, (const char *)sqlite3_column_text(q, 5));
+            o->seq = (uint64_t)sqlite3_column_int64(q, 6); /* NULL (pre-v2 row) reads 0 */
         }
     }
     if (got == n)
@@ -1272,8 +1367,107 @@ int store_history(store *s, const char *symbol, int interval_s, int64_t from_us,
         st_sqlerr(s->r, rc, "history query", err, errcap);
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
-    pthread_mutex_unlock(&s->rlock);
     return rc == SQLITE_DONE ? got : -1;
+}
+
+/* The id of symbol (0 = unknown), inside the caller's read transaction. 0,
+ * or -1 with err. */
+static int st_read_id(store *s, const char *symbol, int64_t *id, char *err, size_t errcap)
+{
+    *id = 0;
+    sqlite3_bind_text(s->r_sym, 1, symbol, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s->r_sym);
+    if (rc == SQLITE_ROW)
+        *id = sqlite3_column_int64(s->r_sym, 0);
+    sqlite3_reset(s->r_sym);
+    sqlite3_clear_bindings(s->r_sym);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        st_sqlerr(s->r, rc, "history: look up symbol", err, errcap);
+        return -1;
+    }
+    return 0;
+}
+
+/* This run's highest committed seq for symbol id, 0 = none (no row, or the
+ * row of an earlier run). 0, or -1 with err. */
+static int st_read_run_seq(store *s, int64_t id, uint64_t *out, char *err, size_t errcap)
+{
+    *out = 0;
+    sqlite3_bind_int64(s->r_run_seq, 1, id);
+    sqlite3_bind_int64(s->r_run_seq, 2, s->run);
+    int rc = sqlite3_step(s->r_run_seq);
+    if (rc == SQLITE_ROW)
+        *out = (uint64_t)sqlite3_column_int64(s->r_run_seq, 0);
+    sqlite3_reset(s->r_run_seq);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        st_sqlerr(s->r, rc, "history: run seq", err, errcap);
+        return -1;
+    }
+    return 0;
+}
+
+int store_history(store *s, const store_query *q, store_row *out, int cap, uint64_t *run_seq,
+                  char *err, size_t errcap)
+{
+    if (err && errcap)
+        err[0] = '\0';
+    if (run_seq)
+        *run_seq = 0;
+    if (!s || !q || !q->symbol || (cap > 0 && !out)) {
+        st_errf(err, errcap, "bad arguments");
+        return -1;
+    }
+    int iv = q->interval_s;
+    if (iv != 0 && iv != 1 && iv != 60 && iv != 3600) {
+        st_errf(err, errcap, "interval %d s is not kept (0 = ticks, 1, 60, 3600)", iv);
+        return -1;
+    }
+    int n = cap;
+    if (q->limit > 0 && q->limit < n)
+        n = q->limit;
+    if (n < 0 || q->from_us >= q->to_us)
+        n = 0;
+    if (!n && !run_seq)
+        return 0;
+    pthread_mutex_lock(&s->rlock);
+    /* One read transaction: the rows and run_seq come from the same WAL
+     * snapshot, whatever the writer commits meanwhile. */
+    int64_t id = 0;
+    int got = 0;
+    uint64_t rs = 0;
+    if (st_exec(s->r, "BEGIN", "history: begin", err, errcap) ||
+        st_read_id(s, q->symbol, &id, err, errcap))
+        goto fail;
+    if (id && n) {
+        sqlite3_stmt *st = iv ? (q->latest ? s->r_candles_latest : s->r_candles)
+                              : (q->latest ? s->r_ticks_latest : s->r_ticks);
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, q->from_us);
+        sqlite3_bind_int64(st, 3, q->to_us);
+        sqlite3_bind_int(st, 4, n);
+        if (iv)
+            sqlite3_bind_int(st, 5, iv);
+        if ((got = st_read_rows(s, st, iv != 0, out, n, err, errcap)) < 0)
+            goto fail;
+    }
+    if (id && run_seq && st_read_run_seq(s, id, &rs, err, errcap))
+        goto fail;
+    if (st_exec(s->r, "COMMIT", "history: end", err, errcap))
+        goto fail;
+    pthread_mutex_unlock(&s->rlock);
+    if (q->latest) /* newest first from the query: hand them back oldest first */
+        for (int i = 0, j = got - 1; i < j; i++, j--) {
+            store_row t = out[i];
+            out[i] = out[j];
+            out[j] = t;
+        }
+    if (run_seq)
+        *run_seq = rs;
+    return got;
+fail:
+    st_rollback(s->r);
+    pthread_mutex_unlock(&s->rlock);
+    return -1;
 }
 
 int store_gaps(store *s, int64_t from_us, int64_t to_us, store_gap *out, int cap, char *err,
@@ -1330,6 +1524,236 @@ void store_get_stats(store *s, store_stats *st)
 
 void store_set_max_db_bytes(store *s, int64_t bytes)
 {
-    if (s)
-        atomic_store(&s->max_db_bytes, bytes > 0 ? bytes : 0);
+    if (!s)
+        return;
+    bytes = bytes > 0 ? bytes : 0;
+    if (atomic_exchange(&s->max_db_bytes, bytes) == bytes)
+        return;
+    atomic_store(&s->retry_now, 1);
+    sem_post(&s->wake); /* a writer degraded at the old cap tries the new one now */
+}
+
+/* ---- the operator's check (tickerd --check-history) ---- */
+
+#define ST_CHECK_MAX_PROBLEMS 3
+
+typedef struct st_check {
+    sqlite3 *db;
+    char problems[768];
+    int nproblems;  /* damage found (the file's fault) */
+    char cannot[256]; /* an error that is not the file's fault: cannot open or read */
+} st_check;
+
+static void st_check_problem(st_check *ck, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void st_check_problem(st_check *ck, const char *fmt, ...)
+{
+    if (ck->nproblems++ >= ST_CHECK_MAX_PROBLEMS)
+        return;
+    size_t len = strlen(ck->problems);
+    if (len && len + 2 < sizeof(ck->problems)) {
+        memcpy(ck->problems + len, "; ", 3);
+        len += 2;
+    }
+    if (len + 1 >= sizeof(ck->problems))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ck->problems + len, sizeof(ck->problems) - len, fmt, ap);
+    va_end(ap);
+    for (char *p = ck->problems + len; *p; p++) /* one line */
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+}
+
+/* An SQLite error while checking: damage (corrupt, not a database) is a
+ * problem of the file; anything else means the check could not be done. */
+static void st_check_error(st_check *ck, int rc, const char *what)
+{
+    int code = rc & 0xff;
+    const char *msg = sqlite3_errcode(ck->db) != SQLITE_OK ? sqlite3_errmsg(ck->db)
+                                                            : sqlite3_errstr(rc);
+    if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+        st_check_problem(ck, "%s: %s: %s", what, st_code_name(rc), msg);
+    else if (!ck->cannot[0])
+        st_errf(ck->cannot, sizeof(ck->cannot), "%s: %s: %s", what, st_code_name(rc), msg);
+}
+
+/* The n integers of a one-row query, or -1 after st_check_error. */
+static int st_check_ints(st_check *ck, const char *sql, const char *what, int64_t *out, int n)
+{
+    memset(out, 0, (size_t)n * sizeof(*out));
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v2(ck->db, sql, -1, &q, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW)
+        for (int i = 0; i < n; i++)
+            out[i] = sqlite3_column_int64(q, i);
+    if (rc != SQLITE_ROW)
+        st_check_error(ck, rc, what);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+static int st_check_int(st_check *ck, const char *sql, const char *what, int64_t *out)
+{
+    return st_check_ints(ck, sql, what, out, 1);
+}
+
+/* "2025-11-23T10:04:05Z" from µs since the epoch. */
+static void st_check_time(int64_t us, char *out, size_t cap)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    if (!gmtime_r(&t, &tm) || !strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, cap, "%" PRId64 " us", us);
+}
+
+int store_check(const char *path, char *report, size_t cap)
+{
+    char dummy[1];
+    if (!report || !cap) {
+        report = dummy;
+        cap = sizeof(dummy);
+    }
+    report[0] = '\0';
+    if (!path || !path[0]) {
+        st_errf(report, cap, "no history file given");
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        st_errf(report, cap, "%s: cannot open: %s", path, strerror(errno));
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st_errf(report, cap, "%s: cannot open: not a regular file", path);
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    st_check ck;
+    memset(&ck, 0, sizeof(ck));
+    /* Read-only: never creates the database nor writes it. */
+    int rc = sqlite3_open_v2(path, &ck.db, SQLITE_OPEN_READONLY, NULL);
+    if (rc != SQLITE_OK) {
+        st_errf(report, cap, "%s: cannot open: %s: %s", path, st_code_name(rc),
+                ck.db ? sqlite3_errmsg(ck.db) : sqlite3_errstr(rc));
+        sqlite3_close(ck.db);
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    sqlite3_extended_result_codes(ck.db, 1);
+    sqlite3_busy_timeout(ck.db, ST_BUSY_TIMEOUT_MS);
+
+    int64_t version = -1, nsym = -1, nticks = -1, newest = 0, ngaps = -1, gap_ticks = 0;
+    int64_t ncandles[ST_NINT] = {-1, -1, -1};
+    int tables = 0;
+    /* One read transaction: every figure comes from the same snapshot, even
+     * while tickerd commits. */
+    rc = sqlite3_exec(ck.db, "BEGIN", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        st_check_error(&ck, rc, "begin");
+    int readable = !ck.cannot[0] &&
+                   !st_check_int(&ck, "PRAGMA user_version", "schema version", &version);
+    if (!readable)
+        version = -1; /* not a database at all, or not readable: nothing more to ask */
+    if (readable) {
+        /* integrity_check: b-trees, free list, indexes against their tables,
+         * NOT NULL columns. Its first rows name the first problems. */
+        sqlite3_stmt *q = NULL;
+        rc = sqlite3_prepare_v2(ck.db, "PRAGMA integrity_check(10)", -1, &q, NULL);
+        while (rc == SQLITE_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+            const char *m = (const char *)sqlite3_column_text(q, 0);
+            /* A row may hold several messages, one a line, after a
+             * "*** in database main ***" header line. */
+            while (m && *m && strcmp(m, "ok")) {
+                size_t n = strcspn(m, "\n");
+                if (strncmp(m, "*** in database", 15))
+                    st_check_problem(&ck, "%.*s", (int)n, m);
+                m += n + (m[n] == '\n');
+            }
+            rc = SQLITE_OK;
+        }
+        if (rc != SQLITE_DONE)
+            st_check_error(&ck, rc, "integrity_check");
+        sqlite3_finalize(q);
+    }
+    int64_t t = 0;
+    if (readable && !ck.cannot[0] &&
+        !st_check_int(&ck,
+                      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                      " ('symbols', 'ticks', 'candles', 'gaps', 'run_seq')",
+                      "list tables", &t))
+        tables = (int)t;
+    int want = version >= 2 ? 5 : 4;
+    if (!ck.cannot[0] && version >= 0 && tables < want) {
+        if (version == 0 && tables == 0)
+            st_check_problem(&ck, "not a tickerd history file (schema v0, no history tables)");
+        else
+            st_check_problem(&ck, "schema v%" PRId64 " but %d of its %d tables", version, tables,
+                             want);
+    }
+    if (!ck.cannot[0] && tables >= 4) {
+        /* tickerd's own invariants along with the counts (one scan per
+         * table): every row names a known symbol; candles are of a kept
+         * interval, aligned, with a consistent OHLC and at least one tick. */
+        int64_t v[4];
+        st_check_int(&ck, "SELECT count(*) FROM symbols", "count symbols", &nsym);
+        if (!st_check_ints(&ck,
+                           "SELECT count(*), coalesce(max(ts_us), 0),"
+                           " coalesce(sum(symbol_id NOT IN (SELECT id FROM symbols)), 0)"
+                           " FROM ticks",
+                           "read ticks", v, 3)) {
+            nticks = v[0];
+            newest = v[1];
+            if (v[2])
+                st_check_problem(&ck, "%" PRId64 " tick(s) of no known symbol", v[2]);
+        }
+        if (!st_check_ints(&ck,
+                           "SELECT coalesce(sum(interval_s = 1), 0),"
+                           " coalesce(sum(interval_s = 60), 0),"
+                           " coalesce(sum(interval_s = 3600), 0),"
+                           " coalesce(sum(symbol_id NOT IN (SELECT id FROM symbols)"
+                           " OR interval_s NOT IN (1, 60, 3600)"
+                           " OR start_us % (interval_s * 1000000) != 0 OR volume < 1"
+                           " OR NOT (low <= open AND open <= high AND low <= close"
+                           " AND close <= high)), 0) FROM candles",
+                           "read candles", v, 4)) {
+            for (int i = 0; i < ST_NINT; i++)
+                ncandles[i] = v[i];
+            if (v[3])
+                st_check_problem(&ck, "%" PRId64 " inconsistent candle row(s)", v[3]);
+        }
+        if (!st_check_ints(&ck, "SELECT count(*), coalesce(sum(ticks), 0) FROM gaps", "read gaps",
+                           v, 2)) {
+            ngaps = v[0];
+            gap_ticks = v[1];
+        }
+    }
+    sqlite3_exec(ck.db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(ck.db);
+
+    if (ck.cannot[0]) {
+        st_errf(report, cap, "%s: cannot check: %s", path, ck.cannot);
+        return STORE_CHECK_CANNOT_OPEN;
+    }
+    char more[16] = "", summary[384] = "", newest_s[40] = "none";
+    if (ck.nproblems > ST_CHECK_MAX_PROBLEMS)
+        snprintf(more, sizeof(more), " (and more)");
+    if (newest)
+        st_check_time(newest, newest_s, sizeof(newest_s));
+    if (tables >= 4)
+        snprintf(summary, sizeof(summary),
+                 "schema v%" PRId64 "%s, %" PRId64 " symbols, %" PRId64 " ticks (newest %s),"
+                 " candles 1s %" PRId64 " / 1m %" PRId64 " / 1h %" PRId64 ", %" PRId64
+                 " gaps (%" PRId64 " ticks dropped)",
+                 version, version > STORE_SCHEMA_VERSION ? " (newer than this build's)" : "",
+                 nsym, nticks, newest_s, ncandles[0], ncandles[1], ncandles[2], ngaps,
+                 gap_ticks);
+    else if (version >= 0)
+        snprintf(summary, sizeof(summary), "schema v%" PRId64, version);
+    if (ck.nproblems) {
+        st_errf(report, cap, "%s: CORRUPT: %s%s%s%s", path, ck.problems, more,
+                summary[0] ? "; " : "", summary);
+        return STORE_CHECK_CORRUPT;
+    }
+    st_errf(report, cap, "%s: ok: %s", path, summary);
+    return STORE_CHECK_OK;
 }

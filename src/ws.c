@@ -11,6 +11,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 
+#include "tickerd/history.h"
 #include "tickerd/log.h"
 #include "tickerd/util.h"
 
@@ -21,6 +22,8 @@
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
 #define WS_LINGER_US 1000000   /* longest wait for a closing peer to go quiet */
 #define WS_LINGER_POLL_US 10000
+#define WS_HIST_INFLIGHT 2     /* history requests per connection at once */
+#define WS_HIST_DEFAULT_LIMIT 100
 
 typedef struct ws_session ws_session;
 
@@ -29,6 +32,7 @@ struct ws_server {
     ws_limits limits;
     ws_stats stats;
     ws_session *sessions; /* every open connection, for sweep and shutdown */
+    hist *hist;           /* history reads (subscribe's "history"); NULL = none */
     unsigned char *frame; /* LWS_PRE + max_frame_bytes scratch for frames */
     size_t frame_cap;
     int shutting_down;
@@ -60,12 +64,18 @@ struct ws_session {
     uint8_t close_after_replies; /* send the queued replies before closing */
     const char *close_reason;
     int64_t close_by_us;         /* lingering deadline, see ws_close_now */
+    /* history requests, oldest first; their frames go out in that order */
+    hist_req *hist[WS_HIST_INFLIGHT];
+    uint8_t hist_done[WS_HIST_INFLIGHT];
+    uint32_t hist_next; /* next result of hist[0] to send */
+    uint8_t nhist;
 };
 
 static const char *const error_names[WS_ERR_COUNT] = {
     "bad_json",          "bad_request",       "unknown_op",
     "unknown_symbol",    "too_many_subscriptions", "message_too_large",
     "binary_not_supported", "rate_limited",   "internal",
+    "busy",
 };
 
 const char *ws_error_name(ws_error_code code) { return error_names[code]; }
@@ -83,6 +93,8 @@ ws_server *ws_create(bcast *b, const ws_limits *limits)
     }
     return ws;
 }
+
+void ws_set_history(ws_server *ws, hist *h) { ws->hist = h; }
 
 void ws_destroy(ws_server *ws)
 {
@@ -189,6 +201,69 @@ static int ws_close_now(ws_session *s)
     return -1;
 }
 
+/* ---- history frames ---- */
+
+/* A history frame goes out once it is ready and the snapshots before it
+ * have gone: ack, snapshot, history, then the replay that joins it to live. */
+static int ws_history_due(const ws_session *s)
+{
+    return s->nhist && s->hist_done[0] && !bcast_client_snapshots_due(s->client);
+}
+
+static void ws_history_pop(ws_session *s)
+{
+    hist_req_free(s->hist[0]);
+    memmove(s->hist, s->hist + 1, (WS_HIST_INFLIGHT - 1) * sizeof(s->hist[0]));
+    memmove(s->hist_done, s->hist_done + 1, WS_HIST_INFLIGHT - 1);
+    s->nhist--;
+    s->hist[s->nhist] = NULL;
+    s->hist_done[s->nhist] = 0;
+    s->hist_next = 0;
+}
+
+/* Write the next history frame of the oldest finished request, then let the
+ * symbol's live updates continue from the frame's last value. */
+static int ws_write_history(ws_session *s, size_t *written)
+{
+    hist_req *r = s->hist[0];
+    hist_result *res = hist_req_result(r, s->hist_next);
+    /* Only a real history is a seam to join; after an error frame (or none)
+     * live updates just follow the snapshot. */
+    int joined = res->status == 200 && res->buf;
+    if (res->buf) {
+        if (lws_write(s->wsi, (unsigned char *)res->buf + LWS_PRE, res->len, LWS_WRITE_TEXT) <
+            (int)res->len)
+            return -1;
+        *written = res->len;
+        free(res->buf); /* lws keeps its own copy of anything unsent */
+        res->buf = NULL;
+    }
+    bcast_unpark(s->client, res->sym_id, joined ? res->seq : BCAST_UNPARK_LIVE);
+    if (++s->hist_next == hist_req_count(r))
+        ws_history_pop(s);
+    return 0;
+}
+
+static void ws_history_done(void *arg, hist_req *r)
+{
+    ws_session *s = arg;
+    for (unsigned i = 0; i < s->nhist; i++)
+        if (s->hist[i] == r)
+            s->hist_done[i] = 1;
+    ws_request_write(s);
+}
+
+static void ws_history_release(ws_session *s)
+{
+    for (unsigned i = 0; i < s->nhist; i++) {
+        if (s->hist_done[i])
+            hist_req_free(s->hist[i]);
+        else
+            hist_cancel(s->hist[i]);
+    }
+    s->nhist = 0;
+}
+
 static int ws_writeable(ws_session *s)
 {
     ws_server *ws = s->ws;
@@ -212,6 +287,10 @@ static int ws_writeable(ws_session *s)
             s->rx_paused = 0;
             lws_rx_flow_control(s->wsi, 1);
         }
+    } else if (ws_history_due(s)) {
+        len = 0;
+        if (ws_write_history(s, &len))
+            return -1;
     } else if (s->client) {
         len = bcast_client_frame(s->client, (char *)ws->frame + LWS_PRE, ws->frame_cap);
         enum lws_write_protocol type = s->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
@@ -221,7 +300,7 @@ static int ws_writeable(ws_session *s)
         len = 0;
     }
     ws->stats.bytes_out += len;
-    if (s->reply_count || (s->client && bcast_client_has_pending(s->client)))
+    if (s->reply_count || ws_history_due(s) || (s->client && bcast_client_has_pending(s->client)))
         ws_request_write(s);
     else if (s->close_code)
         lws_callback_on_writable(s->wsi); /* replies flushed: now close */
@@ -332,6 +411,92 @@ static int ws_parse_resume(ws_session *s, const json_t *id, const json_t *res, b
     return 0;
 }
 
+/* The optional "history" of a subscribe: {"interval": "1m", "limit": 120}.
+ * Returns 0 with *wanted set (0 when absent), or -1 after replying with an
+ * error. Checked before anything changes, so a refused request subscribes
+ * nothing. */
+static int ws_parse_history(ws_session *s, const json_t *id, const json_t *req, size_t nsyms,
+                            int *wanted, hist_query *q)
+{
+    const json_t *h = json_object_get(req, "history");
+    char text[200];
+    *wanted = 0;
+    if (!h)
+        return 0;
+    int max_rows = s->ws->hist ? hist_max_rows(s->ws->hist) : HIST_DEFAULT_MAX_ROWS;
+    const json_t *interval = json_object_get(h, "interval");
+    const json_t *limit = json_object_get(h, "limit");
+    memset(q, 0, sizeof(*q));
+    q->interval_s = hist_parse_interval(json_string_value(interval));
+    q->limit = limit ? (int)json_integer_value(limit) : WS_HIST_DEFAULT_LIMIT;
+    const char *key, *stray = NULL;
+    const json_t *v;
+    json_object_foreach((json_t *)h, key, v)
+        if (strcmp(key, "interval") && strcmp(key, "limit"))
+            stray = key;
+    if (!json_is_object(h)) {
+        snprintf(text, sizeof(text), "\"history\" must be {\"interval\": ..., \"limit\": ...}");
+    } else if (stray) {
+        snprintf(text, sizeof(text), "\"history.%.40s\" is not a key (interval, limit)", stray);
+    } else if (q->interval_s < 0) {
+        snprintf(text, sizeof(text),
+                 "\"history.interval\" must be one of \"tick\", \"1s\", \"1m\", \"1h\"");
+    } else if (limit && (!json_is_integer(limit) || q->limit < 1 || q->limit > max_rows)) {
+        snprintf(text, sizeof(text), "\"history.limit\" must be an integer from 1 to %d",
+                 max_rows);
+    } else if (json_object_get(req, "resume")) {
+        snprintf(text, sizeof(text), "\"history\" and \"resume\" cannot be combined");
+    } else if ((uint64_t)q->limit * nsyms > HIST_MAX_TOTAL_ROWS) {
+        snprintf(text, sizeof(text),
+                 "\"history.limit\" × symbols may be at most %d rows per request",
+                 HIST_MAX_TOTAL_ROWS);
+    } else if (s->nhist == WS_HIST_INFLIGHT) {
+        ws_error(s, id, WS_ERR_BUSY,
+                 "history requests of this connection are still in progress; retry after their "
+                 "frames",
+                 NULL);
+        return -1;
+    } else if (s->ws->hist && !hist_can_submit(s->ws->hist)) {
+        ws_error(s, id, WS_ERR_BUSY, "too many history requests in progress; retry shortly",
+                 NULL);
+        return -1;
+    } else {
+        q->to_us = INT64_MAX;
+        q->latest = 1;
+        *wanted = 1;
+        return 0;
+    }
+    ws_error(s, id, WS_ERR_BAD_REQUEST, text, NULL);
+    return -1;
+}
+
+/* Queue the history of every named symbol (they are subscribed now) and
+ * park them until their frames have gone. */
+static int ws_request_history(ws_session *s, const char *const *names, size_t n,
+                              const hist_query *proto)
+{
+    hist_query *q = malloc(n * sizeof(*q));
+    uint32_t *ids = malloc(n * sizeof(*ids));
+    hist_req *r = NULL;
+    if (q && ids && s->ws->hist) {
+        for (size_t i = 0; i < n; i++) {
+            q[i] = *proto;
+            snprintf(q[i].symbol, sizeof(q[i].symbol), "%s", names[i]);
+            ids[i] = bcast_symbol_id(s->ws->b, names[i]);
+        }
+        r = hist_submit(s->ws->hist, q, ids, n, HIST_FMT_FRAME, ws_history_done, s);
+    }
+    if (r) {
+        s->hist[s->nhist] = r;
+        s->hist_done[s->nhist] = 0;
+        s->nhist++;
+        bcast_park(s->client, ids, n);
+    }
+    free(q);
+    free(ids);
+    return r ? 0 : -1;
+}
+
 static void ws_subscription(ws_session *s, const json_t *id, const char *op, const json_t *req)
 {
     int subscribe = !strcmp(op, "subscribe");
@@ -362,8 +527,17 @@ static void ws_subscription(ws_session *s, const json_t *id, const char *op, con
         }
     }
     if (subscribe) {
-        if (ws_parse_resume(s, id, json_object_get(req, "resume"), &resume, &nresume))
+        int history = 0;
+        hist_query hq;
+        if (ws_parse_history(s, id, req, n, &history, &hq) ||
+            ws_parse_resume(s, id, json_object_get(req, "resume"), &resume, &nresume))
             goto done;
+        for (size_t i = 0; history && i < n; i++)
+            if (!strcmp(names[i], "*")) {
+                ws_error(s, id, WS_ERR_BAD_REQUEST,
+                         "\"history\" needs named symbols, not \"*\"", NULL);
+                goto done;
+            }
         size_t *unknown = malloc((n + nresume) * sizeof(*unknown));
         if (!unknown)
             goto oom;
@@ -402,6 +576,8 @@ static void ws_subscription(ws_session *s, const json_t *id, const char *op, con
             /* The epoch is what a client names when it resumes later. */
             ws_ack(s, id, op, json_pack("{s:O, s:s}", "symbols", syms, "epoch",
                                         bcast_epoch(s->ws->b)));
+            if (history && ws_request_history(s, names, n, &hq))
+                ws_error(s, id, WS_ERR_INTERNAL, "out of memory: no history sent", NULL);
         }
         free(unknown);
         goto done;
@@ -596,6 +772,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (!s->ws)
             return 0;
         ws_unlink(s);
+        ws_history_release(s);
         bcast_client_destroy(s->client);
         free(s->rx);
         while (s->reply_count) {

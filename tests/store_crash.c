@@ -3,8 +3,8 @@
  *
  *   store_crash write <db> [flush_ms] [capacity]
  *     Open the store at <db>, start it and put ticks as fast as it can (4
- *     symbols "CR0".."CR3", last = a global sequence number 0, 1, 2..., ts =
- *     wall clock), printing a progress line every 20 ms:
+ *     symbols "CR0".."CR3", last = a global sequence number 0, 1, 2..., seq =
+ *     last + 1, ts = wall clock), printing a progress line every 20 ms:
  *       put=<n> written=<n> dropped=<n> batches=<n> flush_us=<last flush µs>
  *     until killed (test_store --crash sends SIGKILL) or 60 s have passed.
  *
@@ -109,6 +109,7 @@ static int run_bench(const char *path, size_t per_batch, int batches, int nsym)
             q.bid = q.last - 0.01;
             q.ask = q.last + 0.01;
             q.volume = 12345.678;
+            q.seq = (uint64_t)b * per_batch + i + 1; /* the v2 row and run_seq upserts */
             store_put(s, &q);
         }
         put_ns += (double)(tk_mono_us() - p0) * 1000.0 / (double)per_batch;
@@ -192,6 +193,7 @@ static int run_latency(const char *path, int rate, int seconds, int nsym)
         q.bid = q.last - 0.01;
         q.ask = q.last + 0.01;
         q.volume = 1;
+        q.seq = n + 1;
         int64_t t0 = tk_mono_us();
         store_put(s, &q);
         int64_t t1 = tk_mono_us();

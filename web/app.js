@@ -3,9 +3,13 @@
 // frame redraws the sparklines (an SVG polyline per row over the last SPARK_POINTS prices) of dirty rows.
 // Rows scrolled out of view (or filtered out) are not written at all: they catch up when they come into
 // view (an IntersectionObserver tells), so the cost of a frame follows what is on screen, not the list.
+// Sparklines start from history: every subscribe asks for the last SPARK_POINTS 1-second candles.
+// A click on a row opens its chart (chart.js).
 
 import { TickerdClient } from './tickerd-client.js';
 import { decimalsOf, fmtPrice, fmtPct, fmtVol, fmtClock, fmtAge } from './format.js';
+import { toCandles } from './series.js';
+import { Chart } from './chart.js';
 
 const STORE_KEY = 'tickerd.symbols';
 const SORT_KEY = 'tickerd.sort';
@@ -13,8 +17,11 @@ const THEME_KEY = 'tickerd.theme';
 const DEFAULT_COUNT = 20;       // symbols taken from /api/symbols when nothing is stored
 const QUIET_MS = 15000;         // rows without an update for this long are dimmed
 const SPARK_POINTS = 60;        // points kept per row for its sparkline ...
-const SPARK_STEP_MS = 1000;     // ... one per second: the last price received in that second
+const SPARK_STEP_US = 1e6;      // ... one per second (of the values' ts): the last price of that second
 const SPARK_W = 100, SPARK_H = 20; // the sparkline's viewBox (stretched to the cell)
+// ... and the same from history: the 1-second candles' closes.
+const SPARK_HISTORY = { interval: '1s', limit: SPARK_POINTS };
+const RECENT_VALUES = 256;      // values kept per row, for the chart to join its history to live
 const SYMBOL_RE = /^[A-Z0-9._]+-[A-Z0-9._]+$/;
 
 // ?ws= overrides the socket URL; the REST API lives on the same host as the socket.
@@ -72,8 +79,10 @@ class Row {
     this.hist = new Float64Array(SPARK_POINTS); // ring buffer of last prices
     this.histLen = 0;
     this.histHead = 0;          // index of the next write
-    this.histSlot = -1;         // SPARK_STEP_MS slot of the newest point
+    this.histSlot = -1;         // SPARK_STEP_US slot of the newest point
     this.sparkDirty = false;
+    this.recent = new Array(RECENT_VALUES); // ring of the last update objects received
+    this.recentCount = 0;
     this.dec = knownDecimals(sym);  // price decimals; only ever grows
     this.prev = {};             // last rendered numbers, for flash direction
     this.text = {};             // last rendered strings, to skip no-op DOM writes
@@ -90,6 +99,7 @@ class Row {
       this.cells[key] = td;
     }
     this.cells.symbol.querySelector('.sym').textContent = sym;
+    this.cells.symbol.querySelector('.sym').title = `Chart of ${sym}`;
     this.badge = this.cells.symbol.querySelector('.badge-stale');
     this.spark = this.cells.spark.firstElementChild;
     this.line = this.spark.firstElementChild;
@@ -110,12 +120,13 @@ class Row {
     if (this.text[key] !== s) { this.text[key] = s; this.nodes[key].data = s; }
   }
 
-  // Keep a price for the sparkline: a new point per SPARK_STEP_MS slot (of arrival time); within a slot
-  // the newest point follows the price, so the line's right end is live.
-  push(v, now) {
-    if (!Number.isFinite(v)) return;
-    const slot = Math.floor(now / SPARK_STEP_MS);
-    if (this.histLen && slot === this.histSlot) {
+  // Keep a price for the sparkline: a new point per SPARK_STEP_US slot of the value's time (`ts`, µs);
+  // within a slot the newest point follows the price, so the line's right end is live. A value from an
+  // earlier slot (a source with a slower clock took over) moves the newest point too.
+  push(v, ts) {
+    if (!Number.isFinite(v) || !Number.isFinite(ts)) return;
+    const slot = Math.floor(ts / SPARK_STEP_US);
+    if (this.histLen && slot <= this.histSlot) {
       const i = (this.histHead + SPARK_POINTS - 1) % SPARK_POINTS;
       if (this.hist[i] === v) return;
       this.hist[i] = v;
@@ -127,6 +138,34 @@ class Row {
     }
     this.sparkDirty = true;
   }
+
+  // The sparkline starts over from history (1-second candles, oldest first): the replay that follows the
+  // history frame extends it from there. An empty history (none stored, or an error) keeps what is there.
+  fillSpark(candles) {
+    if (!candles.length) return;
+    this.histLen = this.histHead = 0;
+    this.histSlot = -1;
+    for (const k of candles.slice(-SPARK_POINTS)) this.push(k.c, k.t);
+  }
+
+  remember(u) {
+    this.recent[this.recentCount++ % RECENT_VALUES] = u;
+  }
+
+  // After a reconnect the server may be another run, whose seqs start again from 1: older values would
+  // not compare.
+  forgetRecent() {
+    this.recent.fill(undefined);
+    this.recentCount = 0;
+  }
+
+  /** The last values received (up to RECENT_VALUES), oldest first. */
+  recentValues() {
+    const n = Math.min(this.recentCount, RECENT_VALUES);
+    const out = [];
+    for (let i = this.recentCount - n; i < this.recentCount; i++) out.push(this.recent[i % RECENT_VALUES]);
+    return out;
+  }
 }
 
 // /api/symbols entries carry the symbol's latest value (if any): a first hint at its precision.
@@ -137,19 +176,30 @@ function knownDecimals(sym) {
 
 // ---- incoming data ----
 
-function onData({ updates }) {
-  const now = performance.now();
+function onData({ kind, updates }) {
+  const charted = chart.isOpen ? chart.symbol : null;
   for (const u of updates) {
     const row = rows.get(u?.symbol);
     if (!row) continue; // e.g. a late update for a symbol just removed
     row.q = row.q ? Object.assign(row.q, u) : { ...u }; // optional keys may be absent in later updates
     row.serverStale = u.stale === true;                 // ... but a missing "stale" means false
     if (row.waiting) { row.waiting = false; delete row.tr.dataset.waiting; row.tr.removeAttribute('title'); }
-    row.push(u.last, now);
+    row.push(u.last, u.ts);
+    row.remember(u);
+    if (row.sym === charted) chart.onValue(u, kind);
     dirty.add(row);
     updatesSinceTick++;
   }
   requestRender();
+}
+
+// The history frame of a (re)subscribe: the sparkline starts from it. Unavailable history (the store is
+// off or failing) comes with an error and no rows: the sparkline then fills from live values only.
+function onHistory({ symbol, columns, rows: data }) {
+  const row = rows.get(symbol);
+  if (!row) return;
+  row.fillSpark(toCandles(columns, data));
+  if (row.sparkDirty && row.q) { dirty.add(row); requestRender(); }
 }
 
 // ---- rendering (requestAnimationFrame only) ----
@@ -405,9 +455,9 @@ filterInput.addEventListener('keydown', (e) => {
   if (e.key === 'Escape' && filterInput.value) { filterInput.value = ''; filterInput.dispatchEvent(new Event('input')); }
 });
 
-// "/" focuses the filter from anywhere but a text field.
+// "/" focuses the filter from anywhere but a text field (and not under the chart).
 document.addEventListener('keydown', (e) => {
-  if (e.key === '/' && !e.ctrlKey && !e.metaKey && !e.altKey && !/^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName)) {
+  if (e.key === '/' && !chart.isOpen && !e.ctrlKey && !e.metaKey && !e.altKey && !/^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName)) {
     e.preventDefault();
     filterInput.focus();
   }
@@ -466,14 +516,30 @@ function removeSymbol(sym) {
   client.unsubscribe([sym]).catch(() => { /* the server forgets everything on disconnect anyway */ });
 }
 
+// A click on × removes the row; anywhere else on a row (the symbol button included) opens its chart,
+// unless the click ended a text selection.
 tbody.addEventListener('click', (e) => {
+  const tr = e.target.closest('tr[data-symbol]');
+  if (!tr) return;
   const btn = e.target.closest('button.remove');
-  if (!btn) return;
-  const tr = btn.closest('tr');
+  if (!btn) {
+    if (e.target.closest('button.sym') || getSelection()?.type !== 'Range') openChart(tr.dataset.symbol);
+    return;
+  }
   // keep keyboard focus in the table: next row's ×, else previous, else the add box
   const next = [tr.nextElementSibling, tr.previousElementSibling].find((r) => r && !r.hidden);
   removeSymbol(tr.dataset.symbol);
   (next?.querySelector('button.remove') || addInput).focus();
+});
+
+// Up and down arrows move between the rows' symbol buttons (Enter or Space then opens the chart).
+tbody.addEventListener('keydown', (e) => {
+  if ((e.key !== 'ArrowDown' && e.key !== 'ArrowUp') || !e.target.matches('button.sym')) return;
+  let tr = e.target.closest('tr');
+  do tr = e.key === 'ArrowDown' ? tr.nextElementSibling : tr.previousElementSibling; while (tr?.hidden);
+  if (!tr) return;
+  e.preventDefault();
+  tr.querySelector('button.sym').focus();
 });
 
 $('add-form').addEventListener('submit', (e) => {
@@ -520,9 +586,25 @@ function loadKnown() {
   return knownLoading;
 }
 
+// ---- the chart ----
+
+const chart = new Chart($('chart'), {
+  apiBase: API_BASE,
+  quote: (sym) => rows.get(sym)?.q,
+  decimals: (sym) => rows.get(sym)?.dec ?? 2,
+  recentValues: (sym) => rows.get(sym)?.recentValues() ?? [],
+  serverNow: () => Date.now() + clockOffset,
+});
+
+function openChart(sym) {
+  const row = rows.get(sym);
+  if (row) chart.open(sym, row.cells.symbol.querySelector('button.sym'));
+}
+
 // ---- connection ----
 
-const client = new TickerdClient(WS_URL);
+// Every subscribe, including the re-subscribe after a reconnect, asks for the sparklines' history.
+const client = new TickerdClient(WS_URL, { history: SPARK_HISTORY });
 
 client.addEventListener('state', ({ detail: { state, attempt } }) => {
   const view = state === 'open' ? 'live' : state === 'offline' || state === 'closed' ? 'offline' : 'reconnecting';
@@ -534,9 +616,18 @@ client.addEventListener('state', ({ detail: { state, attempt } }) => {
   if (view !== 'live') latencyEl.textContent = 'rtt —';
 });
 
-client.addEventListener('open', () => loadKnown());
+client.addEventListener('open', () => {
+  loadKnown();
+  // The chart joins live values by seq; after a reconnect (maybe to a restarted server, which numbers
+  // them from 1 again) it loads its history afresh, which also fills what was missed meanwhile.
+  if (client.counts.connects > 1) {
+    for (const row of rows.values()) row.forgetRecent();
+    chart.reload();
+  }
+});
 
 client.addEventListener('data', (e) => onData(e.detail));
+client.addEventListener('history', (e) => onHistory(e.detail));
 
 client.addEventListener('latency', ({ detail: { rtt, clockOffset: off } }) => {
   clockOffset = off;
@@ -599,8 +690,9 @@ themeBtn.addEventListener('click', () => {
   document.documentElement.dataset.theme = t;
   save(THEME_KEY, t);
   renderThemeButton();
+  chart.refresh();
 });
-darkQuery.addEventListener('change', renderThemeButton);
+darkQuery.addEventListener('change', () => { renderThemeButton(); chart.refresh(); });
 renderThemeButton();
 
 // ---- start ----
@@ -617,5 +709,6 @@ client.connect();
 // For the console and the browser tests: the client, and the renderer's current row interval.
 window.tickerd = {
   client,
+  chart,
   renderStats: () => ({ rowInterval, rows: rows.size, dirty: dirty.size, flashing: flashing.size }),
 };

@@ -13,7 +13,11 @@
 //   status   {status, state, attempt, delay}  status: connecting | live | reconnecting | closed
 //   snapshot one update object of a snapshot frame (the symbol's current value after a subscribe)
 //   update   one update object of an update frame (or of a replay frame, with options.resume)
-//   data     {kind: 'snapshot'|'update'|'replay', updates, reset?}   the whole frame (replay, reset: resume)
+//   data     {kind: 'snapshot'|'update'|'replay', updates, reset?}   the whole frame (replay: resume or
+//            history; reset: resume)
+//   history  {symbol, interval, columns, rows, seq, error?}  the stored past of a symbol, after a subscribe
+//            that asked for it (options.history or subscribe(..., {history})); replay frames then carry
+//            the values after `seq` (as 'update' events), so history + replay + updates are continuous
 //   error    {source: 'server'|'transport', code, message, id?, req?, symbols?}
 //            every server error reply (req names the request's op when it answers one of ours) and
 //            transport trouble (connect failure, connect/ping timeout)
@@ -38,6 +42,10 @@ export class TickerdError extends Error {
   }
 }
 
+// A subscribe with history refused as `busy` (the server reads only so many histories at a time, for all
+// its clients) is retried after about 0.1, 0.2, 0.4 … 2 s, 2 s: 10 tries over some 10 s, with jitter.
+const HISTORY_BUSY_RETRIES = 10;
+
 const STATUS_OF = {
   idle: 'closed', closed: 'closed', open: 'live', reconnecting: 'reconnecting', offline: 'reconnecting',
 };
@@ -57,6 +65,8 @@ export class TickerdClient extends EventTarget {
       protocols: undefined,  // WebSocket subprotocol(s), e.g. 'tickerd.json'
       retryUnknown: 5000,    // ms between re-tries of symbols a re-subscribe could not confirm; 0 = drop unknown
       resume: false,         // re-subscribes name the last seq per symbol: the server replays what was missed
+      history: null,         // {interval, limit}: ask for each symbol's history with every subscribe
+      maxHistoryRows: 10000, // limit x symbols per subscribe with history (the server's cap); larger ones are split
       WebSocket: globalThis.WebSocket,
       ...options,
     };
@@ -72,7 +82,9 @@ export class TickerdClient extends EventTarget {
     this.waiting = new Set(); // wanted, but the last re-subscribe got unknown_symbol or no reply (retried)
     this.latest = new Map();  // symbol -> last update object received (snapshot or update)
     this.skipped = 0;         // values skipped by server-side conflation, seen as seq gaps, since creation
-    this.counts = { snapshots: 0, updates: 0, replayed: 0, resets: 0, frames: 0, connects: 0, reconnects: 0 };
+    this.counts = {
+      snapshots: 0, updates: 0, replayed: 0, resets: 0, histories: 0, frames: 0, connects: 0, reconnects: 0,
+    };
     this.epoch = null;        // the server instance of the last subscribe ack (for resume)
     this._seq = new Map();    // symbol -> {seq, conn, skipped}
     this._conn = 0;           // connection number; seq gaps are only counted within one connection
@@ -85,6 +97,8 @@ export class TickerdClient extends EventTarget {
     this._starting = null;
     this._retryTimer = 0;
     this._connectTimer = 0;
+    this._historyTurn = Promise.resolve(); // settles when the subscribe with history before is through
+    this._historyDue = null;  // {due: symbols whose history frame is still to come, release} of that one
     this._pingTimer = 0;
     this._openedAt = 0;
     this._onOnline = () => { if (this.state === 'offline') this._connect(); };
@@ -177,13 +191,17 @@ export class TickerdClient extends EventTarget {
    * rest subscribed. {timeout}: ms to wait for the reply (default options.timeout).
    * When not connected the symbols are only remembered: resolves {symbols: [], rejected: [], queued: true}.
    * A request longer than options.maxRequestBytes is sent as several subscribes, each atomic on its own.
+   * {history: {interval, limit}} (default options.history; null: none): each symbol's stored past arrives
+   * as a 'history' event after its snapshot, then replayed values join it to the live updates. Not with
+   * "*" (the server refuses it there, so it is left out). Requests are split to keep limit x symbols
+   * within options.maxHistoryRows.
    */
-  subscribe(symbols, { partial = false, timeout = this.opts.timeout } = {}) {
+  subscribe(symbols, { partial = false, timeout = this.opts.timeout, history = this.opts.history } = {}) {
     symbols = [...new Set(symbols)];
     const added = symbols.filter((s) => !this.subscriptions.has(s));
     for (const s of symbols) this.subscriptions.add(s);
     if (this.state !== 'open' || !symbols.length) return Promise.resolve({ symbols: [], rejected: [], queued: true });
-    return this._subscribe(symbols, { mode: partial ? 'partial' : 'atomic', timeout, added: new Set(added) });
+    return this._subscribe(symbols, { mode: partial ? 'partial' : 'atomic', timeout, added: new Set(added), history });
   }
 
   /** Resolves with the ack (null when not connected: the server forgets everything on disconnect anyway). */
@@ -218,6 +236,7 @@ export class TickerdClient extends EventTarget {
   /**
    * Send one request; resolves with its ack, rejects with a TickerdError: the server's error code, or
    * 'timeout' (no reply within `timeout` ms), 'not_connected', 'disconnected' (connection lost first).
+   * quiet: true, or one error code: such an error reply rejects without an 'error' event.
    */
   request(op, fields = {}, timeout = this.opts.timeout, { quiet = false } = {}) {
     const ws = this._ws;
@@ -245,16 +264,17 @@ export class TickerdClient extends EventTarget {
   stats() { return { ...this.counts, skipped: this.skipped, symbols: this._seq.size }; }
 
   // Split a symbol list into pieces whose request JSON stays within maxRequestBytes (extra(s): bytes a
-  // symbol adds besides its place in "symbols", e.g. its resume entry).
-  _chunks(symbols, extra = null) {
+  // symbol adds besides its place in "symbols", e.g. its resume entry), of at most maxCount symbols.
+  _chunks(symbols, extra = null, maxCount = Infinity) {
     const limit = this.opts.maxRequestBytes;
-    const base = '{"op":"unsubscribe","symbols":[],"id":,"resume":{},"epoch":""}'.length + 16 + 64;
+    const base = '{"op":"unsubscribe","symbols":[],"id":,"resume":{},"epoch":"","history":{"interval":"","limit":}}'
+      .length + 16 + 64 + 24;
     const out = [];
     let cur = [];
     let len = base;
     for (const s of symbols) {
       const n = JSON.stringify(s).length + 1 + (extra ? extra(s) : 0);
-      if (cur.length && len + n > limit) { out.push(cur); cur = []; len = base; }
+      if (cur.length && (len + n > limit || cur.length >= maxCount)) { out.push(cur); cur = []; len = base; }
       cur.push(s);
       len += n;
     }
@@ -268,14 +288,15 @@ export class TickerdClient extends EventTarget {
   // In keep mode a chunk that gets no reply in time also goes to `waiting` (sending a subscribe again is
   // harmless: the server answers with a fresh snapshot), so a slow moment cannot leave the server without
   // a subscription the client believes it has.
-  async _subscribe(symbols, { mode, timeout, added = new Set(), quiet = false, resume = false }) {
+  async _subscribe(symbols, { mode, timeout, added = new Set(), quiet = false, resume = false, history = null }) {
     const done = { symbols: [], rejected: [] };
     let late = null;
     const extra = resume ? (s) => (this._seq.has(s) ? JSON.stringify(s).length + 18 : 0) : null;
-    for (const chunk of this._chunks(symbols, extra)) {
+    const perChunk = history ? Math.max(1, Math.floor(this.opts.maxHistoryRows / (history.limit || 1))) : Infinity;
+    for (const chunk of this._chunks(symbols, extra, perChunk)) {
       let r;
       try {
-        r = await this._subscribeChunk(chunk, { mode, timeout, added, quiet, resume });
+        r = await this._subscribeChunk(chunk, { mode, timeout, added, quiet, resume, history });
       } catch (e) {
         if (mode !== 'keep' || e.code !== 'timeout') throw e;
         for (const s of chunk) this.waiting.add(s);
@@ -291,14 +312,21 @@ export class TickerdClient extends EventTarget {
 
   // A subscribe is atomic on the server: one unknown symbol fails them all. Partial/keep modes take the
   // ones it names out and retry with the rest.
-  async _subscribeChunk(symbols, { mode, timeout, added, quiet, resume }) {
+  async _subscribeChunk(symbols, { mode, timeout, added, quiet, resume, history }) {
     const rejected = [];
+    let busy = 0;
     for (;;) {
       if (!symbols.length) return { symbols, rejected };
       const fields = { symbols };
       const resumed = resume ? this._resumeFields(symbols, fields) : [];
+      // The server refuses history with "*" and with resume (a resumed symbol continues from its seq).
+      const withHistory = history && !resumed.length && !symbols.includes('*');
+      if (withHistory) fields.history = { interval: history.interval, limit: history.limit };
       try {
-        const ack = await this.request('subscribe', fields, timeout, { quiet });
+        // a `busy` that will be retried is no news for 'error' listeners
+        const hush = quiet || (withHistory && busy < HISTORY_BUSY_RETRIES ? 'busy' : false);
+        const ack = withHistory ? await this._historyRequest(fields, timeout, hush)
+          : await this.request('subscribe', fields, timeout, { quiet: hush });
         if (typeof ack.epoch === 'string') this.epoch = ack.epoch;
         // seqs of resumed symbols continue on this connection: gaps from here on are conflation
         for (const s of resumed) { const st = this._seq.get(s); if (st) st.conn = this._conn; }
@@ -306,6 +334,16 @@ export class TickerdClient extends EventTarget {
         return { symbols, rejected };
       } catch (e) {
         if (resumed.length && e.code === 'bad_request') { resume = false; continue; } // a server without resume
+        // The server reads a few histories per connection at once; the refused subscribe changed nothing.
+        if (withHistory && e.code === 'busy' && busy < HISTORY_BUSY_RETRIES) {
+          const bound = Math.min(2000, 100 * 2 ** busy++);
+          await new Promise((r) => setTimeout(r, bound * (0.5 + Math.random() / 2)));
+          if (this.state !== 'open') throw e;
+          continue;
+        }
+        // A server without history, or a limit above its max_rows: subscribe without (the error event
+        // already said why).
+        if (withHistory && e.code === 'bad_request') { history = null; continue; }
         const forget = (list) => { for (const s of list) if (added.has(s)) this.subscriptions.delete(s); };
         if (e.code === 'too_many_subscriptions') forget(symbols);
         if (e.code !== 'unknown_symbol') throw e;
@@ -328,6 +366,34 @@ export class TickerdClient extends EventTarget {
         }
         symbols = symbols.filter((s) => !bad.has(s));
       }
+    }
+  }
+
+  // Subscribes with history go one at a time, each from its send to its last history frame (one per
+  // symbol, after the ack): the server reads at most two per connection at once and refuses more as
+  // `busy`, and the frames of one request come in one burst anyway. The wait for the frames is bounded by
+  // `timeout`; a lost connection ends it (_drop).
+  async _historyRequest(fields, timeout, quiet) {
+    const before = this._historyTurn;
+    let done;
+    this._historyTurn = new Promise((resolve) => { done = resolve; });
+    const release = () => {
+      clearTimeout(wait.timer);
+      if (this._historyDue === wait) this._historyDue = null;
+      done();
+    };
+    const wait = { due: new Set(fields.symbols), release, timer: 0 };
+    try {
+      await before;
+      // Registered before the request goes out: in Node, `ws` may deliver the ack and the history frames
+      // in one go, before this function resumes.
+      this._historyDue = wait;
+      const ack = await this.request('subscribe', fields, timeout, { quiet });
+      if (this._historyDue === wait) wait.timer = setTimeout(release, timeout);
+      return ack;
+    } catch (e) {
+      release();
+      throw e;
     }
   }
 
@@ -356,7 +422,7 @@ export class TickerdClient extends EventTarget {
       this._waitTimer = 0;
       const list = [...this.waiting].filter((s) => this.subscriptions.has(s));
       if (this.state !== 'open' || !list.length) return;
-      this._subscribe(list, { mode: 'keep', timeout: this.opts.timeout, quiet: true })
+      this._subscribe(list, { mode: 'keep', timeout: this.opts.timeout, quiet: true, history: this.opts.history })
         .catch(() => { /* a lost connection re-subscribes everything anyway */ })
         .finally(() => this._retryWaiting());
     }, this.opts.retryUnknown);
@@ -393,7 +459,8 @@ export class TickerdClient extends EventTarget {
       if (this.subscriptions.size) {
         const wanted = [...this.subscriptions];
         const mode = this.opts.retryUnknown ? 'keep' : 'partial';
-        this._subscribe(wanted, { mode, timeout: this.opts.timeout, resume: !!this.opts.resume }).catch((e) => {
+        const again = { mode, timeout: this.opts.timeout, resume: !!this.opts.resume, history: this.opts.history };
+        this._subscribe(wanted, again).catch((e) => {
           // server errors already went out as 'error' events; report the rest (e.g. a timeout)
           if (e.code === 'timeout') this._emit('error', { source: 'transport', code: e.code, message: e.message });
         }).finally(() => this._retryWaiting());
@@ -417,6 +484,9 @@ export class TickerdClient extends EventTarget {
       case 'replay':
         if (Array.isArray(msg.updates)) this._onValues(msg.op, msg.updates, msg.reset === true);
         break;
+      case 'history':
+        if (typeof msg.symbol === 'string') this._onHistory(msg);
+        break;
       case 'ack':
       case 'error': {
         const p = msg.id != null ? this._pending.get(msg.id) : null;
@@ -424,7 +494,7 @@ export class TickerdClient extends EventTarget {
           this._pending.delete(msg.id);
           clearTimeout(p.timer);
         }
-        if (msg.op === 'error' && !p?.quiet) {
+        if (msg.op === 'error' && !(p && (p.quiet === true || p.quiet === msg.code))) {
           const { op, ...rest } = msg;
           this._emit('error', { source: 'server', ...rest, ...(p ? { req: p.op } : {}) });
         }
@@ -468,6 +538,19 @@ export class TickerdClient extends EventTarget {
     this._emit('data', reset ? { kind, updates, reset } : { kind, updates });
   }
 
+  // The replay that follows continues from the history's seq: count seq gaps from there (the snapshot
+  // before it may be newer or older than the history's end). seq 0: nothing of this server run in it.
+  _onHistory(msg) {
+    const { op, ...detail } = msg;
+    this.counts.histories++;
+    const st = this._seq.get(msg.symbol);
+    if (st && Number.isFinite(msg.seq) && msg.seq > 0) { st.seq = msg.seq; st.conn = this._conn; }
+    const wait = this._historyDue;
+    if (wait?.due.delete(msg.symbol) && !wait.due.size) wait.release();
+    if (!Array.isArray(detail.rows)) detail.rows = [];
+    this._emit('history', detail);
+  }
+
   _startPings() {
     clearInterval(this._pingTimer);
     if (!this.opts.pingInterval) return;
@@ -498,6 +581,7 @@ export class TickerdClient extends EventTarget {
     clearInterval(this._pingTimer);
     clearTimeout(this._waitTimer);
     this._waitTimer = 0;
+    this._historyDue?.release();
     for (const p of this._pending.values()) {
       clearTimeout(p.timer);
       p.reject(new TickerdError('disconnected', `${p.op}: connection lost before the reply`, { op: p.op }));

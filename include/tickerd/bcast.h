@@ -13,6 +13,12 @@
  * callback calls bcast_client_frame(); after writing it asks again while
  * bcast_client_has_pending() is true. Single-threaded: the service thread.
  *
+ * Backlog: a client only a few values behind on a symbol (at most
+ * max_backlog, still in the symbol's ring, see below) is sent every one of
+ * them rather than only the latest, so a client that keeps up loses nothing
+ * even with coalescing off; one further behind converges to the latest value.
+ * Either way the per-client state is the same: the last seq sent.
+ *
  * Resume: each symbol also keeps a fixed ring of its last resume_depth
  * encodings (allocated on its first publish, filled by one memcpy per
  * publish, never grown). A client that subscribes with the last seq it saw
@@ -65,6 +71,11 @@ typedef struct bcast_opts {
     uint32_t max_subscriptions; /* per client; "*" counts as one */
     size_t max_frame_bytes;
     uint32_t resume_depth; /* ring entries per symbol; 0 = no ring (resume always resets) */
+    /* A client at most this many values behind on a symbol gets each of them
+     * (from the ring) instead of only the latest; further behind, it
+     * converges to the latest value and the skipped ones count as conflated.
+     * 0 or 1 = latest value only. Needs the ring (resume_depth). */
+    uint32_t max_backlog;
 } bcast_opts;
 
 /* Largest resume_depth accepted (broadcast.resume_depth). */
@@ -134,6 +145,8 @@ void bcast_publish(bcast *b, uint32_t id, const norm_quote *q);
 /* --- read side, for HTTP endpoints --- */
 uint32_t bcast_symbol_count(const bcast *b);
 const char *bcast_symbol_name(const bcast *b, uint32_t id);
+/* "live", "stale" (no fresh source: the last known value) or "no_data". */
+const char *bcast_symbol_status(const bcast *b, uint32_t id);
 /* Latest encoded value of symbol id; NULL when it has none yet. */
 const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len);
 
@@ -164,6 +177,24 @@ bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_
  * unsubscribed names are ignored. */
 void bcast_unsubscribe(bcast_client *c, const char *const *names, size_t n);
 int bcast_client_has_pending(const bcast_client *c);
+/* Is any snapshot (plain or reset) still due? */
+int bcast_client_snapshots_due(const bcast_client *c);
+
+/* The history seam (history on subscribe). bcast_park: the client's
+ * subscriptions to ids[0..n) get their snapshot as usual but no live update
+ * until bcast_unpark(id, seq), where seq is the last value the client's
+ * history holds (0: none of this server run). Unpark continues exactly after
+ * it, like a resume from seq: a replay of every later value from the ring,
+ * nothing when seq is current, or a reset snapshot ("reset":true) when the
+ * ring no longer reaches back. Ids the client does not hold are ignored; a
+ * later subscribe naming the symbol again unparks it. */
+void bcast_park(bcast_client *c, const uint32_t *ids, size_t n);
+void bcast_unpark(bcast_client *c, uint32_t id, uint64_t seq);
+/* For bcast_unpark when there is no history to join: live updates simply
+ * follow what the client was last sent. */
+#define BCAST_UNPARK_LIVE UINT64_MAX
+/* Symbol id of a known name, or UINT32_MAX. */
+uint32_t bcast_symbol_id(const bcast *b, const char *name);
 uint32_t bcast_client_subscription_count(const bcast_client *c);
 /* Write the client's next frame into buf (at most cap bytes): snapshot
  * frames while snapshots are due, then reset snapshot frames, then replay

@@ -54,6 +54,7 @@ typedef struct cfg_t {
         int port;
         char web_root[512];
         int max_connections;
+        char event_loop[8]; /* "poll" (lws' own) or "libuv" (epoll, when lws' plugin loads) */
     } server;
     struct {
         int level; /* log_level */
@@ -71,6 +72,7 @@ typedef struct cfg_t {
         int stall_timeout_ms;
         int ping_interval_s;
         int resume_depth; /* values kept per symbol for resuming clients; 0 = off */
+        int max_backlog;  /* values a client may be behind and still get each one */
         int permessage_deflate; /* accept the WebSocket compression extension */
     } broadcast;
     struct {
@@ -79,9 +81,27 @@ typedef struct cfg_t {
         int max_messages_per_sec;
         int max_errors;
     } limits;
+    struct {
+        int enabled;
+        char path[512]; /* "" = the state directory's history.db (see cfg_history_path) */
+        int flush_interval_ms;
+        int queue_capacity;  /* ticks waiting for the writer */
+        int max_db_mb;       /* 0 = no cap */
+        int max_rows;        /* per history query (subscribe or /api/history page) */
+        int retention_ticks_s, retention_1s_s, retention_1m_s, retention_1h_s; /* 0 = forever */
+    } history;
+    struct {
+        char cors_origins[512]; /* "" none, "*" any, else a comma-separated list of origins */
+    } api;
     feed_cfg *feeds;
     size_t nfeeds;
 } cfg_t;
+
+/* Where the history file goes when history.path is "": $STATE_DIRECTORY
+ * (systemd's StateDirectory=), else $XDG_STATE_HOME/tickerd, else
+ * ~/.local/state/tickerd, each + "/history.db". Writes it to out; -1 when
+ * none of those is set. */
+int cfg_history_path(const cfg_t *cfg, char *out, size_t cap);
 
 /* Built-in defaults, including the default `sim` feed. Returns 0 or -1 (OOM). */
 int cfg_defaults(cfg_t *cfg);

@@ -1,7 +1,10 @@
 /*
- * http.h — the HTTP endpoints beside the page: /healthz, /metrics and
- * /api/symbols. They observe the service (read-only views of the normalizer,
- * broadcaster, transport and feeds); nothing here sits in the data flow.
+ * http.h — the HTTP endpoints beside the page: /healthz, /metrics and the
+ * JSON API (/api/symbols, /api/snapshot, /api/history; docs/api.md). They
+ * observe the service (read-only views of the normalizer, broadcaster,
+ * transport, feeds and history store); nothing here sits in the data flow.
+ * /api/history reads disk, so it goes through the history worker (hist) and
+ * its response is written when the worker is done.
  */
 #ifndef TICKERD_HTTP_H
 #define TICKERD_HTTP_H
@@ -12,6 +15,7 @@
 
 #include "tickerd/bcast.h"
 #include "tickerd/feed.h"
+#include "tickerd/history.h"
 #include "tickerd/norm.h"
 #include "tickerd/ws.h"
 
@@ -26,6 +30,13 @@ typedef struct http_sources {
     feed *const *const *feeds;
     const size_t *nfeeds;
     int64_t started_us;
+    /* history: store NULL when disabled or failed to open (history_error) */
+    store *const *store;
+    hist *const *hist;
+    const char *history_path;
+    const char *history_error; /* why the store is not open ("" when it is or is disabled) */
+    const int *history_enabled;
+    const char *cors_origins; /* api.cors_origins */
 } http_sources;
 
 typedef struct http_server http_server;
@@ -42,5 +53,8 @@ int http_render_metrics(const http_sources *src, struct sbuf *out);
 /* Returns the HTTP status: 200 when any feed is live, else 503. */
 int http_render_healthz(const http_sources *src, struct sbuf *out);
 void http_render_symbols(const http_sources *src, struct sbuf *out);
+/* /api/snapshot: symbols is the comma-separated list ("" or NULL = every
+ * symbol with a value). Returns 200, or 404 naming unknown symbols. */
+int http_render_snapshot(const http_sources *src, const char *symbols, struct sbuf *out);
 
 #endif

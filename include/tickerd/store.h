@@ -36,7 +36,7 @@
  * it from a worker thread, never from the event loop. Calls serialize on one
  * mutex of the store.
  *
- * Memory: capacity × 120 bytes for the ring (7.5 MiB by default), plus the
+ * Memory: capacity × 128 bytes for the ring (8 MiB by default), plus the
  * writer's symbol cache and SQLite's page caches.
  *
  * Lifecycle: store_open (caller's thread; creates the directory, the file
@@ -54,7 +54,7 @@
 
 #include "tickerd/norm.h"
 
-#define STORE_SCHEMA_VERSION 1 /* PRAGMA user_version written by this build */
+#define STORE_SCHEMA_VERSION 2 /* PRAGMA user_version written by this build */
 
 #define STORE_DEFAULT_CAPACITY 65536 /* ticks in the ring */
 #define STORE_DEFAULT_FLUSH_MS 1000
@@ -90,13 +90,16 @@ typedef struct store_opts {
 /* One row of history. Ticks: ts_us is the value's event time, open = high =
  * low = close = last, count = 1. Candles: ts_us is the bucket start, OHLC of
  * `last` by event time, count = ticks in the bucket (the candles.volume
- * column), bid = ask = volume = NAN, source "". */
+ * column), bid = ask = volume = NAN, source "", seq 0. */
 typedef struct store_row {
     int64_t ts_us;
     double open, high, low, close;
     double bid, ask;
     double volume;   /* ticks: the venue's 24 h volume as quoted */
     int64_t count;
+    uint64_t seq;    /* ticks: norm_quote.seq as put (it restarts with the
+                        process: compare it only within one run, see run_seq);
+                        0 for rows written before schema v2 and for candles */
     char source[32]; /* ticks: the feed that gave the value */
 } store_row;
 
@@ -148,7 +151,8 @@ int store_start(store *s, char *err, size_t errcap);
  * ring was full and this tick was dropped (counted, recorded as a gap), -1
  * when s or q is NULL or the symbol empty. A quote with `stale` set is a
  * re-publication of a known value: not stored, counted in skipped_stale. The
- * tick's time is q->ts_us (q->received_us when that is 0). Any thread;
+ * tick's time is q->ts_us (q->received_us when that is 0); q->seq is stored
+ * with it (0 = none) and feeds store_history's run_seq. Any thread;
  * concurrent producers serialize on a mutex of their own. */
 int store_put(store *s, const norm_quote *q);
 /* Ask the writer for a last flush, wait for it and join it. Waits for the
@@ -159,14 +163,38 @@ void store_stop(store *s);
  * store_put or store_history call may be running or follow. */
 void store_close(store *s);
 
-/* History of symbol in [from_us, to_us) by event time, oldest first, at
- * most min(limit, cap) rows (limit <= 0: cap) — the earliest ones of the
- * range; page on by starting the next call after the last ts_us.
- * interval_s: 0 = ticks, or 1, 60, 3600 = candles. Returns the number of
- * rows written to out (0 for an unknown symbol), or -1 with err. Blocks on
- * disk: not on the event loop. Thread-safe. */
-int store_history(store *s, const char *symbol, int interval_s, int64_t from_us, int64_t to_us,
-                  int limit, store_row *out, int cap, char *err, size_t errcap);
+typedef struct store_query {
+    const char *symbol;
+    int interval_s;         /* 0 = ticks, 1 / 60 / 3600 = candles */
+    int64_t from_us, to_us; /* [from_us, to_us) by event time (ticks' ts_us, candles' start) */
+    int limit;              /* rows wanted: at most min(limit, cap); <= 0 = cap */
+    int latest;             /* 0: the earliest `limit` rows of the range; 1: the newest `limit`
+                               rows; either way returned oldest first */
+} store_query;
+
+/* Rows of q, oldest first (ties on ts_us in write order). Returns the count
+ * (0 for an unknown symbol) or -1 with err. Page forwards with from_us = the
+ * last row's ts_us + 1 (latest = 0), backwards with to_us = the first row's
+ * ts_us (latest = 1); rows sharing that ts_us across the page edge are
+ * skipped, which only ticks with equal event times can have.
+ *
+ * run_seq (may be NULL): the highest `seq` among this symbol's ticks written
+ * by THIS store instance (since store_open; seq restarts with the process, so
+ * older runs' values mean nothing to the caller), 0 when none. It is read in
+ * the same read transaction as the rows (one WAL snapshot), so the two agree
+ * even while the writer commits. The seam: no tick with seq > run_seq is in
+ * the rows (nor counted in a candle), and, with a symbol's ticks put in seq
+ * order (as the normalizer publishes them), every tick of this run up to
+ * run_seq whose event time falls in the range is — unless the page ends
+ * first (latest = 0 and `limit` rows returned). So a caller that asks for the
+ * newest rows up to now and then sends live values with seq > run_seq has
+ * neither a gap nor a duplicate at the seam. Not in the file at all: ticks
+ * dropped on a full ring (recorded, see store_gaps) and stale
+ * re-publications. Costs two primary-key lookups on top of the rows.
+ *
+ * Blocks on disk: not on the event loop. Thread-safe (calls serialize). */
+int store_history(store *s, const store_query *q, store_row *out, int cap, uint64_t *run_seq,
+                  char *err, size_t errcap);
 /* Recorded gaps whose range overlaps [from_us, to_us), oldest first, at most
  * cap. Returns the count or -1 with err. Same threading as store_history. */
 int store_gaps(store *s, int64_t from_us, int64_t to_us, store_gap *out, int cap, char *err,
@@ -175,7 +203,23 @@ int store_gaps(store *s, int64_t from_us, int64_t to_us, store_gap *out, int cap
 /* Counters, gauges and the degraded state; any thread, never waits on disk. */
 void store_get_stats(store *s, store_stats *st);
 /* Change max_db_bytes (0 = no cap); applied by the writer before its next
- * batch. Any thread. */
+ * batch. A writer degraded (e.g. at the old cap) retries at once rather than
+ * at its next retry_interval_ms. Any thread. */
 void store_set_max_db_bytes(store *s, int64_t bytes);
+
+/* The operator's check (tickerd --check-history FILE): open path read-only
+ * (never creating it, never writing the database; SQLite may create the
+ * -wal/-shm files next to it), run PRAGMA integrity_check and a few checks
+ * of tickerd's own (schema version, every row's symbol known, candles whose
+ * low <= open, close <= high), and write a one-line summary to report:
+ * "ok" or the first problems, the schema version and the row counts.
+ * Safe while tickerd writes the file (a WAL reader waits for no one).
+ * Returns 0 when ok, 1 when the file is damaged or not a history file, 2 when
+ * it cannot be opened or read (missing, no permission, locked). Blocks on
+ * disk for as long as reading the whole file takes. */
+#define STORE_CHECK_OK 0
+#define STORE_CHECK_CORRUPT 1
+#define STORE_CHECK_CANNOT_OPEN 2
+int store_check(const char *path, char *report, size_t cap);
 
 #endif

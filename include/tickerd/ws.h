@@ -35,6 +35,7 @@ typedef enum {
     WS_ERR_BINARY_NOT_SUPPORTED,
     WS_ERR_RATE_LIMITED,
     WS_ERR_INTERNAL,
+    WS_ERR_BUSY, /* history requests at their limit: retry later */
     WS_ERR_COUNT
 } ws_error_code;
 
@@ -61,7 +62,11 @@ typedef struct ws_stats {
 
 typedef struct ws_server ws_server;
 
+struct hist;
 ws_server *ws_create(bcast *b, const ws_limits *limits);
+/* History reads for subscribes that ask for "history"; NULL: such a
+ * subscribe gets history frames with an error. */
+void ws_set_history(ws_server *ws, struct hist *h);
 void ws_destroy(ws_server *ws);
 int ws_set_limits(ws_server *ws, const ws_limits *limits);
 /* The lws protocol entry for this transport in encoding enc (its .user is

@@ -1,15 +1,18 @@
 // The dashboard in a real browser (Debian chromium driven by playwright-core) against a real tickerd:
 // rows for the default symbols appear, prices move, add/remove change the server-side subscription,
-// and the page reconnects by itself after tickerd restarts. Sparklines per row; the stale badge for a
-// symbol whose only feed (a `rest` feed on the fake exchange) stalls; frame rate with 200 rows at full
-// rate. Saves screenshots to artifacts/.
+// and the page reconnects by itself after tickerd restarts. Sparklines per row, filled from history on
+// load; the chart dialog (candles from /api/history, range switch, live extension, keyboard, Escape); the
+// stale badge for a symbol whose only feed (a `rest` feed on the fake exchange) stalls; frame rate with
+// 200 rows at full rate. Saves screenshots to artifacts/.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
-import { startTickerd, stopAll, metrics, waitFor, waitForSymbols, simConfig, sleep, startFake } from './lib/harness.mjs';
+import {
+  startTickerd, stopAll, metrics, waitFor, waitForSymbols, simConfig, sleep, startFake, httpGet, tempDir,
+} from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ARTIFACTS = path.join(ROOT, 'artifacts');
@@ -30,13 +33,21 @@ after(async () => {
   await stopAll();
 });
 
-async function openPage(srv, { colorScheme = 'light' } = {}) {
+async function openPage(srv, { colorScheme = 'light', viewport = { width: 1280, height: 760 } } = {}) {
   browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 760 }, colorScheme });
+  const page = await browser.newPage({ viewport, colorScheme });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(srv.url);
   return { page, errors };
+}
+
+/** Wait until the store holds `n` 1-second candles of `symbol` (it writes once a second). */
+async function historyHas(srv, n, symbol = 'BTC-USD') {
+  await waitFor(async () => {
+    const r = await httpGet(srv, `/api/history?symbol=${symbol}&interval=1s&limit=${n}`);
+    return r.status === 200 && r.json().rows.length >= n;
+  }, { timeoutMs: 15000, message: `${n} one-second candles of ${symbol} in the history` });
 }
 
 /**
@@ -127,6 +138,7 @@ test('after tickerd stops the page shows reconnecting, and recovers with the sam
 
 test('every row has a sparkline that follows its price', T, async () => {
   const srv = await startTickerd({ config: simConfig({ rate: 400 }) });
+  const started = Date.now();
   const { page, errors } = await openPage(srv);
   await page.waitForFunction(() => document.querySelectorAll('#quotes tbody tr[data-symbol]').length >= 20, null,
     { timeout: 5000 });
@@ -138,10 +150,12 @@ test('every row has a sparkline that follows its price', T, async () => {
   const b = await sparklines(page);
   const changed = Object.keys(b).filter((s) => b[s] !== a[s]);
   assert.ok(changed.length >= 10, `only ${changed.length} sparklines changed in 2.5 s`);
-  // one point per second of live data: after about 4 s, 3 to 5 points (and every point inside the box)
+  // one point per second of the values' time (history, then live): no more than tickerd has had seconds
+  // (and every point inside the box)
+  const seconds = Math.ceil((Date.now() - started) / 1000);
   for (const s of changed) {
     const n = pointCount(b[s]);
-    assert.ok(n >= 2 && n <= 6, `${s}: ${n} points: ${b[s]}`);
+    assert.ok(n >= 2 && n <= seconds + 1, `${s}: ${n} points after ${seconds} s: ${b[s]}`);
     for (const p of b[s].trim().split(/\s+/)) {
       const [x, y] = p.split(',').map(Number);
       assert.ok(x >= 0 && x <= 100 && y >= 0 && y <= 20, `${s}: point ${p} outside the viewBox`);
@@ -152,6 +166,190 @@ test('every row has a sparkline that follows its price', T, async () => {
   assert.deepEqual(errors, []);
   await page.close();
 });
+
+const sparkCounts = async (page) => Object.fromEntries(Object.entries(await sparklines(page))
+  .map(([sym, pts]) => [sym, pointCount(pts)]));
+
+// In the page: all default rows are there, and each sparkline has at least n points.
+const everySparkHas = (n) => {
+  const rows = [...document.querySelectorAll('#quotes tbody tr[data-symbol]')];
+  return rows.length >= 20 && rows.every((r) =>
+    (r.querySelector('polyline')?.getAttribute('points') || '').trim().split(/\s+/).filter(Boolean).length >= n);
+};
+
+test('sparklines are filled from history as soon as the page loads, then extended live', T, async () => {
+  const srv = await startTickerd({ config: simConfig({ rate: 400 }) });
+  await historyHas(srv, 6);
+  const { page, errors } = await openPage(srv); // resolves at the load event
+  // Live values give one point per second: 5 points within 1 s of load can only come from history.
+  await page.waitForFunction(everySparkHas, 5, { timeout: 1000 });
+  const first = await sparkCounts(page);
+  assert.ok(await page.evaluate(() => window.tickerd.client.counts.histories) >= 20, 'a history frame per row');
+  await sleep(2500);
+  const later = await sparkCounts(page);
+  const grown = Object.keys(later).filter((s) => later[s] > first[s]);
+  assert.ok(grown.length >= 15, `only ${grown.length} sparklines got new points in 2.5 s: ${JSON.stringify(later)}`);
+  for (const n of Object.values(later)) assert.ok(n <= 60, `${n} points: at most one per second over 60 s`);
+  assert.deepEqual(errors, []);
+  console.log(`# sparkline points: ${Math.min(...Object.values(first))}+ at load, ${later['BTC-USD']} 2.5 s later`);
+  await page.close();
+});
+
+// "Restarting tickerd keeps yesterday's chart": the history of an earlier run (seq 0 in the history frame:
+// nothing of this run in it) still fills the sparklines and the chart. A chart left open reloads when the
+// page reconnects and goes on with the new run's values (whose seqs start again from 1).
+test('after tickerd restarts on the same state directory, sparklines and chart show the earlier history', T,
+  async () => {
+    const stateDir = tempDir();
+    let srv = await startTickerd({ config: simConfig({ rate: 400 }), stateDir });
+    const port = srv.port;
+    await historyHas(srv, 8);
+    const { page, errors } = await openPage(srv);
+    const requests = [];
+    page.on('request', (r) => { if (r.url().includes('/api/history')) requests.push(r.url()); });
+    await page.waitForFunction(() => /\d/.test(document.querySelector('#quotes tr[data-symbol="BTC-USD"] .c-last')?.textContent));
+    await page.click('#quotes tr[data-symbol="BTC-USD"] .c-last');
+    await page.waitForSelector('#chart[data-state="ready"]', { timeout: 5000 });
+
+    await srv.stop('SIGTERM');
+    srv = await startTickerd({ config: simConfig({ rate: 400 }), stateDir, args: ['--port', String(port)] });
+    await page.waitForSelector('#status[data-state="live"]', { timeout: 35000 });
+    await waitFor(() => requests.length === 2, { timeoutMs: 5000, message: 'the chart reloads after the reconnect' });
+    await page.waitForSelector('#chart[open][data-state="ready"]', { timeout: 5000 });
+    const p0 = Number(await page.getAttribute('#chart', 'data-points'));
+    assert.ok(p0 >= 8, `${p0} candles: the earlier run's`);
+    await page.waitForFunction((n) => Number(document.querySelector('#chart').dataset.points) >= n + 2, p0,
+      { timeout: 5000 }); // and new ones from this run's values
+    assert.deepEqual(errors, []);
+    await page.close();
+
+    // A page opened now: at least 6 points per sparkline within 2 s, more than this run has had seconds.
+    const fresh = await openPage(srv);
+    await fresh.page.waitForFunction(everySparkHas, 6, { timeout: 2000 });
+    assert.deepEqual(fresh.errors, []);
+    await fresh.page.close();
+  });
+
+const chartData = (page) => page.$eval('#chart', (d) => ({ open: d.open, ...d.dataset }));
+// Pixels drawn on the chart canvas (not transparent).
+const inked = (page) => page.$eval('#chart canvas.chart-main', (c) => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+  return n;
+});
+const focused = (page) => page.evaluate(() => {
+  const e = document.activeElement;
+  return { inChart: !!e?.closest('#chart'), cls: e?.className, text: e?.textContent, row: e?.closest('tr')?.dataset.symbol };
+});
+
+test('a click on a row opens its chart: candles from /api/history, live, range switch, keyboard, Escape', T,
+  async () => {
+    const srv = await startTickerd({ config: simConfig({ rate: 400 }) });
+    await historyHas(srv, 8);
+    const { page, errors } = await openPage(srv);
+    const requests = [];
+    page.on('request', (r) => { if (r.url().includes('/api/history')) requests.push(new URL(r.url()).searchParams); });
+    await page.waitForFunction(() => /\d/.test(document.querySelector('#quotes tr[data-symbol="BTC-USD"] .c-last')?.textContent));
+
+    await page.click('#quotes tr[data-symbol="BTC-USD"] .c-last');
+    await page.waitForSelector('#chart[data-state="ready"]', { timeout: 5000 });
+    let c = await chartData(page);
+    assert.equal(c.open, true);
+    assert.deepEqual([c.symbol, c.range, c.interval, c.kind], ['BTC-USD', '15m', '1s', 'candles']);
+    assert.ok(Number(c.points) >= 8, `${c.points} candles`);
+    assert.equal(requests.length, 1);
+    assert.deepEqual([requests[0].get('symbol'), requests[0].get('interval')], ['BTC-USD', '1s']);
+    assert.ok((await focused(page)).inChart, 'focus moves into the dialog');
+    assert.ok(await inked(page) > 2000, 'candles are drawn');
+
+    // Extended live: new 1-second candles appear while it is open.
+    const p0 = Number(c.points);
+    await page.waitForFunction((n) => Number(document.querySelector('#chart').dataset.points) >= n + 2, p0,
+      { timeout: 5000 });
+
+    // The seam: candles the store has completed since match the chart's, which joined its history to the
+    // values the page received by seq: a value counted twice, or one missing, would change a count.
+    await sleep(2500);
+    const chart = await page.evaluate(() => window.tickerd.chart.candles.map((k) => ({ ...k })));
+    const stored = (await httpGet(srv, `/api/history?symbol=BTC-USD&interval=1s&from=${chart[0].t}&limit=2000`)).json();
+    const complete = stored.rows.slice(0, -1); // the newest may still be filling
+    const byT = new Map(chart.map((k) => [k.t, k]));
+    let compared = 0;
+    for (const [t, o, h, l, cl, n] of complete) {
+      const k = byT.get(t);
+      if (!k) continue;
+      assert.deepEqual([k.o, k.h, k.l, k.c, k.n], [o, h, l, cl, n], `candle ${t}`);
+      compared++;
+    }
+    assert.ok(compared >= complete.length - 1 && compared >= 8, `${compared} of ${complete.length} candles compared`);
+    console.log(`# chart: ${compared} one-second candles equal to the store's across the history/live seam`);
+
+    // Another range fetches again, with its own interval; the line is drawn as well.
+    await page.check('#chart input[name="chart-range"][value="1h"]');
+    await page.waitForSelector('#chart[data-state="ready"][data-range="1h"]', { timeout: 5000 });
+    c = await chartData(page);
+    assert.equal(c.interval, '1m');
+    assert.ok(Number(c.points) >= 1);
+    assert.equal(requests.length, 2);
+    assert.deepEqual([requests[1].get('symbol'), requests[1].get('interval')], ['BTC-USD', '1m']);
+    await page.check('#chart input[name="chart-kind"][value="line"]');
+    await page.waitForSelector('#chart[data-kind="line"]');
+    await page.check('#chart input[name="chart-range"][value="15m"]');
+    await page.waitForSelector('#chart[data-state="ready"][data-range="15m"]', { timeout: 5000 });
+    await sleep(300);
+    assert.ok(await inked(page) > 1000, 'the line is drawn');
+    // the crosshair: hovering shows the candle under the pointer
+    const box = await page.locator('#chart canvas.chart-over').boundingBox();
+    await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5);
+    await page.waitForSelector('#chart .chart-tip:not([hidden])');
+    assert.match(await page.textContent('#chart .chart-tip'), /O [\d,.]+ {2}H [\d,.]+\nL [\d,.]+ {2}C [\d,.]+/);
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-chart.png') });
+
+    // Escape closes it and gives focus back to the row's symbol.
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.querySelector('#chart').open);
+    assert.deepEqual(await focused(page).then((f) => [f.inChart, f.row, f.cls]), [false, 'BTC-USD', 'sym']);
+
+    // The keyboard alone: down to the next row, Enter opens its chart (in the kind chosen before), the
+    // arrow keys walk its candles, Escape closes.
+    await page.keyboard.press('ArrowDown');
+    assert.equal((await focused(page)).row, 'ETH-USD');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#chart[open][data-symbol="ETH-USD"][data-state="ready"]', { timeout: 5000 });
+    assert.equal((await chartData(page)).kind, 'line');
+    await page.focus('#chart canvas.chart-over');
+    await page.keyboard.press('End');
+    await page.keyboard.press('ArrowLeft');
+    assert.match(await page.textContent('#chart .chart-live'), /O [\d,.]+/);
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.querySelector('#chart').open);
+    assert.equal((await focused(page)).row, 'ETH-USD');
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
+
+test('with history off: live-only sparklines, and the chart says why and follows live values (phone, dark)', T,
+  async () => {
+    const srv = await startTickerd({ config: simConfig({ rate: 400, history: { enabled: false } }) });
+    const { page, errors } = await openPage(srv, { viewport: { width: 390, height: 800 }, colorScheme: 'dark' });
+    await page.waitForFunction(() => /\d/.test(document.querySelector('#quotes tr[data-symbol="BTC-USD"] .c-last')?.textContent));
+    await page.click('#quotes tr[data-symbol="BTC-USD"] .c-last');
+    await page.waitForSelector('#chart[data-state="unavailable"]', { timeout: 5000 });
+    assert.match(await page.textContent('#chart .chart-msg'), /History unavailable: .*live values only/);
+    await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.points) >= 2, null,
+      { timeout: 5000 });
+    const box = await page.locator('#chart').boundingBox();
+    assert.ok(box.width >= 385 && box.height >= 790, `the chart fills the phone's screen: ${JSON.stringify(box)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-chart-phone.png') });
+    await page.keyboard.press('Escape');
+    await page.waitForFunction(() => !document.querySelector('#chart').open);
+    // no history: no toast either (the history frames carry the error, they are not error replies)
+    assert.equal(await page.isVisible('#toast'), false);
+    assert.deepEqual(errors, []);
+    await page.close();
+  });
 
 // BTC-USDT and ETH-USDT come only from a `rest` feed on the fake exchange (the sim has no USDT pairs). When
 // that venue stalls, no feed quotes them within normalizer.stale_after_ms: the server republishes their last

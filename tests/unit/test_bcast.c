@@ -1006,6 +1006,138 @@ static void json_only_broadcasters_keep_no_binary_ring(void)
     bcast_client_destroy(c);
     bcast_destroy(b);
 }
+/* The history seam: a parked subscription gets its snapshot, then nothing
+ * until unpark, which continues right after the history's last seq. */
+static bcast *make_ring(uint32_t depth)
+{
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = depth};
+    bcast *b = bcast_create(&o);
+    for (uint32_t i = 0; i < 4; i++)
+        bcast_symbol_added(b, i, SYMS[i]);
+    return b;
+}
+
+static void collect_seqs(bcast_client *c, const char *want_op, uint64_t *seqs, size_t *n)
+{
+    json_t *root;
+    const char *op;
+    json_t *ups;
+    while ((ups = next_frame(c, &root, &op))) {
+        CHECK(!strcmp(op, want_op));
+        for (size_t i = 0; i < json_array_size(ups); i++)
+            seqs[(*n)++] = (uint64_t)json_integer_value(json_object_get(json_array_get(ups, i), "seq"));
+        json_decref(root);
+    }
+}
+
+static void parked_symbol_continues_after_the_history_seq(void)
+{
+    bcast *b = make_ring(64);
+    for (uint64_t s = 1; s <= 5; s++)
+        publish(b, 0, 100 + (double)s, s);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *names[] = {"BTC-USD"};
+    uint32_t id = 0;
+    size_t unknown[1], nunknown;
+    CHECK(bcast_subscribe(c, names, 1, unknown, &nunknown) == BCAST_OK);
+    bcast_park(c, &id, 1);
+    CHECK(bcast_client_snapshots_due(c));
+    uint64_t seqs[64];
+    size_t n = 0;
+    collect_seqs(c, "snapshot", seqs, &n);
+    CHECK(n == 1 && seqs[0] == 5);
+    CHECK(!bcast_client_snapshots_due(c));
+    for (uint64_t s = 6; s <= 9; s++) /* parked: no update frames */
+        publish(b, 0, 100 + (double)s, s);
+    CHECK(!bcast_client_has_pending(c));
+    /* The history reached seq 3 (the file lags): 4..9 come as a replay. */
+    bcast_unpark(c, 0, 3);
+    n = 0;
+    collect_seqs(c, "replay", seqs, &n);
+    CHECK(n == 6);
+    for (size_t i = 0; i < n; i++)
+        CHECK(seqs[i] == 4 + i);
+    publish(b, 0, 110, 10);
+    n = 0;
+    collect_seqs(c, "update", seqs, &n);
+    CHECK(n == 1 && seqs[0] == 10);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void unpark_without_history_or_ring_follows_live_or_resets(void)
+{
+    bcast *b = make_ring(4);
+    publish(b, 0, 101, 1);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *names[] = {"BTC-USD"};
+    uint32_t id = 0;
+    size_t unknown[1], nunknown;
+    uint64_t seqs[64];
+    size_t n = 0;
+    CHECK(bcast_subscribe(c, names, 1, unknown, &nunknown) == BCAST_OK);
+    bcast_park(c, &id, 1);
+    collect_seqs(c, "snapshot", seqs, &n);
+    publish(b, 0, 102, 2);
+    /* No history (an error frame): live continues after the snapshot, with
+     * what was published meanwhile replayed. */
+    bcast_unpark(c, 0, BCAST_UNPARK_LIVE);
+    n = 0;
+    collect_seqs(c, "replay", seqs, &n);
+    CHECK(n == 1 && seqs[0] == 2);
+
+    /* A history older than the ring reaches: a reset snapshot. */
+    bcast_park(c, &id, 1);
+    for (uint64_t s = 3; s <= 12; s++)
+        publish(b, 0, 100 + (double)s, s);
+    bcast_unpark(c, 0, 2);
+    json_t *root;
+    const char *op;
+    json_t *ups = next_frame(c, &root, &op);
+    CHECK(ups && !strcmp(op, "snapshot"));
+    CHECK(json_is_true(json_object_get(root, "reset")));
+    CHECK(json_integer_value(json_object_get(json_array_get(ups, 0), "seq")) == 12);
+    json_decref(root);
+    /* Unparking what is not parked, or not subscribed, changes nothing. */
+    bcast_unpark(c, 0, 1);
+    bcast_unpark(c, 3, 1);
+    CHECK(!bcast_client_has_pending(c));
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void a_client_a_little_behind_gets_every_value_a_far_one_the_latest(void)
+{
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 64,
+                    .max_backlog = 8};
+    bcast *b = bcast_create(&o);
+    for (uint32_t i = 0; i < 4; i++)
+        bcast_symbol_added(b, i, SYMS[i]);
+    publish(b, 0, 101, 1);
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    const char *names[] = {"BTC-USD"};
+    size_t unknown[1], nunknown;
+    uint64_t seqs[64];
+    size_t n = 0;
+    CHECK(bcast_subscribe(c, names, 1, unknown, &nunknown) == BCAST_OK);
+    collect_seqs(c, "snapshot", seqs, &n);
+    for (uint64_t s = 2; s <= 5; s++)
+        publish(b, 0, 100 + (double)s, s);
+    n = 0;
+    collect_seqs(c, "update", seqs, &n); /* 4 behind: all of them, in order */
+    CHECK(n == 4);
+    for (size_t i = 0; i < n; i++)
+        CHECK(seqs[i] == 2 + i);
+    CHECK(bcast_get_stats(b)->conflated == 0);
+    for (uint64_t s = 6; s <= 20; s++)
+        publish(b, 0, 100 + (double)s, s);
+    n = 0;
+    collect_seqs(c, "update", seqs, &n); /* 15 behind > 8: the latest only */
+    CHECK(n == 1 && seqs[0] == 20);
+    CHECK(bcast_get_stats(b)->conflated == 14);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
 
 int main(void)
 {
@@ -1026,6 +1158,9 @@ int main(void)
     RUN(ring_memory_is_bounded_and_allocated_once);
     RUN(resume_must_name_subscribed_known_symbols);
     RUN(epochs_differ_per_instance);
+    RUN(parked_symbol_continues_after_the_history_seq);
+    RUN(unpark_without_history_or_ring_follows_live_or_resets);
+    RUN(a_client_a_little_behind_gets_every_value_a_far_one_the_latest);
     RUN(binary_frames_round_trip_every_field);
     RUN(one_publish_serves_json_and_binary_clients_alike);
     RUN(binary_frames_split_at_max_frame_bytes);

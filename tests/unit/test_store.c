@@ -16,6 +16,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,15 @@ static int sql_exec(const char *path, const char *sql)
     return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* The earliest rows of a range, without run_seq: what most tests need. */
+static int earliest(store *s, const char *sym, int interval_s, int64_t from_us, int64_t to_us,
+                    int limit, store_row *out, int cap, char *err, size_t errcap)
+{
+    store_query q = {.symbol = sym, .interval_s = interval_s, .from_us = from_us, .to_us = to_us,
+                     .limit = limit};
+    return store_history(s, &q, out, cap, NULL, err, errcap);
+}
+
 /* ---- round trip ---- */
 
 static void ticks_round_trip_in_time_order(void)
@@ -155,6 +165,8 @@ static void ticks_round_trip_in_time_order(void)
     for (int i = 0; i < 100; i++) {
         norm_quote a = mkq("AAA-USD", t0 + i * 1000, 100 + i * 0.5);
         norm_quote b = mkq("BBB-USD", t0 + i * 1000, 7 + i);
+        a.seq = (uint64_t)i + 1;
+        b.seq = (uint64_t)i + 1001;
         b.source = "binance";
         CHECK(store_put(s, &a) == 0);
         CHECK(store_put(s, &b) == 0);
@@ -182,7 +194,7 @@ static void ticks_round_trip_in_time_order(void)
 
     static store_row rows[300];
     char err[256];
-    int n = store_history(s, "AAA-USD", 0, H_US, H_US + SEC(3600), 0, rows, 300, err, sizeof(err));
+    int n = earliest(s, "AAA-USD", 0, H_US, H_US + SEC(3600), 0, rows, 300, err, sizeof(err));
     CHECK(n == 101);
     int ordered = 1, exact = 1;
     for (int i = 0; i < 100 && i < n; i++) {
@@ -192,25 +204,28 @@ static void ticks_round_trip_in_time_order(void)
             rows[i].high != rows[i].close || rows[i].low != rows[i].close ||
             rows[i].bid != 100 + i * 0.5 - 0.25 || rows[i].ask != 100 + i * 0.5 + 0.25 ||
             rows[i].volume != 1000 + 100 + i * 0.5 || rows[i].count != 1 ||
-            strcmp(rows[i].source, "sim"))
+            rows[i].seq != (uint64_t)i + 1 || strcmp(rows[i].source, "sim"))
             exact = 0;
     }
     CHECK(ordered);
     CHECK(exact);
     CHECK(n == 101 && rows[100].ts_us == t0 + 500 * 1000 && rows[100].close == 1.5);
 
-    n = store_history(s, "BBB-USD", 0, t0 + 10 * 1000, t0 + 20 * 1000, 0, rows, 300, err,
-                      sizeof(err));
+    n = earliest(s, "BBB-USD", 0, t0 + 10 * 1000, t0 + 20 * 1000, 0, rows, 300, err, sizeof(err));
     CHECK(n == 10); /* [from, to): 10..19 */
-    CHECK(n == 10 && rows[0].close == 17 && rows[9].close == 26 &&
+    CHECK(n == 10 && rows[0].close == 17 && rows[9].close == 26 && rows[0].seq == 1011 &&
           !strcmp(rows[0].source, "binance"));
-    n = store_history(s, "BBB-USD", 0, t0, t0 + SEC(1), 5, rows, 300, err, sizeof(err));
+    n = earliest(s, "BBB-USD", 0, t0, t0 + SEC(1), 5, rows, 300, err, sizeof(err));
     CHECK(n == 5 && rows[4].close == 11); /* limit: the earliest five */
-    n = store_history(s, "BBB-USD", 0, t0, t0 + SEC(1), 50, rows, 3, err, sizeof(err));
+    n = earliest(s, "BBB-USD", 0, t0, t0 + SEC(1), 50, rows, 3, err, sizeof(err));
     CHECK(n == 3); /* cap bounds too */
-    CHECK(store_history(s, "ZZZ-USD", 0, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == 0);
-    CHECK(store_history(s, "AAA-USD", 5, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == -1);
+    CHECK(earliest(s, "ZZZ-USD", 0, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == 0);
+    CHECK(earliest(s, "AAA-USD", 5, t0, t0 + SEC(1), 0, rows, 300, err, sizeof(err)) == -1);
     CHECK(strstr(err, "interval 5") != NULL);
+    uint64_t rs = 1;
+    CHECK(store_history(s, NULL, rows, 300, &rs, err, sizeof(err)) == -1 && rs == 0);
+    CHECK(store_history(s, &(store_query){.from_us = 0, .to_us = 1}, rows, 300, NULL, err,
+                        sizeof(err)) == -1); /* no symbol */
     store_close(s);
 }
 
@@ -228,7 +243,7 @@ static int candle_is(store *s, const char *sym, const want_candle *w)
     store_row r[4];
     char err[256];
     int64_t start = H_US + SEC(w->start_s);
-    int n = store_history(s, sym, w->interval_s, start, start + 1, 0, r, 4, err, sizeof(err));
+    int n = earliest(s, sym, w->interval_s, start, start + 1, 0, r, 4, err, sizeof(err));
     if (n != 1 || r[0].ts_us != start || r[0].open != w->o || r[0].high != w->h ||
         r[0].low != w->l || r[0].close != w->c || r[0].count != w->n) {
         fprintf(stderr,
@@ -279,12 +294,10 @@ static void candles_1s_1m_1h_exact_at_bucket_boundaries(void)
         CHECK(candle_is(s, "BTC-USD", &want[i]));
     store_row r[32];
     char err[256];
-    CHECK(store_history(s, "BTC-USD", 1, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) == 7);
-    CHECK(store_history(s, "BTC-USD", 60, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) ==
-          4);
-    CHECK(store_history(s, "BTC-USD", 3600, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) ==
-          2);
-    CHECK(isnan(r[0].bid) && isnan(r[0].volume) && r[0].source[0] == '\0');
+    CHECK(earliest(s, "BTC-USD", 1, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) == 7);
+    CHECK(earliest(s, "BTC-USD", 60, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) == 4);
+    CHECK(earliest(s, "BTC-USD", 3600, H_US, H_US + SEC(7200), 0, r, 32, err, sizeof(err)) == 2);
+    CHECK(isnan(r[0].bid) && isnan(r[0].volume) && r[0].source[0] == '\0' && r[0].seq == 0);
     store_close(s);
 }
 
@@ -418,15 +431,15 @@ static void retention_trims_old_rows_in_small_batches(void)
     CHECK(st.trim_errors == 0);
     store_row rows[64];
     char err[256];
-    int n = store_history(s, "ADA-USD", 0, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    int n = earliest(s, "ADA-USD", 0, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == 12);
     CHECK(n > 0 && rows[0].ts_us >= c_ticks);
-    n = store_history(s, "ADA-USD", 1, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    n = earliest(s, "ADA-USD", 1, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == distinct_buckets(ts, nts, 1, c1) && n == 18);
     CHECK(n > 0 && rows[0].ts_us >= c1);
-    n = store_history(s, "ADA-USD", 60, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    n = earliest(s, "ADA-USD", 60, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == distinct_buckets(ts, nts, 60, c60));
-    n = store_history(s, "ADA-USD", 3600, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
+    n = earliest(s, "ADA-USD", 3600, 0, INT64_MAX, 0, rows, 64, err, sizeof(err));
     CHECK(n == distinct_buckets(ts, nts, 3600, 0)); /* kept forever */
     store_close(s);
 }
@@ -485,6 +498,266 @@ static void schema_version_is_set_and_older_files_are_upgraded(void)
     CHECK(sql_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'symbols'") == 0);
 }
 
+/* A file written by a v1 build (the v1 DDL as it shipped, by hand here)
+ * is upgraded in place: its rows are intact (seq 0: unknown), new ticks get
+ * their seq, candles of a bucket it had continue. */
+static void v1_file_upgrades_to_v2_with_its_rows_intact(void)
+{
+    char path[512], err[256];
+    tmp_path(path, sizeof(path), "schema-v1.db");
+    CHECK(sql_exec(path,
+                   "PRAGMA journal_mode=WAL;"
+                   "CREATE TABLE symbols(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+                   "CREATE TABLE ticks(symbol_id INTEGER NOT NULL, ts_us INTEGER NOT NULL,"
+                   " last REAL, bid REAL, ask REAL, volume REAL, source TEXT);"
+                   "CREATE INDEX ticks_symbol_ts ON ticks(symbol_id, ts_us);"
+                   "CREATE TABLE candles(symbol_id INTEGER NOT NULL, interval_s INTEGER NOT NULL,"
+                   " start_us INTEGER NOT NULL, open REAL, high REAL, low REAL, close REAL,"
+                   " volume INTEGER, open_us INTEGER, close_us INTEGER,"
+                   " PRIMARY KEY(symbol_id, interval_s, start_us)) WITHOUT ROWID;"
+                   "CREATE TABLE gaps(start_us INTEGER NOT NULL, end_us INTEGER NOT NULL,"
+                   " ticks INTEGER NOT NULL, recorded_us INTEGER NOT NULL);"
+                   "PRAGMA user_version = 1;") == 0);
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO symbols VALUES(1, 'OLD-USD');"
+             "INSERT INTO ticks VALUES(1, %lld, 10, 9.5, 10.5, 100, 'v1feed');"
+             "INSERT INTO ticks VALUES(1, %lld, 12, 11.5, 12.5, 101, 'v1feed');"
+             "INSERT INTO ticks VALUES(1, %lld, NULL, NULL, NULL, NULL, 'v1feed');"
+             "INSERT INTO candles VALUES(1, 60, %lld, 10, 12, 10, 12, 2, %lld, %lld);"
+             "INSERT INTO gaps VALUES(%lld, %lld, 7, 1);",
+             (long long)(H_US + SEC(1)), (long long)(H_US + SEC(2)), (long long)(H_US + SEC(3)),
+             (long long)H_US, (long long)(H_US + SEC(1)), (long long)(H_US + SEC(2)),
+             (long long)H_US, (long long)(H_US + SEC(0.5)));
+    CHECK(sql_exec(path, sql) == 0);
+
+    store_opts o;
+    quick_opts(&o);
+    store *s = open_started("schema-v1.db", &o);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    CHECK(sql_int(path, "PRAGMA user_version") == 2);
+    CHECK(sql_int(path, "SELECT count(*) FROM pragma_table_info('ticks') WHERE name = 'seq'") == 1);
+    store_row r[8];
+    uint64_t rs = 99;
+    store_query q = {.symbol = "OLD-USD", .from_us = 0, .to_us = INT64_MAX};
+    int n = store_history(s, &q, r, 8, &rs, err, sizeof(err));
+    CHECK(n == 3 && rs == 0); /* nothing written by this run yet */
+    CHECK(n == 3 && r[0].close == 10 && r[0].bid == 9.5 && r[0].volume == 100 && r[0].seq == 0 &&
+          !strcmp(r[0].source, "v1feed") && r[1].close == 12 && isnan(r[2].close) &&
+          r[2].seq == 0);
+    store_gap g[2];
+    CHECK(store_gaps(s, 0, INT64_MAX, g, 2, err, sizeof(err)) == 1 && g[0].ticks == 7);
+
+    norm_quote a = mkq("OLD-USD", H_US + SEC(4), 8); /* same minute as the v1 candle */
+    a.seq = 41;
+    norm_quote b = mkq("OLD-USD", H_US + SEC(5), 9);
+    b.seq = 42;
+    store_put(s, &a);
+    store_put(s, &b);
+    wait_written(s, 2, 5000);
+    n = store_history(s, &q, r, 8, &rs, err, sizeof(err));
+    CHECK(n == 5 && rs == 42);
+    CHECK(n == 5 && r[3].seq == 41 && r[4].seq == 42 && r[4].close == 9 && r[0].seq == 0);
+    CHECK(candle_is(s, "OLD-USD", &(want_candle){60, 0, 10, 12, 8, 9, 4}));
+    store_close(s);
+    CHECK(sql_int(path, "SELECT count(*) FROM ticks WHERE seq IS NULL") == 3);
+    CHECK(sql_int(path, "SELECT count(*) FROM candles WHERE interval_s = 60") == 1);
+
+    /* A v1 → v2 step that fails (something already named run_seq) leaves
+     * the v1 file as it was: no seq column half-added. */
+    tmp_path(path, sizeof(path), "schema-v1-clash.db");
+    CHECK(sql_exec(path, "CREATE TABLE ticks(symbol_id, ts_us, last, bid, ask, volume, source);"
+                         "CREATE TABLE run_seq(x); PRAGMA user_version = 1;") == 0);
+    err[0] = '\0';
+    CHECK(store_open(path, &o, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "schema upgrade v1 to v2") != NULL);
+    CHECK(sql_int(path, "PRAGMA user_version") == 1);
+    CHECK(sql_int(path, "SELECT count(*) FROM pragma_table_info('ticks') WHERE name = 'seq'") == 0);
+}
+
+/* ---- queries: earliest / latest pages, run_seq ---- */
+
+static norm_quote mkq_seq(const char *sym, int64_t ts, double last, uint64_t seq)
+{
+    norm_quote q = mkq(sym, ts, last);
+    q.seq = seq;
+    return q;
+}
+
+static void latest_and_earliest_pages_come_oldest_first(void)
+{
+    store_opts o;
+    quick_opts(&o);
+    store *s = open_started("pages.db", &o);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    for (int i = 0; i < 10; i++) { /* one tick a second: 1 s candles 0..9 */
+        norm_quote q = mkq_seq("PG-USD", H_US + SEC(i), 100 + i, (uint64_t)i + 1);
+        store_put(s, &q);
+    }
+    /* Two ticks with the same event time: the later write is the newer row. */
+    norm_quote t1 = mkq_seq("PG-USD", H_US + SEC(9.5), 200, 11);
+    norm_quote t2 = mkq_seq("PG-USD", H_US + SEC(9.5), 201, 12);
+    store_put(s, &t1);
+    store_put(s, &t2);
+    wait_written(s, 12, 5000);
+    store_row r[16];
+    char err[256];
+    uint64_t rs = 0;
+    store_query q = {.symbol = "PG-USD", .from_us = H_US, .to_us = INT64_MAX, .limit = 3};
+    int n = store_history(s, &q, r, 16, &rs, err, sizeof(err));
+    CHECK(n == 3 && r[0].seq == 1 && r[2].seq == 3 && rs == 12); /* earliest */
+    q.latest = 1;
+    n = store_history(s, &q, r, 16, &rs, err, sizeof(err));
+    CHECK(n == 3 && r[0].seq == 10 && r[1].seq == 11 && r[2].seq == 12 && r[2].close == 201);
+    CHECK(rs == 12 && rs == r[n - 1].seq); /* the seam: the newest row is run_seq */
+    /* Paging back from the first row of the page. */
+    q.to_us = r[0].ts_us;
+    n = store_history(s, &q, r, 16, NULL, err, sizeof(err));
+    CHECK(n == 3 && r[0].seq == 7 && r[2].seq == 9);
+    /* A bounded range; cap below limit: the newest `cap`. */
+    q = (store_query){.symbol = "PG-USD", .from_us = H_US + SEC(2), .to_us = H_US + SEC(6),
+                      .limit = 10, .latest = 1};
+    n = store_history(s, &q, r, 2, NULL, err, sizeof(err));
+    CHECK(n == 2 && r[0].seq == 5 && r[1].seq == 6);
+    q.limit = 0; /* <= 0: cap */
+    n = store_history(s, &q, r, 16, NULL, err, sizeof(err));
+    CHECK(n == 4 && r[0].seq == 3 && r[3].seq == 6);
+    /* More asked than there is: all of it, still oldest first. */
+    q = (store_query){.symbol = "PG-USD", .from_us = 0, .to_us = INT64_MAX, .limit = 100,
+                      .latest = 1};
+    n = store_history(s, &q, r, 16, NULL, err, sizeof(err));
+    int ascending = n == 12;
+    for (int i = 1; i < n; i++)
+        ascending &= r[i].seq == r[i - 1].seq + 1;
+    CHECK(ascending);
+    /* Candles: the newest four 1 s buckets, oldest first, with run_seq. */
+    q = (store_query){.symbol = "PG-USD", .interval_s = 1, .from_us = 0, .to_us = INT64_MAX,
+                      .limit = 4, .latest = 1};
+    rs = 0;
+    n = store_history(s, &q, r, 16, &rs, err, sizeof(err));
+    CHECK(n == 4 && r[0].ts_us == H_US + SEC(6) && r[3].ts_us == H_US + SEC(9));
+    CHECK(n == 4 && r[3].count == 3 && r[3].open == 109 && r[3].close == 201 && r[3].seq == 0);
+    CHECK(rs == 12);
+    q.latest = 0;
+    n = store_history(s, &q, r, 16, NULL, err, sizeof(err));
+    CHECK(n == 4 && r[0].ts_us == H_US && r[3].ts_us == H_US + SEC(3));
+    q.interval_s = 3600;
+    n = store_history(s, &q, r, 16, &rs, err, sizeof(err));
+    CHECK(n == 1 && r[0].count == 12 && r[0].high == 201 && rs == 12);
+    store_close(s);
+}
+
+static void run_seq_is_this_runs_highest_committed_seq(void)
+{
+    store_opts o;
+    quick_opts(&o);
+    char path[512], err[256];
+    tmp_path(path, sizeof(path), "runseq.db");
+    store *s = store_open(path, &o, err, sizeof(err)); /* not started yet */
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    for (int i = 1; i <= 50; i++) {
+        norm_quote q = mkq_seq("RS-A", H_US + SEC(i), i, (uint64_t)i);
+        store_put(s, &q);
+    }
+    for (int i = 1; i <= 5; i++) {
+        norm_quote q = mkq_seq("RS-B", H_US + SEC(i), i, (uint64_t)i);
+        store_put(s, &q);
+    }
+    store_row r[64];
+    uint64_t rs = 77;
+    store_query qa = {.symbol = "RS-A", .from_us = 0, .to_us = INT64_MAX, .limit = 1, .latest = 1};
+    CHECK(store_history(s, &qa, r, 64, &rs, err, sizeof(err)) == 0 && rs == 0); /* queued only */
+    CHECK(store_start(s, err, sizeof(err)) == 0);
+    norm_quote stale = mkq_seq("RS-A", H_US + SEC(60), 1, 999);
+    stale.stale = 1; /* not stored: not in run_seq either */
+    store_put(s, &stale);
+    wait_written(s, 55, 5000);
+    CHECK(store_history(s, &qa, r, 64, &rs, err, sizeof(err)) == 1 && rs == 50 && r[0].seq == 50);
+    store_query qb = {.symbol = "RS-B", .from_us = 0, .to_us = INT64_MAX};
+    CHECK(store_history(s, &qb, r, 64, &rs, err, sizeof(err)) == 5 && rs == 5);
+    /* Only the seam wanted: no rows (cap 0, or an empty range), run_seq still read. */
+    CHECK(store_history(s, &qb, NULL, 0, &rs, err, sizeof(err)) == 0 && rs == 5);
+    qb.from_us = qb.to_us;
+    rs = 0;
+    CHECK(store_history(s, &qb, r, 64, &rs, err, sizeof(err)) == 0 && rs == 5);
+    store_query qz = {.symbol = "RS-Z", .from_us = 0, .to_us = INT64_MAX};
+    rs = 77;
+    CHECK(store_history(s, &qz, r, 64, &rs, err, sizeof(err)) == 0 && rs == 0); /* unknown */
+    store_close(s);
+
+    /* A new instance: the rows and their seq are there, but seq restarted
+     * with the process, so run_seq counts only what this run writes, even
+     * when it is below the last run's values. */
+    s = open_started("runseq.db", &o);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    CHECK(store_history(s, &qa, r, 64, &rs, err, sizeof(err)) == 1 && r[0].seq == 50 && rs == 0);
+    for (int i = 1; i <= 3; i++) {
+        norm_quote q = mkq_seq("RS-A", H_US + SEC(100 + i), i, (uint64_t)i);
+        store_put(s, &q);
+    }
+    wait_written(s, 3, 5000);
+    qa.limit = 100;
+    int n = store_history(s, &qa, r, 64, &rs, err, sizeof(err));
+    CHECK(n == 53 && rs == 3 && r[49].seq == 50 && r[52].seq == 3);
+    qb.from_us = 0;
+    CHECK(store_history(s, &qb, r, 64, &rs, err, sizeof(err)) == 5 && rs == 0); /* not this run */
+    store_close(s);
+    CHECK(sql_int(path, "SELECT count(*) FROM run_seq") == 2); /* one row per symbol */
+}
+
+/* Why run_seq is not "ticks above the max rowid at open": after a long
+ * downtime the first retention pass (before the first flush) deletes every
+ * row, and SQLite then hands out rowids from 1 again. */
+static void run_seq_survives_retention_emptying_the_table(void)
+{
+    store_opts o;
+    quick_opts(&o);
+    char path[512];
+    tmp_path(path, sizeof(path), "runseq-trim.db");
+    store *s = open_started("runseq-trim.db", &o);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    int64_t now = tk_now_us();
+    for (int i = 0; i < 20; i++) {
+        norm_quote q = mkq_seq("RT-USD", now - 2 * 86400LL * 1000000 + i, 1, (uint64_t)i + 1);
+        store_put(s, &q);
+    }
+    store_close(s);
+    o.retention_ticks_s = 3600;
+    o.trim_interval_ms = 20;
+    s = open_started("runseq-trim.db", &o);
+    CHECK(s != NULL);
+    if (!s)
+        return;
+    store_stats st;
+    int64_t end = tk_mono_us() + 5000000;
+    do {
+        sleep_ms(5);
+        store_get_stats(s, &st);
+    } while (st.rows_trimmed < 20 && tk_mono_us() < end);
+    for (int i = 0; i < 3; i++) {
+        norm_quote q = mkq_seq("RT-USD", now + i, 2, (uint64_t)i + 1);
+        store_put(s, &q);
+    }
+    wait_written(s, 3, 5000);
+    store_row r[8];
+    char err[256];
+    uint64_t rs = 0;
+    store_query q = {.symbol = "RT-USD", .from_us = 0, .to_us = INT64_MAX, .limit = 8};
+    CHECK(store_history(s, &q, r, 8, &rs, err, sizeof(err)) == 3 && rs == 3);
+    store_close(s);
+    CHECK(sql_int(path, "SELECT max(rowid) FROM ticks") == 3); /* rowids were reused */
+}
+
 /* ---- bounded queue ---- */
 
 static void full_ring_refuses_new_ticks_counts_and_records_the_gap(void)
@@ -520,7 +793,7 @@ static void full_ring_refuses_new_ticks_counts_and_records_the_gap(void)
     st = wait_written(s, 9, 5000);
     CHECK(st.ticks_written == 9 && accounted(&st));
     store_row rows[32];
-    int n = store_history(s, "XRP-USD", 0, 0, INT64_MAX, 0, rows, 32, err, sizeof(err));
+    int n = earliest(s, "XRP-USD", 0, 0, INT64_MAX, 0, rows, 32, err, sizeof(err));
     CHECK(n == 9 && rows[0].close == 0 && rows[7].close == 7 && rows[8].close == 20);
     store_gap g[4];
     n = store_gaps(s, 0, INT64_MAX, g, 4, err, sizeof(err));
@@ -615,7 +888,7 @@ static void full_database_degrades_then_recovers_by_itself(void)
     CHECK(worst < 50000);
     store_row rows[4];
     char err[256];
-    CHECK(store_history(s, "BNB-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) >= 0);
+    CHECK(earliest(s, "BNB-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) >= 0);
 
     store_set_max_db_bytes(s, 0); /* space comes back */
     int64_t end = tk_mono_us() + 5000000;
@@ -634,7 +907,7 @@ static void full_database_degrades_then_recovers_by_itself(void)
     st = wait_written(s, st.ticks_written + 1, 5000);
     CHECK(st.ticks_written + st.dropped == 6001 && st.queue_depth == 0);
     static store_row all[8192];
-    int n = store_history(s, "BNB-USD", 0, 0, INT64_MAX, 0, all, 8192, err, sizeof(err));
+    int n = earliest(s, "BNB-USD", 0, 0, INT64_MAX, 0, all, 8192, err, sizeof(err));
     CHECK(n == (int)st.ticks_written);
     CHECK(n > 0 && all[n - 1].ts_us == H_US + SEC(60));
     store_gap g[8];
@@ -675,7 +948,7 @@ static void a_held_write_lock_degrades_then_recovers(void)
     CHECK(st.queue_depth == 100 && st.ticks_written == 1);
     store_row rows[4];
     char err[256];
-    CHECK(store_history(s, "TRX-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) == 1);
+    CHECK(earliest(s, "TRX-USD", 0, 0, INT64_MAX, 0, rows, 4, err, sizeof(err)) == 1);
     CHECK(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(other);
     st = wait_written(s, 101, 15000);
@@ -751,14 +1024,54 @@ static void *reader(void *p)
     char err[256];
     int last = 0;
     for (int i = 0; i < 300; i++) {
-        int n = store_history(a->s, "AVAX-USD", 0, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
+        int n = earliest(a->s, "AVAX-USD", 0, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
         if (n < 0)
             a->errors++;
         if (n < last)
             a->went_back++;
         last = n;
         a->reads++;
-        store_history(a->s, "AVAX-USD", 1, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
+        earliest(a->s, "AVAX-USD", 1, 0, INT64_MAX, 0, rows, 512, err, sizeof(err));
+    }
+    return NULL;
+}
+
+/* The seam under concurrent commits: each answer's run_seq must match the
+ * rows of the same call. Ticks of one symbol have seq = 1, 2, ... in event
+ * time order, so the newest tick's seq is run_seq, and the one 1 h candle
+ * (all ticks fall in one hour) counts run_seq ticks. Two separate snapshots
+ * would see a commit land between the rows and run_seq. */
+typedef struct seam_arg {
+    store *s;
+    atomic_int done;
+    int errors, reads, tick_mismatch, candle_mismatch, went_back;
+} seam_arg;
+
+static void *seam_reader(void *p)
+{
+    seam_arg *a = p;
+    store_row r[2];
+    char err[256];
+    uint64_t last = 0;
+    while (!atomic_load(&a->done)) {
+        uint64_t rs = 0, rc = 0;
+        store_query q = {.symbol = "AVAX-USD", .from_us = 0, .to_us = INT64_MAX, .limit = 1,
+                         .latest = 1};
+        int n = store_history(a->s, &q, r, 2, &rs, err, sizeof(err));
+        if (n < 0)
+            a->errors++;
+        else if (n == 1 ? r[0].seq != rs : rs != 0)
+            a->tick_mismatch++;
+        q.interval_s = 3600;
+        n = store_history(a->s, &q, r, 2, &rc, err, sizeof(err));
+        if (n < 0)
+            a->errors++;
+        else if (n == 1 ? (uint64_t)r[0].count != rc : rc != 0)
+            a->candle_mismatch++;
+        if (rs < last || rc < rs)
+            a->went_back++;
+        last = rc;
+        a->reads++;
     }
     return NULL;
 }
@@ -773,18 +1086,49 @@ static void readers_run_while_the_writer_writes(void)
     if (!s)
         return;
     reader_arg a = {.s = s};
-    pthread_t t;
+    seam_arg b = {.s = s};
+    atomic_init(&b.done, 0);
+    pthread_t t, t2;
     pthread_create(&t, NULL, reader, &a);
-    for (int i = 0; i < 20000; i++) {
-        norm_quote q = mkq("AVAX-USD", H_US + (int64_t)i * 1000, 20 + i % 7);
+    pthread_create(&t2, NULL, seam_reader, &b);
+    /* Puts spread over at least 50 commits (the seam readers race them),
+     * all within hour H (1 ms apart). */
+    store_stats st;
+    int total = 0;
+    for (int i = 0; i < 2000000; i++) {
+        norm_quote q = mkq_seq("AVAX-USD", H_US + (int64_t)i * 1000, 20 + i % 7, (uint64_t)i + 1);
         store_put(s, &q);
-        if (i % 1000 == 0)
-            sleep_ms(2);
+        total++;
+        if (i % 100 == 0) {
+            do { /* no drops: the candle check counts every tick */
+                sleep_ms(1);
+                store_get_stats(s, &st);
+            } while (st.queue_depth > st.queue_capacity / 4);
+            if (i >= 20000 && st.batches >= 50)
+                break;
+        }
     }
     pthread_join(t, NULL);
+    wait_written(s, (uint64_t)total, 10000);
+    atomic_store(&b.done, 1);
+    pthread_join(t2, NULL);
     CHECK(a.errors == 0);
     CHECK(a.went_back == 0);
     CHECK(a.reads == 300);
+    store_get_stats(s, &st);
+    fprintf(stderr, "  seam: %d reads, %llu commits of %d ticks: %d tick / %d candle mismatches\n",
+            b.reads, (unsigned long long)st.batches, total, b.tick_mismatch, b.candle_mismatch);
+    CHECK(st.dropped == 0);
+    CHECK(b.errors == 0 && b.went_back == 0);
+    CHECK(b.tick_mismatch == 0 && b.candle_mismatch == 0);
+    CHECK(b.reads > 0);
+    uint64_t rs = 0;
+    store_row r[1];
+    char err[256];
+    CHECK(store_history(s, &(store_query){.symbol = "AVAX-USD", .to_us = INT64_MAX, .limit = 1,
+                                          .latest = 1},
+                        r, 1, &rs, err, sizeof(err)) == 1 &&
+          rs == (uint64_t)total);
     store_close(s);
 }
 
@@ -886,6 +1230,12 @@ static int crash_test(const char *helper)
     /* In order and without duplicates: last is the put sequence number. */
     CHECK(sql_int(path, "SELECT count(*) FROM ticks a JOIN ticks b ON b.rowid = a.rowid + 1"
                         " WHERE b.last <= a.last") == 0);
+    /* Every tick carries its seq (the helper puts seq = last + 1), and each
+     * symbol's run_seq row committed with its ticks: it is their highest seq. */
+    CHECK(sql_int(path, "SELECT count(*) FROM ticks WHERE seq IS NULL OR seq != last + 1") == 0);
+    CHECK(sql_int(path, "SELECT count(*) FROM run_seq") == 4);
+    CHECK(sql_int(path, "SELECT count(*) FROM run_seq r WHERE r.seq !="
+                        " (SELECT max(t.seq) FROM ticks t WHERE t.symbol_id = r.symbol_id)") == 0);
     /* How far back the history ends: the ticks of the last commit were put
      * one flush interval and one batch's write time before it (the writer
      * saturated, the ring refills at once after each commit), and the kill
@@ -908,7 +1258,11 @@ static int crash_test(const char *helper)
     if (!s)
         return check_done();
     store_row r[2];
-    int n = store_history(s, "CR0", 3600, 0, INT64_MAX, 0, r, 2, err, sizeof(err));
+    uint64_t rs = 1;
+    store_query tq = {.symbol = "CR0", .to_us = INT64_MAX, .limit = 1, .latest = 1};
+    int n = store_history(s, &tq, r, 2, &rs, err, sizeof(err));
+    CHECK(n == 1 && r[0].seq > 0 && rs == 0); /* the killed run's seq is not this run's */
+    n = earliest(s, "CR0", 3600, 0, INT64_MAX, 0, r, 2, err, sizeof(err));
     CHECK(n >= 1);
     int64_t before = n >= 1 ? r[n - 1].count : 0, hour = n >= 1 ? r[n - 1].ts_us : 0;
     double high = n >= 1 ? r[n - 1].high : 0;
@@ -919,7 +1273,7 @@ static int crash_test(const char *helper)
     CHECK(s != NULL);
     if (!s)
         return check_done();
-    n = store_history(s, "CR0", 3600, hour, hour + 1, 0, r, 2, err, sizeof(err));
+    n = earliest(s, "CR0", 3600, hour, hour + 1, 0, r, 2, err, sizeof(err));
     CHECK(n == 1 && r[0].count == before + 1 && r[0].high == high + 1000);
     store_close(s);
     char sql[256];
@@ -959,6 +1313,10 @@ int main(int argc, char **argv)
         RUN(reopen_continues_a_bucket_without_duplicating_it);
         RUN(retention_trims_old_rows_in_small_batches);
         RUN(schema_version_is_set_and_older_files_are_upgraded);
+        RUN(v1_file_upgrades_to_v2_with_its_rows_intact);
+        RUN(latest_and_earliest_pages_come_oldest_first);
+        RUN(run_seq_is_this_runs_highest_committed_seq);
+        RUN(run_seq_survives_retention_emptying_the_table);
         RUN(full_ring_refuses_new_ticks_counts_and_records_the_gap);
         RUN(every_put_is_accounted_for_with_a_busy_writer);
         RUN(full_database_degrades_then_recovers_by_itself);
