@@ -993,6 +993,40 @@ static void binary_resume_replays_and_resets_from_its_own_ring(void)
     bcast_destroy(b);
 }
 
+static void binary_backlog_and_unpark_read_the_binary_ring(void)
+{
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 64,
+                    .max_backlog = 8};
+    bcast *b = bcast_create(&o);
+    for (uint32_t i = 0; i < 4; i++)
+        bcast_symbol_added(b, i, SYMS[i]);
+    bcast_client *c = bin_client(b);
+    const char *names[] = {"BTC-USD"};
+    size_t unknown[1], nunknown;
+    bin_frame f;
+    publish(b, 0, 101, 1);
+    CHECK(bcast_subscribe(c, names, 1, unknown, &nunknown) == BCAST_OK);
+    CHECK(take_bin(c, &f) == 1 && f.kind == BCAST_BIN_SNAPSHOT);
+
+    /* A few behind: each value, consecutive, in one update frame. */
+    publish_range(b, 0, 2, 5);
+    CHECK(take_bin(c, &f) == 4 && f.kind == BCAST_BIN_UPDATE);
+    for (size_t i = 0; i < f.n; i++)
+        CHECK(f.rec[i].seq == 2 + i && f.rec[i].last == 102 + (double)i);
+
+    /* Parked for a history that ends at 7: unpark replays 8.. from the ring. */
+    uint32_t id = 0;
+    bcast_park(c, &id, 1);
+    publish_range(b, 0, 6, 10);
+    CHECK(take_bin(c, &f) == -1);
+    bcast_unpark(c, 0, 7);
+    CHECK(take_bin(c, &f) == 3 && f.kind == BCAST_BIN_REPLAY);
+    for (size_t i = 0; i < f.n; i++)
+        CHECK(f.rec[i].seq == 8 + i);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
 static void json_only_broadcasters_keep_no_binary_ring(void)
 {
     bcast *b = make_resume(8, 65536);
@@ -1166,5 +1200,6 @@ int main(void)
     RUN(binary_frames_split_at_max_frame_bytes);
     RUN(binary_resume_replays_and_resets_from_its_own_ring);
     RUN(json_only_broadcasters_keep_no_binary_ring);
+    RUN(binary_backlog_and_unpark_read_the_binary_ring);
     return check_done();
 }
