@@ -41,7 +41,7 @@ struct app {
     char history_error[256];
     feed **feeds;
     size_t nfeeds;
-    struct lws_protocols protocols[5];
+    struct lws_protocols protocols[6];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -205,6 +205,7 @@ static ws_limits app_ws_limits(const cfg_t *c)
         .max_errors = (uint32_t)c->limits.max_errors,
         .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
         .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
+        .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
     };
     return l;
 }
@@ -321,11 +322,12 @@ static int app_listen(app *a)
 {
     const cfg_t *c = &a->cfg;
     a->protocols[0] = http_protocol(a->http);
-    a->protocols[1] = ws_protocol(a->ws);
+    a->protocols[1] = ws_protocol(a->ws, BCAST_ENC_JSON);
     a->protocols[2].name = "tickerd-loop";
     a->protocols[2].callback = app_loop_callback;
     a->protocols[2].user = a;
     a->protocols[3] = *feed_ws_protocol(); /* upstream WebSocket feeds */
+    a->protocols[4] = ws_protocol(a->ws, BCAST_ENC_BIN);
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;
@@ -354,6 +356,7 @@ static int app_listen(app *a)
     info.protocols = a->protocols;
     info.mounts = http_mounts(a->http, &a->page_mount);
     info.retry_and_idle_policy = &a->ws_liveness;
+    info.extensions = ws_extensions();
     /* An upgrade naming no subprotocol goes to the pvo "default" protocol:
      * JSON is the default encoding. */
     a->ws_default.name = "default";

@@ -23,7 +23,13 @@
  * publish only ever moves idle → pending, or reset → snap + reset; a
  * subscription with a snapshot or a replay due gets no update before it, since
  * those carry every value up to the current one. Frames go out by kind:
- * snapshots, then reset snapshots, then replays, then updates. */
+ * snapshots, then reset snapshots, then replays, then updates.
+ *
+ * Binary encoding: a symbol keeps its latest value in both encodings, and,
+ * once a binary client has connected, a second ring of binary records beside
+ * the JSON one (same seqs, its own count: it starts later). A frame is built
+ * the same way in either encoding; only its envelope (struct frame) and
+ * where the bytes of a value come from (sym_value, ring_value) differ. */
 #include "tickerd/bcast.h"
 
 #include <math.h>
@@ -46,12 +52,22 @@ typedef struct bcast_slot {
 } bcast_slot;
 _Static_assert(sizeof(bcast_slot) == BCAST_RING_SLOT_BYTES, "BCAST_RING_SLOT_BYTES is the slot's size");
 
+/* One value as a binary record (tickerd.bin). */
+typedef struct bcast_bin_slot {
+    uint8_t len;
+    uint8_t enc[BCAST_BIN_MAX];
+} bcast_bin_slot;
+
 typedef struct bcast_symbol {
     uint64_t seq; /* seq of the value in enc; 0 = no value yet */
     bcast_member *members;
     uint32_t nmembers, cap;
     uint16_t enc_len;
     char enc[BCAST_ENC_MAX];
+    bcast_bin_slot bin;       /* the same value, binary */
+    bcast_bin_slot *bin_ring; /* binary ring: NULL until a binary client has connected */
+    uint32_t bin_ring_depth;
+    uint32_t bin_ring_count;  /* binary values held: seqs seq - bin_ring_count + 1 .. seq */
     bcast_slot *ring;    /* ring_depth slots; NULL before the first publish or with resume off */
     uint32_t ring_depth;
     uint32_t ring_count; /* values held: seqs seq - ring_count + 1 .. seq */
@@ -78,6 +94,7 @@ struct bcast_client {
     uint32_t cursor; /* where the next frame's walk starts: fairness when full */
     uint8_t wildcard;
     uint8_t wake_requested;
+    uint8_t enc; /* bcast_enc of its frames */
     bcast_wake_fn wake;
     void *wake_arg;
     bcast_client *wnext, *wprev; /* list of wildcard clients */
@@ -91,6 +108,7 @@ struct bcast {
     bcast_client *wildcards;
     bcast_stats stats;
     char epoch[BCAST_EPOCH_LEN + 1];
+    uint8_t bin_rings; /* a binary client has connected: keep binary rings too */
 };
 
 static int64_t mono_us(void)
@@ -144,6 +162,9 @@ static void rings_free(bcast *b)
         free(b->syms[i].ring);
         b->syms[i].ring = NULL;
         b->syms[i].ring_depth = b->syms[i].ring_count = 0;
+        free(b->syms[i].bin_ring);
+        b->syms[i].bin_ring = NULL;
+        b->syms[i].bin_ring_depth = b->syms[i].bin_ring_count = 0;
     }
     b->stats.ring_bytes = 0;
 }
@@ -222,6 +243,49 @@ size_t bcast_encode_json(char *dst, const norm_quote *q)
     /* Every field is bounded (symbol and source names < 32, %.10g < 18), so
      * this cannot truncate; the clamp only guards against a future field. */
     return n < BCAST_ENC_MAX ? (size_t)n : BCAST_ENC_MAX - 1;
+}
+
+/* Little-endian whatever the host: byte by byte (compilers make one store of it). */
+static uint8_t *put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return p + 8;
+}
+
+static uint8_t *put_f64(uint8_t *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, sizeof(v));
+    return put_u64(p, v);
+}
+
+/* A name: its length (u8), then its bytes. */
+static uint8_t *put_name(uint8_t *p, const char *name)
+{
+    size_t n = name ? strnlen(name, BCAST_BIN_NAME_MAX) : 0;
+    *p++ = (uint8_t)n;
+    if (n)
+        memcpy(p, name, n);
+    return p + n;
+}
+
+size_t bcast_encode_bin(uint8_t *dst, const norm_quote *q)
+{
+    uint8_t *p = dst + 1; /* dst[0]: the record's length, known at the end */
+    /* The JSON's "stale":true / "stale":false, as two bits. */
+    *p++ = q->stale ? BCAST_BIN_STALE : q->stale_cleared ? BCAST_BIN_STALE_CLEARED : 0;
+    p = put_u64(p, q->seq);
+    p = put_u64(p, (uint64_t)q->ts_us);
+    p = put_f64(p, q->last);
+    p = put_f64(p, q->bid);
+    p = put_f64(p, q->ask);
+    p = put_f64(p, q->volume);
+    p = put_f64(p, q->open);
+    p = put_name(p, q->symbol);
+    p = put_name(p, q->source);
+    dst[0] = (uint8_t)(p - dst - 1);
+    return (size_t)(p - dst);
 }
 
 /* ---- rooms ---- */
@@ -319,10 +383,35 @@ static void sub_mark_reset(bcast_client *c, bcast_sub *s, bcast_reset_reason why
     }
 }
 
-/* Does the symbol's ring hold the value of seq x? */
-static int ring_holds(const bcast_symbol *s, uint64_t x)
+/* Does the symbol's ring in encoding e hold the value of seq x? */
+static int ring_holds(const bcast_symbol *s, bcast_enc e, uint64_t x)
 {
-    return s->ring_count && x <= s->seq && x + s->ring_count > s->seq;
+    uint32_t count = e == BCAST_ENC_BIN ? s->bin_ring_count : s->ring_count;
+    return count && x <= s->seq && x + count > s->seq;
+}
+
+/* The bytes of seq x's value in encoding e (ring_holds must be true). */
+static const void *ring_value(const bcast_symbol *s, bcast_enc e, uint64_t x, size_t *n)
+{
+    if (e == BCAST_ENC_BIN) {
+        const bcast_bin_slot *slot = &s->bin_ring[x % s->bin_ring_depth];
+        *n = slot->len;
+        return slot->enc;
+    }
+    const bcast_slot *slot = &s->ring[x % s->ring_depth];
+    *n = slot->len;
+    return slot->enc;
+}
+
+/* The bytes of the symbol's latest value in encoding e. */
+static const void *sym_value(const bcast_symbol *s, bcast_enc e, size_t *n)
+{
+    if (e == BCAST_ENC_BIN) {
+        *n = s->bin.len;
+        return s->bin.enc;
+    }
+    *n = s->enc_len;
+    return s->enc;
 }
 
 /* Resume a subscription from seq (the last the client saw). */
@@ -338,7 +427,7 @@ static void sub_resume(bcast_client *c, bcast_sub *s, uint64_t seq, int other_ep
         b->stats.resume_current++; /* up to date: live updates follow */
     } else if (seq > sym->seq) {
         sub_mark_reset(c, s, BCAST_RESET_AHEAD);
-    } else if (ring_holds(sym, seq + 1)) {
+    } else if (ring_holds(sym, c->enc, seq + 1)) {
         s->replay = 1;
         c->nreplay++;
     } else {
@@ -409,6 +498,20 @@ static void wildcard_unlink(bcast_client *c)
         c->wnext->wprev = c->wprev;
 }
 
+void bcast_client_set_encoding(bcast_client *c, bcast_enc enc)
+{
+    bcast *b = c->b;
+    if (c->enc == BCAST_ENC_BIN)
+        b->stats.bin_clients--;
+    c->enc = (uint8_t)enc;
+    if (enc == BCAST_ENC_BIN) {
+        b->stats.bin_clients++;
+        /* From now on, for good: a binary client that reconnects later
+         * resumes from this ring, however many binary clients remain. */
+        b->bin_rings = 1;
+    }
+}
+
 bcast_client *bcast_client_create(bcast *b, bcast_wake_fn wake, void *wake_arg)
 {
     bcast_client *c = calloc(1, sizeof(*c));
@@ -429,6 +532,8 @@ void bcast_client_destroy(bcast_client *c)
         sub_remove(c, c->nsubs - 1);
     wildcard_unlink(c);
     c->b->stats.clients--;
+    if (c->enc == BCAST_ENC_BIN)
+        c->b->stats.bin_clients--;
     free(c->subs);
     free(c);
 }
@@ -705,6 +810,34 @@ static void ring_push(bcast *b, bcast_symbol *s, uint64_t prev_seq)
         s->ring_count++;
 }
 
+/* The binary form of the value just published, and its ring while binary
+ * clients have been seen. Encoded whether or not a binary client exists:
+ * one that connects later needs the current value for its snapshot, and
+ * this fixed-layout copy costs what keeping the quote for it would (tens of
+ * ns against about a µs for the JSON). The ring, which costs memory, waits
+ * for the first binary client. */
+static void bin_publish(bcast *b, bcast_symbol *s, const norm_quote *q, uint64_t prev_seq)
+{
+    s->bin.len = (uint8_t)bcast_encode_bin(s->bin.enc, q);
+    if (!b->bin_rings || !b->opts.resume_depth)
+        return;
+    if (!s->bin_ring) {
+        uint32_t depth = b->opts.resume_depth;
+        s->bin_ring = malloc((size_t)depth * sizeof(*s->bin_ring));
+        if (!s->bin_ring)
+            return; /* binary resumes of this symbol reset (tried again next time) */
+        s->bin_ring_depth = depth;
+        s->bin_ring_count = 0;
+        b->stats.ring_bytes += (uint64_t)depth * sizeof(*s->bin_ring);
+    }
+    if (s->seq != prev_seq + 1) /* as in ring_push */
+        s->bin_ring_count = 0;
+    bcast_bin_slot *slot = &s->bin_ring[s->seq % s->bin_ring_depth];
+    memcpy(slot, &s->bin, 1 + (size_t)s->bin.len); /* the used bytes: len, then the record */
+    if (s->bin_ring_count < s->bin_ring_depth)
+        s->bin_ring_count++;
+}
+
 void bcast_publish(bcast *b, uint32_t id, const norm_quote *q)
 {
     if (id >= b->nsyms)
@@ -717,6 +850,7 @@ void bcast_publish(bcast *b, uint32_t id, const norm_quote *q)
     s->stale = q->stale;
     if (b->opts.resume_depth)
         ring_push(b, s, prev_seq);
+    bin_publish(b, s, q, prev_seq);
     for (uint32_t i = 0; i < s->nmembers; i++) {
         bcast_client *c = s->members[i].c;
         bcast_sub *sub = &c->subs[s->members[i].sub];
@@ -750,6 +884,66 @@ static const char *const frame_head[] = {
     [FRAME_UPDATE] = "{\"op\":\"update\",\"updates\":[",
 };
 #define FRAME_HEAD_MAX 48
+
+static const uint8_t frame_bin_kind[] = {
+    [FRAME_SNAPSHOT] = BCAST_BIN_SNAPSHOT,
+    [FRAME_RESET] = BCAST_BIN_RESET,
+    [FRAME_REPLAY] = BCAST_BIN_REPLAY,
+    [FRAME_UPDATE] = BCAST_BIN_UPDATE,
+};
+
+/* A frame being assembled in one client's encoding: JSON
+ * {"op":...,"updates":[v1,v2]} or binary header + v1 v2. */
+typedef struct frame {
+    char *buf;
+    size_t len, cap;
+    uint32_t count;
+    bcast_enc enc;
+} frame;
+
+static void frame_open(frame *f, bcast_enc enc, frame_kind k, char *buf, size_t cap)
+{
+    *f = (frame){.buf = buf, .cap = cap, .enc = enc};
+    if (enc == BCAST_ENC_BIN) {
+        buf[0] = (char)frame_bin_kind[k];
+        buf[1] = buf[2] = buf[3] = 0; /* reserved; the count, at frame_close */
+        f->len = BCAST_BIN_HEAD;
+    } else {
+        f->len = strlen(frame_head[k]);
+        memcpy(buf, frame_head[k], f->len);
+    }
+}
+
+/* Append one encoded value; 0 when the frame (closed) would exceed cap. */
+static int frame_add(frame *f, const void *enc, size_t n)
+{
+    if (f->enc == BCAST_ENC_BIN) {
+        if (f->len + n > f->cap || f->count == BCAST_BIN_MAX_COUNT)
+            return 0;
+    } else {
+        if (f->len + 1 + n + 2 > f->cap) /* a comma, the value, "]}" */
+            return 0;
+        if (f->count)
+            f->buf[f->len++] = ',';
+    }
+    memcpy(f->buf + f->len, enc, n);
+    f->len += n;
+    f->count++;
+    return 1;
+}
+
+/* Finish the frame; returns its length. */
+static size_t frame_close(frame *f)
+{
+    if (f->enc == BCAST_ENC_BIN) {
+        f->buf[2] = (char)(f->count & 0xff);
+        f->buf[3] = (char)(f->count >> 8);
+    } else {
+        f->buf[f->len++] = ']';
+        f->buf[f->len++] = '}';
+    }
+    return f->len;
+}
 
 /* Plain snapshots first (as before resume existed), then reset snapshots,
  * then replays; updates only when none of those is due. */
@@ -786,25 +980,14 @@ static int sub_due(const bcast_sub *s, frame_kind k)
     }
 }
 
-/* Append one encoding; 0 when the frame (closed by "]}") would exceed cap. */
-static int frame_add(char *buf, size_t *len, size_t cap, uint32_t *count, const char *enc,
-                     size_t n)
+/* Is value x of sym in the client's ring and recent enough to send as
+ * backlog? The time is the JSON ring's (always kept when rings are on; the
+ * binary ring, started later, holds no more than it). now is read once per
+ * frame, when first needed. */
+static int in_backlog_window(const bcast *b, const bcast_symbol *sym, bcast_enc enc, uint64_t x,
+                             int64_t *now)
 {
-    if (*len + 1 + n + 2 > cap)
-        return 0;
-    if (*count)
-        buf[(*len)++] = ',';
-    memcpy(buf + *len, enc, n);
-    *len += n;
-    (*count)++;
-    return 1;
-}
-
-/* Is value x of sym in the ring and recent enough to send as backlog? now
- * is read once per frame, when first needed. */
-static int in_backlog_window(const bcast *b, const bcast_symbol *sym, uint64_t x, int64_t *now)
-{
-    if (!b->opts.backlog_ms || !ring_holds(sym, x))
+    if (!b->opts.backlog_ms || !ring_holds(sym, enc, x) || !ring_holds(sym, BCAST_ENC_JSON, x))
         return 0;
     if (!*now)
         *now = mono_us();
@@ -817,10 +1000,11 @@ static int in_backlog_window(const bcast *b, const bcast_symbol *sym, uint64_t x
 static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
 {
     bcast *b = c->b;
-    size_t len = strlen(frame_head[k]);
-    uint32_t count = 0;
+    bcast_enc enc = (bcast_enc)c->enc;
+    frame f;
+    size_t n;
     int64_t now = 0;
-    memcpy(buf, frame_head[k], len);
+    frame_open(&f, enc, k, buf, cap);
 
     uint32_t i = c->cursor < c->nsubs ? c->cursor : 0;
     for (uint32_t walked = 0; walked < c->nsubs && due_of_kind(c, k);
@@ -838,7 +1022,8 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
                 s->reset = (uint8_t)reset;
                 continue;
             }
-            if (!frame_add(buf, &len, cap, &count, sym->enc, sym->enc_len))
+            const void *v = sym_value(sym, enc, &n);
+            if (!frame_add(&f, v, n))
                 break; /* frame full: the rest stays due for next time */
             s->sent_seq = sym->seq;
             sub_clear(c, s);
@@ -849,7 +1034,7 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
                 b->stats.resume_replayed++;
                 continue;
             }
-            if (!ring_holds(sym, s->sent_seq + 1)) {
+            if (!ring_holds(sym, enc, s->sent_seq + 1)) {
                 /* The ring moved past this replay (a slow reader, a small
                  * ring) or was dropped by a reload: the client gets a reset. */
                 sub_mark_reset(c, s, BCAST_RESET_TOO_OLD);
@@ -857,8 +1042,8 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
             }
             int full = 0;
             while (s->sent_seq < sym->seq) {
-                const bcast_slot *e = &sym->ring[(s->sent_seq + 1) % sym->ring_depth];
-                if (!frame_add(buf, &len, cap, &count, e->enc, e->len)) {
+                const void *v = ring_value(sym, enc, s->sent_seq + 1, &n);
+                if (!frame_add(&f, v, n)) {
                     full = 1;
                     break;
                 }
@@ -875,12 +1060,12 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
             int full = 0;
             uint64_t behind = sym->seq - s->sent_seq;
             if (sym->seq > s->sent_seq && s->sent_seq && behind > 1 &&
-                in_backlog_window(b, sym, s->sent_seq + 1, &now)) {
+                in_backlog_window(b, sym, enc, s->sent_seq + 1, &now)) {
                 /* A little behind: every value it missed, from the ring (the
                  * same bytes), so a client that keeps up loses nothing. */
                 while (s->sent_seq < sym->seq) {
-                    const bcast_slot *e = &sym->ring[(s->sent_seq + 1) % sym->ring_depth];
-                    if (!frame_add(buf, &len, cap, &count, e->enc, e->len)) {
+                    const void *v = ring_value(sym, enc, s->sent_seq + 1, &n);
+                    if (!frame_add(&f, v, n)) {
                         full = 1;
                         break;
                     }
@@ -888,7 +1073,8 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
                 }
             } else if (sym->seq > s->sent_seq) {
                 /* Far behind (or no ring): converge to the latest value. */
-                if (!frame_add(buf, &len, cap, &count, sym->enc, sym->enc_len))
+                const void *v = sym_value(sym, enc, &n);
+                if (!frame_add(&f, v, n))
                     break;
                 if (s->sent_seq && behind > 1)
                     b->stats.conflated += behind - 1;
@@ -901,18 +1087,16 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
         }
     }
     c->cursor = i;
-    if (!count)
+    if (!f.count)
         return 0;
-    buf[len++] = ']';
-    buf[len++] = '}';
     b->stats.frames_out++;
     if (k == FRAME_REPLAY)
-        b->stats.replayed_out += count;
+        b->stats.replayed_out += f.count;
     else if (k == FRAME_UPDATE)
-        b->stats.updates_out += count;
+        b->stats.updates_out += f.count;
     else
-        b->stats.snapshots_out += count;
-    return len;
+        b->stats.snapshots_out += f.count;
+    return frame_close(&f);
 }
 
 size_t bcast_client_frame(bcast_client *c, char *buf, size_t cap)

@@ -120,6 +120,7 @@ static const cfg_field broadcast_fields[] = {
     {"ping_interval_s", CFG_INT, CFG_OFF(broadcast.ping_interval_s), 1, 3600},
     {"resume_depth", CFG_INT, CFG_OFF(broadcast.resume_depth), 0, 4096},
     {"backlog_ms", CFG_INT, CFG_OFF(broadcast.backlog_ms), 0, 60000},
+    {"permessage_deflate", CFG_BOOL, CFG_OFF(broadcast.permessage_deflate), 0, 0},
 };
 static const cfg_field limits_fields[] = {
     {"max_subscriptions", CFG_INT, CFG_OFF(limits.max_subscriptions), 1, 10000000},
@@ -380,6 +381,7 @@ int cfg_defaults(cfg_t *cfg)
     cfg->broadcast.ping_interval_s = 30;
     cfg->broadcast.resume_depth = 64;
     cfg->broadcast.backlog_ms = 100;
+    cfg->broadcast.permessage_deflate = 0; /* measured: costs more CPU than it saves on loopback (performance.md) */
     cfg->limits.max_subscriptions = 1000;
     cfg->limits.max_message_bytes = 4096;
     cfg->limits.max_messages_per_sec = 50;

@@ -105,6 +105,8 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     const ws_stats *ws = ws_get_stats(*src->ws);
 
     metric(o, "tickerd_clients_connected", "gauge", "WebSocket clients connected", bs->clients);
+    metric(o, "tickerd_clients_binary", "gauge",
+           "WebSocket clients reading the binary encoding (tickerd.bin)", bs->bin_clients);
     metric(o, "tickerd_subscriptions", "gauge", "Symbol subscriptions over all clients",
            bs->subscriptions);
     metric(o, "tickerd_symbols", "gauge", "Symbols known", bcast_symbol_count(*src->bcast));

@@ -51,6 +51,7 @@ struct ws_session {
     struct lws *wsi;
     ws_server *ws;
     bcast_client *client; /* NULL for a connection refused at max_connections */
+    uint8_t binary;       /* tickerd.bin: update frames are binary */
     ws_session *next, *prev;
     /* message reassembly */
     char *rx;
@@ -303,7 +304,8 @@ static int ws_writeable(ws_session *s)
             return -1;
     } else if (s->client) {
         len = bcast_client_frame(s->client, (char *)ws->frame + LWS_PRE, ws->frame_cap);
-        if (len && lws_write(s->wsi, ws->frame + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
+        enum lws_write_protocol type = s->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT;
+        if (len && lws_write(s->wsi, ws->frame + LWS_PRE, len, type) < (int)len)
             return -1;
     } else {
         len = 0;
@@ -733,6 +735,13 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return ws_path_ok(wsi) ? 0 : 1;
 
+    case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+        /* Clients offer permessage-deflate unasked (browsers always): take
+         * it only when configured. Asked per connection during the
+         * handshake (user is not set up yet), so a reload applies to the
+         * next connections. Nonzero refuses. */
+        return ws && ws->limits.permessage_deflate && !strcmp(in, "permessage-deflate") ? 0 : 1;
+
     case LWS_CALLBACK_ESTABLISHED:
         memset(s, 0, sizeof(*s));
         s->wsi = wsi;
@@ -751,7 +760,12 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             return 0;
         }
         s->client = bcast_client_create(ws->b, ws_wake, s);
-        return s->client ? 0 : -1;
+        if (!s->client)
+            return -1;
+        /* The subprotocol the client named chose the encoding (ws_protocol). */
+        s->binary = proto->id == BCAST_ENC_BIN;
+        bcast_client_set_encoding(s->client, (bcast_enc)proto->id);
+        return 0;
 
     case LWS_CALLBACK_RECEIVE:
         if (!s->close_code && s->client)
@@ -787,16 +801,29 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     }
 }
 
-struct lws_protocols ws_protocol(ws_server *ws)
+struct lws_protocols ws_protocol(ws_server *ws, bcast_enc enc)
 {
     struct lws_protocols p = {
-        .name = WS_PROTOCOL_NAME,
+        .name = enc == BCAST_ENC_BIN ? WS_PROTOCOL_BIN : WS_PROTOCOL_NAME,
         .callback = ws_callback,
         .per_session_data_size = sizeof(ws_session),
         .rx_buffer_size = WS_RX_BUFFER_SIZE,
+        .id = enc,
         .user = ws,
     };
     return p;
+}
+
+const struct lws_extension *ws_extensions(void)
+{
+    /* One zlib stream per connection that negotiates it: CPU and memory per
+     * client, measured in docs/performance.md#encodings. */
+    static const struct lws_extension exts[] = {
+        {"permessage-deflate", lws_extension_callback_pm_deflate,
+         "permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+        {NULL, NULL, NULL},
+    };
+    return exts;
 }
 
 void ws_sweep(ws_server *ws)

@@ -30,6 +30,11 @@
  * the server's, or when the client's seqs come from another server instance
  * (epoch). Per client this is still O(subscriptions): a resumed subscription
  * holds only its position (the last seq sent) while its replay is due.
+ *
+ * Encodings: a client reads JSON frames (the default) or binary ones
+ * (tickerd.bin, docs/protocol.md). Each publish encodes the value once per
+ * encoding; a client's frame concatenates the encodings of its own. The
+ * binary resume rings exist only once a binary client has connected.
  */
 #ifndef TICKERD_BCAST_H
 #define TICKERD_BCAST_H
@@ -44,6 +49,22 @@
 /* Frame envelope around the concatenated updates (the longest is a reset
  * snapshot's: {"op":"snapshot","reset":true,"updates":[...]}). */
 #define BCAST_FRAME_OVERHEAD 48
+
+/* Frame encodings (docs/protocol.md#binary-encoding). */
+typedef enum { BCAST_ENC_JSON = 0, BCAST_ENC_BIN } bcast_enc;
+/* Binary layout: a frame is a header (kind u8, reserved u8, count u16 LE)
+ * and count update records; a record is its length (u8) and the fields
+ * after it. Names are at most BCAST_BIN_NAME_MAX bytes. */
+#define BCAST_BIN_HEAD 4
+#define BCAST_BIN_MAX_COUNT 65535
+#define BCAST_BIN_NAME_MAX 31
+#define BCAST_BIN_FIXED 59 /* record bytes before the symbol's name: len .. open, name length */
+/* Upper bound of one binary record (see bcast_encode_bin). */
+#define BCAST_BIN_MAX (BCAST_BIN_FIXED + BCAST_BIN_NAME_MAX + 1 + BCAST_BIN_NAME_MAX)
+/* The header's kind byte. */
+enum { BCAST_BIN_SNAPSHOT = 1, BCAST_BIN_RESET = 2, BCAST_BIN_REPLAY = 3, BCAST_BIN_UPDATE = 4 };
+/* A record's flags byte. */
+enum { BCAST_BIN_STALE = 1, BCAST_BIN_STALE_CLEARED = 2 };
 
 typedef struct bcast bcast;
 typedef struct bcast_client bcast_client;
@@ -82,6 +103,7 @@ typedef struct bcast_stats {
     uint64_t frames_out;
     uint64_t subscriptions; /* current room memberships (gauge) */
     uint32_t clients;       /* current clients (gauge) */
+    uint32_t bin_clients;   /* of which read the binary encoding (gauge) */
     /* resume */
     uint64_t replayed_out;      /* update objects sent in "replay" frames */
     uint64_t resume_replayed;   /* resumed symbols whose replay completed */
@@ -134,6 +156,8 @@ const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len);
 /* --- clients (from transports) --- */
 bcast_client *bcast_client_create(bcast *b, bcast_wake_fn wake, void *wake_arg);
 void bcast_client_destroy(bcast_client *c);
+/* The encoding of the client's frames (BCAST_ENC_JSON until set). */
+void bcast_client_set_encoding(bcast_client *c, bcast_enc enc);
 /* Subscribe to names (canonical symbols or "*"), atomically. On
  * BCAST_EUNKNOWN, unknown[0..*nunknown) holds the indices of unknown names
  * (unknown must have room for n). Newly and re-subscribed symbols get a
@@ -182,5 +206,7 @@ size_t bcast_client_frame(bcast_client *c, char *buf, size_t cap);
 
 /* Encode one quote as a JSON object; returns its length (< BCAST_ENC_MAX). */
 size_t bcast_encode_json(char *dst, const norm_quote *q);
+/* Encode one quote as a binary record; returns its length (<= BCAST_BIN_MAX). */
+size_t bcast_encode_bin(uint8_t *dst, const norm_quote *q);
 
 #endif

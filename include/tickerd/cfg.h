@@ -73,6 +73,7 @@ typedef struct cfg_t {
         int ping_interval_s;
         int resume_depth; /* values kept per symbol for resuming clients; 0 = off */
         int backlog_ms;   /* a client this little behind gets every value, not the latest */
+        int permessage_deflate; /* accept the WebSocket compression extension */
     } broadcast;
     struct {
         int max_subscriptions;

@@ -1,6 +1,8 @@
 /*
- * ws.h — the WebSocket transport for the broadcaster (protocol "tickerd.json"
- * at /ws, see docs/protocol.md).
+ * ws.h — the WebSocket transport for the broadcaster (subprotocols
+ * "tickerd.json", the default, and "tickerd.bin" at /ws, see docs/protocol.md).
+ * The subprotocol picks the encoding of update frames; control messages are
+ * JSON text in both.
  *
  * It owns everything per connection that is not conflation: reassembly of
  * client messages under a size limit, the per-connection rate limit and error
@@ -17,6 +19,7 @@
 #include "tickerd/bcast.h"
 
 #define WS_PROTOCOL_NAME "tickerd.json"
+#define WS_PROTOCOL_BIN "tickerd.bin"
 /* Receive buffer per connection: client messages are small; longer ones are
  * reassembled (up to max_message_bytes) in a buffer that exists only while a
  * fragmented message is in flight. */
@@ -43,6 +46,7 @@ typedef struct ws_limits {
     uint32_t max_errors;      /* within WS_ERROR_WINDOW_US, then close 1008 */
     uint32_t stall_timeout_ms;
     uint32_t max_frame_bytes; /* largest update frame */
+    uint8_t permessage_deflate; /* accept the extension from new connections */
 } ws_limits;
 
 typedef struct ws_stats {
@@ -65,8 +69,12 @@ ws_server *ws_create(bcast *b, const ws_limits *limits);
 void ws_set_history(ws_server *ws, struct hist *h);
 void ws_destroy(ws_server *ws);
 int ws_set_limits(ws_server *ws, const ws_limits *limits);
-/* The lws protocol entry for this transport (its .user is ws). */
-struct lws_protocols ws_protocol(ws_server *ws);
+/* The lws protocol entry for this transport in encoding enc (its .user is
+ * ws, its .id enc): one for tickerd.json, one for tickerd.bin. */
+struct lws_protocols ws_protocol(ws_server *ws, bcast_enc enc);
+/* The vhost's extensions: permessage-deflate, which each connection accepts
+ * only while limits.permessage_deflate is set. */
+const struct lws_extension *ws_extensions(void);
 /* Close stalled peers; call periodically (every few hundred ms). */
 void ws_sweep(ws_server *ws);
 /* Close every connection with 1001 (server going away). */

@@ -1,7 +1,8 @@
 /* Broadcaster: rooms, snapshots before updates, per-client conflation (one
  * pending value per symbol, latest wins, memory independent of rate), frame
- * limits, the JSON encoding of an update, and resume (per-symbol rings,
- * replay / reset / up to date, ordering against live updates). */
+ * limits, the JSON encoding of an update, resume (per-symbol rings,
+ * replay / reset / up to date, ordering against live updates), and the
+ * binary encoding (decoded here from the documented layout). */
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
@@ -713,6 +714,333 @@ static void epochs_differ_per_instance(void)
     bcast_destroy(b);
 }
 
+/* ---- binary encoding (tickerd.bin) ---- */
+
+/* One record of a binary frame, decoded by the layout in docs/protocol.md
+ * (written from the document, not from bcast.c). */
+typedef struct bin_rec {
+    uint8_t flags;
+    uint64_t seq;
+    int64_t ts;
+    double last, bid, ask, volume, open;
+    char symbol[32], src[32];
+} bin_rec;
+
+typedef struct bin_frame {
+    int kind;
+    size_t n;
+    bin_rec rec[64];
+} bin_frame;
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static double get_f64(const uint8_t *p)
+{
+    uint64_t v = get_u64(p);
+    double d;
+    memcpy(&d, &v, sizeof(d));
+    return d;
+}
+
+/* A length-prefixed name inside [p, end); returns the byte after it, NULL
+ * when it overruns. */
+static const uint8_t *get_name(const uint8_t *p, const uint8_t *end, char *out)
+{
+    if (p >= end || p + 1 + p[0] > end || p[0] > 31)
+        return NULL;
+    memcpy(out, p + 1, p[0]);
+    out[p[0]] = 0;
+    return p + 1 + p[0];
+}
+
+/* Decode a whole frame; -1 when it is malformed (every byte must be
+ * accounted for). */
+static int decode_bin(const uint8_t *buf, size_t len, bin_frame *f)
+{
+    memset(f, 0, sizeof(*f));
+    if (len < 4 || buf[1] != 0)
+        return -1;
+    f->kind = buf[0];
+    size_t count = (size_t)buf[2] | (size_t)buf[3] << 8;
+    const uint8_t *p = buf + 4, *end = buf + len;
+    for (; f->n < count; f->n++) {
+        if (p >= end || f->n == 64)
+            return -1;
+        const uint8_t *rec_end = p + 1 + p[0];
+        if (rec_end > end || p[0] < 58 + 2)
+            return -1;
+        bin_rec *r = &f->rec[f->n];
+        r->flags = p[1];
+        r->seq = get_u64(p + 2);
+        r->ts = (int64_t)get_u64(p + 10);
+        r->last = get_f64(p + 18);
+        r->bid = get_f64(p + 26);
+        r->ask = get_f64(p + 34);
+        r->volume = get_f64(p + 42);
+        r->open = get_f64(p + 50);
+        const uint8_t *q = get_name(p + 58, rec_end, r->symbol);
+        if (!q || !get_name(q, rec_end, r->src))
+            return -1;
+        p = rec_end; /* fields a later version appends would be skipped here */
+    }
+    return p == end ? (int)f->n : -1;
+}
+
+static long take_bin(bcast_client *c, bin_frame *f)
+{
+    static uint8_t buf[1 << 16];
+    size_t len = bcast_client_frame(c, (char *)buf, sizeof(buf));
+    if (!len)
+        return -1;
+    long n = decode_bin(buf, len, f);
+    CHECK(n >= 0);
+    return n;
+}
+
+static norm_quote quote(uint32_t id, double last, uint64_t seq)
+{
+    norm_quote q;
+    memset(&q, 0, sizeof(q));
+    strcpy(q.symbol, SYMS[id]);
+    q.last = last;
+    q.bid = last - 0.25;
+    q.ask = last + 0.125;
+    q.volume = 1234.5 + (double)id;
+    q.open = 100.0 / 3; /* not exact in decimal: the binary form carries every bit */
+    q.seq = seq;
+    q.ts_us = 1763913600123456 + (int64_t)seq;
+    q.source = "sim";
+    return q;
+}
+
+static bcast_client *bin_client(bcast *b)
+{
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    bcast_client_set_encoding(c, BCAST_ENC_BIN);
+    return c;
+}
+
+static void binary_frames_round_trip_every_field(void)
+{
+    bcast *b = make(100, 65536);
+    bcast_client *c = bin_client(b);
+    CHECK(bcast_get_stats(b)->bin_clients == 1);
+    norm_quote q0 = quote(0, 65012.34, 7), q1 = quote(1, 3400.5, 3), q2 = quote(2, 150.25, 9);
+    q1.stale = 1;         /* "stale":true */
+    q2.stale_cleared = 1; /* "stale":false */
+    q2.source = "a-feed-name-of-31-characters-xx";
+    bcast_publish(b, 0, &q0);
+    bcast_publish(b, 1, &q1);
+    bcast_publish(b, 2, &q2);
+    const char *names[] = {"BTC-USD", "ETH-USD", "SOL-USD", "EUR-USD"};
+    size_t unknown[4], nunknown;
+    CHECK(bcast_subscribe(c, names, 4, unknown, &nunknown) == BCAST_OK);
+
+    bin_frame f;
+    CHECK(take_bin(c, &f) == 3); /* EUR-USD has no value yet */
+    CHECK(f.kind == BCAST_BIN_SNAPSHOT);
+    const norm_quote *want[] = {&q0, &q1, &q2};
+    for (size_t i = 0; i < f.n; i++) {
+        const bin_rec *r = &f.rec[i];
+        int k = sym_index(r->symbol);
+        CHECK(k >= 0 && k < 3);
+        if (k < 0 || k >= 3)
+            continue;
+        const norm_quote *q = want[k];
+        CHECK(r->seq == q->seq && r->ts == q->ts_us);
+        CHECK(r->last == q->last && r->bid == q->bid && r->ask == q->ask);
+        CHECK(r->volume == q->volume && r->open == q->open); /* bit for bit */
+        CHECK(!strcmp(r->src, q->source));
+        CHECK(r->flags == (k == 1 ? BCAST_BIN_STALE : k == 2 ? BCAST_BIN_STALE_CLEARED : 0));
+    }
+
+    /* Several updates in one frame, then the symbol without value arrives
+     * as an update too. */
+    norm_quote u0 = quote(0, 65013, 8), u3 = quote(3, 1.0825, 1);
+    bcast_publish(b, 0, &u0);
+    bcast_publish(b, 3, &u3);
+    CHECK(take_bin(c, &f) == 2);
+    CHECK(f.kind == BCAST_BIN_UPDATE);
+    uint64_t seen = 0;
+    for (size_t i = 0; i < f.n; i++) {
+        int k = sym_index(f.rec[i].symbol);
+        seen |= 1u << k;
+        CHECK(f.rec[i].seq == (k == 0 ? 8 : 1) && f.rec[i].flags == 0);
+        CHECK(f.rec[i].last == (k == 0 ? 65013 : 1.0825));
+    }
+    CHECK(seen == ((1u << 0) | (1u << 3)));
+    CHECK(take_bin(c, &f) == -1);
+    bcast_client_destroy(c);
+    CHECK(bcast_get_stats(b)->bin_clients == 0);
+    bcast_destroy(b);
+}
+
+static void one_publish_serves_json_and_binary_clients_alike(void)
+{
+    bcast *b = make(100, 65536);
+    bcast_client *j = bcast_client_create(b, wake, NULL), *c = bin_client(b);
+    const char *names[] = {"BTC-USD", "ETH-USD"};
+    size_t unknown[2], nunknown;
+    CHECK(bcast_subscribe(j, names, 2, unknown, &nunknown) == BCAST_OK);
+    CHECK(bcast_subscribe(c, names, 2, unknown, &nunknown) == BCAST_OK);
+    publish(b, 0, 101.5, 1);
+    publish(b, 1, 202.25, 1);
+    publish(b, 0, 102.75, 2);
+
+    frame_info fj;
+    bin_frame fb;
+    CHECK(take(j, &fj) == 2 && !strcmp(fj.op, "snapshot"));
+    CHECK(take_bin(c, &fb) == 2 && fb.kind == BCAST_BIN_SNAPSHOT);
+    for (size_t i = 0; i < 2; i++) {
+        int k = sym_index(fb.rec[i].symbol);
+        /* the same values, in the same order (one walk, one cursor rule) */
+        CHECK((uint32_t)k == fj.sym[i] && fb.rec[i].seq == fj.seq[i]);
+        CHECK(fb.rec[i].last == (k == 0 ? 102.75 : 202.25));
+    }
+    bcast_client_destroy(j);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void binary_frames_split_at_max_frame_bytes(void)
+{
+    /* A record of "G00001-USD" from "sim" is 58 + 1 + 10 + 1 + 3 = 73 bytes:
+     * a 1024-byte frame holds the 4-byte header and 13 of them. */
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 1024};
+    bcast *b = bcast_create(&o);
+    const char *names[40];
+    char store[40][16];
+    for (uint32_t i = 0; i < 40; i++) {
+        snprintf(store[i], sizeof(store[i]), "G%05u-USD", i + 1);
+        names[i] = store[i];
+        bcast_symbol_added(b, i, store[i]);
+        norm_quote q = quote(0, 10 + i, 1);
+        strcpy(q.symbol, store[i]);
+        bcast_publish(b, i, &q);
+    }
+    bcast_client *c = bin_client(b);
+    size_t unknown[40], nunknown;
+    CHECK(bcast_subscribe(c, names, 40, unknown, &nunknown) == BCAST_OK);
+    static uint8_t buf[4096];
+    size_t total = 0, frames = 0, len;
+    bin_frame f;
+    while ((len = bcast_client_frame(c, (char *)buf, sizeof(buf))) > 0) {
+        CHECK(len <= 1024);
+        CHECK(decode_bin(buf, len, &f) > 0 && f.kind == BCAST_BIN_SNAPSHOT);
+        CHECK(f.n == (frames < 3 ? 13 : 1));
+        CHECK(len == 4 + f.n * 73);
+        total += f.n;
+        frames++;
+    }
+    CHECK(total == 40 && frames == 4);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void binary_resume_replays_and_resets_from_its_own_ring(void)
+{
+    bcast *b = make_resume(8, 65536);
+    const char *btc[] = {"BTC-USD"};
+    bin_frame f;
+    frame_info fj;
+    publish_range(b, 0, 1, 5); /* before any binary client: JSON ring only */
+    uint64_t json_ring_bytes = bcast_get_stats(b)->ring_bytes;
+
+    /* The first binary client starts the binary rings; what was published
+     * before exists only in JSON, so a binary resume from there resets while
+     * a JSON resume replays. */
+    bcast_client *first = bin_client(b);
+    publish_range(b, 0, 6, 10);
+    CHECK(bcast_get_stats(b)->ring_bytes > json_ring_bytes);
+    bcast_resume from3 = {"BTC-USD", 3};
+    CHECK(resume_sub(first, btc, 1, &from3, 1, 0) == BCAST_OK);
+    CHECK(take_bin(first, &f) == 1 && f.kind == BCAST_BIN_RESET && f.rec[0].seq == 10);
+    bcast_client *j = bcast_client_create(b, wake, NULL);
+    CHECK(resume_sub(j, btc, 1, &from3, 1, 0) == BCAST_OK);
+    CHECK(take(j, &fj) == 7 && !strcmp(fj.op, "replay"));
+
+    /* From inside the binary ring: a replay frame, every value in order. */
+    bcast_client *c = bin_client(b);
+    bcast_resume from7 = {"BTC-USD", 7};
+    CHECK(resume_sub(c, btc, 1, &from7, 1, 0) == BCAST_OK);
+    CHECK(take_bin(c, &f) == 3 && f.kind == BCAST_BIN_REPLAY);
+    for (size_t i = 0; i < f.n; i++)
+        CHECK(f.rec[i].seq == 8 + i && f.rec[i].last == 108 + (double)i);
+    publish(b, 0, 111, 11);
+    CHECK(take_bin(c, &f) == 1 && f.kind == BCAST_BIN_UPDATE && f.rec[0].seq == 11);
+
+    /* Another instance's seqs: a reset snapshot, as in JSON. */
+    bcast_client *d = bin_client(b);
+    CHECK(resume_sub(d, btc, 1, &from7, 1, 1) == BCAST_OK);
+    CHECK(take_bin(d, &f) == 1 && f.kind == BCAST_BIN_RESET && f.rec[0].seq == 11);
+
+    /* The binary ring stays when binary clients leave: a later one resumes. */
+    bcast_client_destroy(first);
+    bcast_client_destroy(c);
+    bcast_client_destroy(d);
+    publish(b, 0, 112, 12);
+    bcast_client *e = bin_client(b);
+    bcast_resume from10 = {"BTC-USD", 10};
+    CHECK(resume_sub(e, btc, 1, &from10, 1, 0) == BCAST_OK);
+    CHECK(take_bin(e, &f) == 2 && f.kind == BCAST_BIN_REPLAY && f.rec[1].seq == 12);
+    bcast_client_destroy(e);
+    bcast_client_destroy(j);
+    bcast_destroy(b);
+}
+
+static void binary_backlog_and_unpark_read_the_binary_ring(void)
+{
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 64,
+                    .backlog_ms = 1000};
+    bcast *b = bcast_create(&o);
+    for (uint32_t i = 0; i < 4; i++)
+        bcast_symbol_added(b, i, SYMS[i]);
+    bcast_client *c = bin_client(b);
+    const char *names[] = {"BTC-USD"};
+    size_t unknown[1], nunknown;
+    bin_frame f;
+    publish(b, 0, 101, 1);
+    CHECK(bcast_subscribe(c, names, 1, unknown, &nunknown) == BCAST_OK);
+    CHECK(take_bin(c, &f) == 1 && f.kind == BCAST_BIN_SNAPSHOT);
+
+    /* A few behind: each value, consecutive, in one update frame. */
+    publish_range(b, 0, 2, 5);
+    CHECK(take_bin(c, &f) == 4 && f.kind == BCAST_BIN_UPDATE);
+    for (size_t i = 0; i < f.n; i++)
+        CHECK(f.rec[i].seq == 2 + i && f.rec[i].last == 102 + (double)i);
+
+    /* Parked for a history that ends at 7: unpark replays 8.. from the ring. */
+    uint32_t id = 0;
+    bcast_park(c, &id, 1);
+    publish_range(b, 0, 6, 10);
+    CHECK(take_bin(c, &f) == -1);
+    bcast_unpark(c, 0, 7);
+    CHECK(take_bin(c, &f) == 3 && f.kind == BCAST_BIN_REPLAY);
+    for (size_t i = 0; i < f.n; i++)
+        CHECK(f.rec[i].seq == 8 + i);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
+
+static void json_only_broadcasters_keep_no_binary_ring(void)
+{
+    bcast *b = make_resume(8, 65536);
+    publish_range(b, 0, 1, 3);
+    uint64_t before = bcast_get_stats(b)->ring_bytes;
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    bcast_client_set_encoding(c, BCAST_ENC_JSON); /* explicit JSON changes nothing */
+    publish_range(b, 0, 4, 6);
+    CHECK(bcast_get_stats(b)->ring_bytes == before);
+    CHECK(bcast_get_stats(b)->bin_clients == 0);
+    bcast_client_destroy(c);
+    bcast_destroy(b);
+}
 /* The history seam: a parked subscription gets its snapshot, then nothing
  * until unpark, which continues right after the history's last seq. */
 static bcast *make_ring(uint32_t depth)
@@ -870,5 +1198,11 @@ int main(void)
     RUN(parked_symbol_continues_after_the_history_seq);
     RUN(unpark_without_history_or_ring_follows_live_or_resets);
     RUN(a_client_a_little_behind_gets_every_value_a_late_one_the_latest);
+    RUN(binary_frames_round_trip_every_field);
+    RUN(one_publish_serves_json_and_binary_clients_alike);
+    RUN(binary_frames_split_at_max_frame_bytes);
+    RUN(binary_resume_replays_and_resets_from_its_own_ring);
+    RUN(json_only_broadcasters_keep_no_binary_ring);
+    RUN(binary_backlog_and_unpark_read_the_binary_ring);
     return check_done();
 }
