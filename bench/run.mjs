@@ -71,8 +71,10 @@ function peersMarkdown(res, ctx, started, ended = Date.now()) {
   const mins = ((ended - started) / 60000).toFixed(1);
   const v = `node ${process.version.slice(1)}, ws ${ctx.peers.ws ?? 'not installed'}, socket.io ${ctx.peers.socketio ?? 'not installed'}`;
   return `Run ${new Date(started).toISOString().slice(0, 16)}Z on ${machine()} (${mins} min, \`bench/run\`); ${v}. `
-    + `S = ${S}, K = ${K}; server on CPU 0, load tool on CPU 1; 10 s measured per row after a 2 s warm-up `
-    + '(saturation steps 5 s). tickerd rows without "coalescing 10 ms" run with `normalizer.flush_interval_ms: 0`.\n\n'
+    + `S = ${S}, K = ${K}; server on CPU 0, load tool on CPU 1; each row measured after a 2 s warm-up for 10 s `
+    + '(saturation steps and the 50k run 5 s, the stall run 14 s). tickerd rows without "coalescing 10 ms" run with '
+    + '`normalizer.flush_interval_ms: 0`. "Others on CPU 0 / 1": what other processes took of the two cores '
+    + 'during the window (the machine is shared; a server that did not get its core shows less than 100 % CPU).\n\n'
     + `#### Targets\n\n${rep.targets(res)}\n\n`
     + `#### Side by side, U = 1,000 updates/s\n\n${rep.sideTable(res.side)}\n\n${rep.ratioTable(res.side)}\n\n`
     + `#### Saturation search, N = 1,000\n\n${rep.saturationSummary(best)}\n\n${rep.saturationTable(res.saturation)}\n\n`

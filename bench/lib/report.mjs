@@ -77,7 +77,7 @@ function projection(r, satPerCpu) {
 }
 
 export function fdTable(rows, satBest) {
-  return table(['server', 'requested', 'held (open, subscribed)', 'connect errors', 'closed by server', 'delivered/s',
+  return table(['server', 'requested', 'held (open at the end)', 'connect errors', 'closed by server', 'delivered/s',
     'p99 ms', 'server CPU', 'RSS after connecting', 'RSS/conn', '1M conns: RSS', '1M conns at U=1000: cores'], rows.map((r) => {
     if (!ok(r)) return notRun(r, 12, [r.label]);
     const p = projection(r, satBest[r.spec.server]?.perCpu);
@@ -195,8 +195,8 @@ export function targets(res) {
   // Met when the server holds ≥ 95 % of its descriptor limit and every connection it holds is subscribed;
   // attempts beyond the limit are refused by design (1013, or dropped at accept) and are not failures.
   out.push(['connections up to the fd limit (20,000) held with no failures', ok(fd)
-    ? `${fmt(held(fd))} held of ${fmt(fd.requested)} requested, ${fmt(fd.subscribed)} subscribed; beyond the limit `
-      + `${fmt(fd.closed)} closed by the server, ${fmt(fd.connect_errors)} refused at connect` : '—',
+    ? `${fmt(held(fd))} held of ${fmt(fd.requested)} requested (${fmt(fd.subscribed)} subscribed during the run); `
+      + `${fmt(fd.closed)} closed by the server, ${fmt(fd.connect_errors)} refused at connect, the rest not connected within 60 s` : '—',
   verdict(held(fd) >= 19000 && fd.subscribed >= held(fd), ok(fd))]);
   const st = res.stall.find((r) => r.spec.server === 'tickerd');
   const base = res.side.find((r) => r.spec.server === 'tickerd' && r.spec.flush === 0 && r.spec.n === st?.spec.n);

@@ -75,7 +75,7 @@ export function startFeed({ symbols: count, rate, seed, hold }, publish) {
   const stats = { published: 0, startedMs: 0 };
   const emit = (y) => { stats.published++; publish(step(y, uniform, normal)); };
   let timer = null;
-  for (const y of syms) emit(y); // before any client, as sim.c at start (tickerd sends snapshots instead)
+  for (const y of syms) publish(step(y, uniform, normal)); // before any client, as sim.c at start
   const run = () => {
     if (timer) return;
     stats.startedMs = performance.now();
