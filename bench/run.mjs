@@ -107,6 +107,7 @@ const failedRow = (r) => !!r.error || (!r.skipped && (r.failed > 0 || !(r.update
 async function main() {
   const a = args();
   if (a.mode === 'report') { // re-render the tables of a saved run (its results.json)
+    fs.rmSync(TMP, { recursive: true, force: true }); // nothing to keep from this invocation
     const { res, ctx, started, ended } = loadRaw(a.raw);
     const md = peersMarkdown(res, ctx, started, ended);
     console.log(md);

@@ -138,12 +138,16 @@ export async function startServer(kind, opts, historySupported = false) {
   throw e;
 }
 
-/** SIGTERM, then SIGKILL after 5 s; resolves the exit status. */
+/**
+ * SIGTERM, then SIGKILL after 10 s (an overloaded peer's loop may take seconds to see the signal);
+ * resolves the exit status. The run's history database (tickerd) is deleted.
+ */
 export async function stopServer(srv) {
   if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGTERM');
-  const t = setTimeout(() => srv.proc.kill('SIGKILL'), 5000);
+  const t = setTimeout(() => srv.proc.kill('SIGKILL'), 10000);
   const code = await srv.exited;
   clearTimeout(t);
+  for (const f of fs.readdirSync(TMP)) if (f.startsWith('history-')) fs.rmSync(path.join(TMP, f), { force: true });
   return code;
 }
 
