@@ -2,12 +2,13 @@
 // bench/run.mjs — the benchmark runner: tickerd and its peers (bench/peers/) side by side in one run.
 //
 // Servers run pinned to CPU 0, tickerd-loadgen processes to CPU 1. Modes:
-//   node bench/run.mjs [--out docs/performance.md]   the issue-6 matrix against the ws and Socket.IO peers,
-//                                                     written between the BENCH:peers markers (bench/run)
-//   node bench/run.mjs --quick                        each server for a few seconds (ctest bench_quick):
-//                                                     proves the bench works, judges no speed
-//   node bench/run.mjs --core [--n 1000,5000,10000] [--flush 10,50] [--out FILE]
-//                                                     tickerd alone (issue 2 matrix), BENCH:core markers
+//   node bench/run.mjs --peers [--out docs/performance.md]
+//                                    the issue-6 matrix against the ws and Socket.IO peers, written between
+//                                    the BENCH:peers markers (what bench/run runs)
+//   node bench/run.mjs --quick       each server for a few seconds (ctest bench_quick): proves the bench
+//                                    works, judges no speed
+//   node bench/run.mjs [--n 1000,5000,10000] [--flush 10,50] [--out FILE]
+//                                    tickerd alone (the issue-2 core matrix), BENCH:core markers
 // Development: --duration SEC, --n LIST, --steps LIST (saturation U), --big-n N, --idle-n N, --stall-n N,
 // --only side,fd,saturation,idle,stall,history. Raw results go to a JSON file in the temp dir (printed);
 // `--report FILE [--out …]` renders the tables of such a file again without running anything.
@@ -24,14 +25,14 @@ const log = (m) => process.stderr.write(`${m}\n`);
 const list = (v) => v.split(',').map(Number);
 
 function args() {
-  const a = { mode: 'peers', out: null, m: {} };
+  const a = { mode: 'core', out: null, m: {} };
   const v = process.argv.slice(2);
   const num = { '--duration': 'duration', '--big-n': 'bigN', '--idle-n': 'idleN', '--stall-n': 'stallN' };
   for (let i = 0; i < v.length; i++) {
     const next = () => v[++i];
     if (num[v[i]]) a.m[num[v[i]]] = Number(next());
     else if (v[i] === '--quick') a.mode = 'quick';
-    else if (v[i] === '--core') a.mode = 'core';
+    else if (v[i] === '--peers') a.mode = 'peers';
     else if (v[i] === '--out') a.out = next();
     else if (v[i] === '--n') a.m.n = list(next());
     else if (v[i] === '--steps') a.m.steps = list(next());
