@@ -206,6 +206,7 @@ static ws_limits app_ws_limits(const cfg_t *c)
         .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
         .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
         .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
+        .ping_interval_ms = (uint32_t)c->broadcast.ping_interval_s * 1000,
     };
     return l;
 }
@@ -335,9 +336,10 @@ static int app_listen(app *a)
     a->page_mount.def = "index.html";
     a->page_mount.origin_protocol = LWSMPRO_FILE;
 
-    /* lws answers pings itself; a peer silent for 2x the interval is gone. */
-    a->ws_liveness.secs_since_valid_ping = (uint16_t)c->broadcast.ping_interval_s;
-    a->ws_liveness.secs_since_valid_hangup = (uint16_t)(2 * c->broadcast.ping_interval_s);
+    /* lws answers pings; ws.c sends them (ws_sweep). lws' own validity
+     * timers stay off (hangup 0): see ws_keepalive for why. */
+    a->ws_liveness.secs_since_valid_ping = 0;
+    a->ws_liveness.secs_since_valid_hangup = 0;
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -567,8 +569,6 @@ int app_reload(app *a, cfg_t *nc)
         log_warn("reload: history.* changes (other than max_db_mb) need a restart");
     nc->history = a->cfg.history;
     nc->history.max_db_mb = cap;
-    a->ws_liveness.secs_since_valid_ping = (uint16_t)nc->broadcast.ping_interval_s;
-    a->ws_liveness.secs_since_valid_hangup = (uint16_t)(2 * nc->broadcast.ping_interval_s);
     if (nc->normalizer.max_symbols != a->cfg.normalizer.max_symbols)
         log_warn("reload: normalizer.max_symbols changes need a restart");
     nc->normalizer.max_symbols = a->cfg.normalizer.max_symbols;

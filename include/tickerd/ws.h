@@ -46,6 +46,7 @@ typedef struct ws_limits {
     uint32_t max_errors;      /* within WS_ERROR_WINDOW_US, then close 1008 */
     uint32_t stall_timeout_ms;
     uint32_t max_frame_bytes; /* largest update frame */
+    uint32_t ping_interval_ms; /* ping a peer silent this long; gone after twice it (0 = off) */
     uint8_t permessage_deflate; /* accept the extension from new connections */
 } ws_limits;
 
@@ -57,6 +58,7 @@ typedef struct ws_stats {
     uint64_t stall_closes;          /* closed 1008 for accepting nothing */
     uint64_t connections_rejected;  /* closed 1013 at max_connections */
     uint64_t replies_dropped;       /* reply queue overflow (should stay 0) */
+    uint64_t ping_timeouts;         /* closed: silent, no pong, for twice ping_interval */
     uint32_t sessions;
 } ws_stats;
 
