@@ -179,6 +179,7 @@ struct options {
 	double stall_fraction;
 	double stall_after_s; /* relative to the start of the measurement */
 	double stall_for_s;
+	double connect_for_s; /* end the connect phase after this long, whatever is still pending (0: no) */
 	enum proto proto;
 	uint32_t first_index; /* global index of our first connection (several processes) */
 	bool wait_signal;     /* after warm-up, print READY and measure only on SIGUSR1 */
@@ -212,6 +213,8 @@ static void usage(FILE *f)
 		"                         after the warm-up, and start measuring on SIGUSR1 (several\n"
 		"                         processes measure one window)\n"
 		"  --hist                 add the raw latency histograms to the JSON report\n"
+		"  --connect-for SEC      end the connect phase after SEC even if connections are still\n"
+		"                         pending or not attempted (a server that cannot take them all)\n"
 		"  --poll                 use lws' poll() loop instead of libuv/epoll (slower at large N)\n"
 		"  -v, --verbose          let libwebsockets log warnings\n"
 		"  -h, --help             this text\n"
@@ -259,7 +262,7 @@ static bool parse_url(struct options *o)
 enum {
 	OPT_URL = 256, OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_SYMBOLS, OPT_PREFIX, OPT_JSON,
 	OPT_STALL_FRACTION, OPT_STALL_AFTER, OPT_STALL_FOR, OPT_POLL, OPT_PROTO, OPT_FIRST_INDEX,
-	OPT_WAIT_SIGNAL, OPT_HIST,
+	OPT_WAIT_SIGNAL, OPT_HIST, OPT_CONNECT_FOR,
 };
 
 static bool parse_proto(const char *arg, enum proto *out)
@@ -292,6 +295,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "first-index", required_argument, NULL, OPT_FIRST_INDEX },
 		{ "wait-signal", no_argument, NULL, OPT_WAIT_SIGNAL },
 		{ "hist", no_argument, NULL, OPT_HIST },
+		{ "connect-for", required_argument, NULL, OPT_CONNECT_FOR },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -329,6 +333,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_FIRST_INDEX: ok = parse_count(optarg, 0, 100000000, &o->first_index); break;
 		case OPT_WAIT_SIGNAL: o->wait_signal = true; break;
 		case OPT_HIST: o->hist = true; break;
+		case OPT_CONNECT_FOR: ok = parse_num(optarg, 0, 86400, &o->connect_for_s); break;
 		case 'q': o->quiet = true; break;
 		case 'v': o->verbose = true; break;
 		case 'h': return 1;
@@ -1046,6 +1051,16 @@ static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		case LWS_CALLBACK_CLIENT_CLOSED:
 			on_closed(c);
 			break;
+		case LWS_CALLBACK_WSI_DESTROY:
+			/*
+			 * The catch-all: a connection the server dropped at
+			 * accept can go away without CONNECTION_ERROR, and
+			 * would otherwise hold an in-flight slot for good.
+			 */
+			if (g.phase != PH_DONE)
+				on_connect_error(c, "closed before established");
+			on_closed(c);
+			break;
 		default:
 			break;
 		}
@@ -1193,6 +1208,19 @@ static bool start_signalled(void)
 	return g_go;
 }
 
+/*
+ * Every connection attempted and settled (or the last attempt 30 s ago), or
+ * --connect-for elapsed: then the rest (not attempted, or still pending) are
+ * abandoned and count as failed.
+ */
+static bool connect_phase_over(lws_usec_t now)
+{
+	if (g.o.connect_for_s > 0 && now - g.t_start >= (lws_usec_t)(g.o.connect_for_s * 1e6))
+		return true;
+	return g.started == g.o.n && (g.established + g.connect_errors == g.o.n ||
+				      now - g.t_last_connect > CONNECT_GRACE_US);
+}
+
 static void tick(lws_sorted_usec_list_t *sul)
 {
 	lws_usec_t now = lws_now_usecs();
@@ -1205,9 +1233,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 	switch (g.phase) {
 	case PH_CONNECT:
 		ramp(now);
-		if (g.started == g.o.n &&
-		    (g.established + g.connect_errors == g.o.n ||
-		     now - g.t_last_connect > CONNECT_GRACE_US)) {
+		if (connect_phase_over(now)) {
 			set_phase(PH_WARMUP, now);
 			say_phase("CONNECTED");
 		}
@@ -1298,7 +1324,7 @@ static void print_json(const struct report *r)
 	       "\"updates_per_frame\":%.3f,\"bytes_per_s\":%.0f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
 	       "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"samples\":%llu,\"seq_skipped\":%llu,"
 	       "\"seq_backwards\":%llu,\"server_errors\":%llu,\"duration_s\":%.3f,"
-	       "\"loadgen_cpu\":%.3f,\"interrupted\":%s",
+	       "\"loadgen_cpu\":%.3f,\"in_flight\":%u,\"interrupted\":%s",
 	       g.o.n, g.established, g.connect_errors, g.closed, r->failed, g.subscribed,
 	       per_s(m->updates, d), per_s(m->frames, d),
 	       m->update_frames ? (double)m->updates / (double)m->update_frames : 0.0,
@@ -1307,7 +1333,7 @@ static void print_json(const struct report *r)
 	       ms((double)r->all.max), (unsigned long long)r->all.count,
 	       (unsigned long long)m->seq_skipped, (unsigned long long)m->seq_backwards,
 	       (unsigned long long)g.tot.errors, d, d > 0 ? g.cpu_measured / d : 0.0,
-	       g_interrupted ? "true" : "false");
+	       g.started - g.established - g.connect_errors, g_interrupted ? "true" : "false");
 	if (g.stalled_n) {
 		const struct hist *h[2] = { &g.lat_ok, &g.lat_stalled };
 		const char *pre[2] = { "nonstalled_", "stalled_" };

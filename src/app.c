@@ -177,7 +177,7 @@ static void app_history_open(app *a)
 
 static bcast_opts app_bcast_opts(const cfg_t *c)
 {
-    size_t per_entry = (size_t)c->normalizer.max_symbols * BCAST_ENC_MAX;
+    size_t per_entry = (size_t)c->normalizer.max_symbols * BCAST_RING_SLOT_BYTES;
     uint32_t depth = (uint32_t)c->broadcast.resume_depth;
     if (depth && per_entry * depth > APP_RESUME_RING_BUDGET) {
         uint32_t fit = (uint32_t)(APP_RESUME_RING_BUDGET / per_entry);
@@ -191,7 +191,7 @@ static bcast_opts app_bcast_opts(const cfg_t *c)
         .max_subscriptions = (uint32_t)c->limits.max_subscriptions,
         .max_frame_bytes = (size_t)c->broadcast.max_frame_bytes,
         .resume_depth = depth,
-        .max_backlog = (uint32_t)c->broadcast.max_backlog,
+        .backlog_ms = (uint32_t)c->broadcast.backlog_ms,
     };
     return o;
 }
@@ -414,6 +414,8 @@ app *app_create(cfg_t *cfg)
         .headroom = LWS_PRE,
         .wake = app_wake_loop,
         .wake_arg = a,
+        .no_store_reason = a->cfg.history.enabled ? a->history_error
+                                                  : "history is disabled (history.enabled is false)",
     };
     a->hist = hist_create(a->store, &ho);
     if (a->ws && a->hist)

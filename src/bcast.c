@@ -46,9 +46,11 @@ typedef struct bcast_member {
 
 /* One published value kept for resume. */
 typedef struct bcast_slot {
+    int64_t at_us; /* monotonic time of its publish (the backlog window) */
     uint16_t len;
     char enc[BCAST_ENC_MAX];
 } bcast_slot;
+_Static_assert(sizeof(bcast_slot) == BCAST_RING_SLOT_BYTES, "BCAST_RING_SLOT_BYTES is the slot's size");
 
 /* One value as a binary record (tickerd.bin). */
 typedef struct bcast_bin_slot {
@@ -108,6 +110,13 @@ struct bcast {
     char epoch[BCAST_EPOCH_LEN + 1];
     uint8_t bin_rings; /* a binary client has connected: keep binary rings too */
 };
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static uint64_t mix64(uint64_t x)
 {
@@ -313,7 +322,9 @@ static int sub_reserve(bcast_client *c, uint32_t extra)
 {
     if (c->nsubs + extra <= c->cap)
         return 0;
-    uint32_t cap = c->cap ? c->cap : 4;
+    /* The first subscribe is sized exactly (most clients subscribe once);
+     * growth after that doubles. */
+    uint32_t cap = c->cap ? c->cap * 2 : c->nsubs + extra;
     while (cap < c->nsubs + extra)
         cap *= 2;
     bcast_sub *s = realloc(c->subs, (size_t)cap * sizeof(*s));
@@ -792,6 +803,7 @@ static void ring_push(bcast *b, bcast_symbol *s, uint64_t prev_seq)
     if (s->seq != prev_seq + 1)
         s->ring_count = 0;
     bcast_slot *slot = &s->ring[s->seq % s->ring_depth];
+    slot->at_us = mono_us();
     slot->len = s->enc_len;
     memcpy(slot->enc, s->enc, s->enc_len);
     if (s->ring_count < s->ring_depth)
@@ -968,6 +980,20 @@ static int sub_due(const bcast_sub *s, frame_kind k)
     }
 }
 
+/* Is value x of sym in the client's ring and recent enough to send as
+ * backlog? The time is the JSON ring's (always kept when rings are on; the
+ * binary ring, started later, holds no more than it). now is read once per
+ * frame, when first needed. */
+static int in_backlog_window(const bcast *b, const bcast_symbol *sym, bcast_enc enc, uint64_t x,
+                             int64_t *now)
+{
+    if (!b->opts.backlog_ms || !ring_holds(sym, enc, x) || !ring_holds(sym, BCAST_ENC_JSON, x))
+        return 0;
+    if (!*now)
+        *now = mono_us();
+    return *now - sym->ring[x % sym->ring_depth].at_us <= (int64_t)b->opts.backlog_ms * 1000;
+}
+
 /* One frame of kind k. Everything due of that kind that fits goes in; when
  * nothing could be sent (symbols without a value, replays that became
  * resets), no subscription of kind k is left due. */
@@ -977,6 +1003,7 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
     bcast_enc enc = (bcast_enc)c->enc;
     frame f;
     size_t n;
+    int64_t now = 0;
     frame_open(&f, enc, k, buf, cap);
 
     uint32_t i = c->cursor < c->nsubs ? c->cursor : 0;
@@ -1033,7 +1060,7 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
             int full = 0;
             uint64_t behind = sym->seq - s->sent_seq;
             if (sym->seq > s->sent_seq && s->sent_seq && behind > 1 &&
-                behind <= b->opts.max_backlog && ring_holds(sym, enc, s->sent_seq + 1)) {
+                in_backlog_window(b, sym, enc, s->sent_seq + 1, &now)) {
                 /* A little behind: every value it missed, from the ring (the
                  * same bytes), so a client that keeps up loses nothing. */
                 while (s->sent_seq < sym->seq) {

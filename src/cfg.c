@@ -119,7 +119,7 @@ static const cfg_field broadcast_fields[] = {
     {"stall_timeout_ms", CFG_INT, CFG_OFF(broadcast.stall_timeout_ms), 100, 3600000},
     {"ping_interval_s", CFG_INT, CFG_OFF(broadcast.ping_interval_s), 1, 3600},
     {"resume_depth", CFG_INT, CFG_OFF(broadcast.resume_depth), 0, 4096},
-    {"max_backlog", CFG_INT, CFG_OFF(broadcast.max_backlog), 0, 4096},
+    {"backlog_ms", CFG_INT, CFG_OFF(broadcast.backlog_ms), 0, 60000},
     {"permessage_deflate", CFG_BOOL, CFG_OFF(broadcast.permessage_deflate), 0, 0},
 };
 static const cfg_field limits_fields[] = {
@@ -380,8 +380,8 @@ int cfg_defaults(cfg_t *cfg)
     cfg->broadcast.stall_timeout_ms = 30000;
     cfg->broadcast.ping_interval_s = 30;
     cfg->broadcast.resume_depth = 64;
-    cfg->broadcast.max_backlog = 32;
-    cfg->broadcast.permessage_deflate = 0; /* measured: docs/performance.md#encodings */
+    cfg->broadcast.backlog_ms = 100;
+    cfg->broadcast.permessage_deflate = 0; /* measured: costs more CPU than it saves on loopback (performance.md) */
     cfg->limits.max_subscriptions = 1000;
     cfg->limits.max_message_bytes = 4096;
     cfg->limits.max_messages_per_sec = 50;

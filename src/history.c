@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,7 @@ struct hist {
     hist_req *finished;
     int stopping;
     store_row *rows; /* the worker's scratch: max_rows rows */
+    char no_store_reason[256];
 };
 
 static const struct {
@@ -75,6 +77,10 @@ hist *hist_create(store *st, const hist_opts *o)
     if (h->o.max_pending <= 0)
         h->o.max_pending = HIST_DEFAULT_MAX_PENDING;
     h->queue_tail = &h->queue;
+    snprintf(h->no_store_reason, sizeof(h->no_store_reason), "%s",
+             o->no_store_reason && o->no_store_reason[0] ? o->no_store_reason
+                                                         : "history is not available");
+    h->o.no_store_reason = NULL; /* the copy above is what counts */
     h->rows = malloc((size_t)h->o.max_rows * sizeof(*h->rows));
     if (!h->rows || pthread_mutex_init(&h->mu, NULL)) {
         free(h->rows);
@@ -209,7 +215,7 @@ static int run_query(hist *h, const hist_req *r, const hist_query *q, hist_resul
         if (n >= 0)
             res->status = 200;
     } else {
-        snprintf(err, sizeof(err), "history is disabled (history.enabled is false)");
+        snprintf(err, sizeof(err), "%s", h->no_store_reason);
     }
     render(h, r, q, res, h->rows, n, res->status == 200 ? NULL : err);
     return n;

@@ -27,6 +27,15 @@
 
 typedef struct ws_session ws_session;
 
+/* A queued control reply (ack/error): LWS_PRE spare bytes, then the text. A
+ * list rather than a fixed array: idle connections, the common case, then
+ * hold two pointers instead of a slot table. */
+typedef struct ws_reply {
+    struct ws_reply *next;
+    uint32_t len;
+    unsigned char buf[]; /* LWS_PRE + len */
+} ws_reply;
+
 struct ws_server {
     bcast *b;
     ws_limits limits;
@@ -49,10 +58,9 @@ struct ws_session {
     uint32_t rx_len;
     uint32_t rx_limit; /* max_message_bytes when this message began (reload-proof) */
     uint8_t in_msg, rx_binary, rx_skip, rx_paused;
-    /* replies: each is LWS_PRE + text, length in reply_len */
-    unsigned char *reply[WS_REPLY_QUEUE];
-    uint32_t reply_len[WS_REPLY_QUEUE];
-    uint8_t reply_head, reply_count;
+    /* replies, oldest first; at most WS_REPLY_QUEUE */
+    ws_reply *reply_head, *reply_tail;
+    uint8_t reply_count;
     /* limits */
     double tokens;
     int64_t tokens_at_us;
@@ -160,17 +168,21 @@ static void ws_queue_reply(ws_session *s, json_t *reply)
         return;
     }
     size_t len = strlen(text);
-    unsigned char *buf = malloc(LWS_PRE + len);
-    if (!buf) {
+    ws_reply *r = malloc(sizeof(*r) + LWS_PRE + len);
+    if (!r) {
         free(text);
         s->ws->stats.replies_dropped++;
         return;
     }
-    memcpy(buf + LWS_PRE, text, len);
+    r->next = NULL;
+    r->len = (uint32_t)len;
+    memcpy(r->buf + LWS_PRE, text, len);
     free(text);
-    unsigned slot = (s->reply_head + s->reply_count) % WS_REPLY_QUEUE;
-    s->reply[slot] = buf;
-    s->reply_len[slot] = (uint32_t)len;
+    if (s->reply_tail)
+        s->reply_tail->next = r;
+    else
+        s->reply_head = r;
+    s->reply_tail = r;
     s->reply_count++;
     /* Back-pressure on requests: a client that does not read its replies
      * stops being read, instead of growing this queue. */
@@ -270,17 +282,16 @@ static int ws_writeable(ws_session *s)
     if (s->close_code && !(s->close_after_replies && s->reply_count))
         return ws_close_now(s);
     s->want_write_since_us = 0;
-    unsigned char *buf;
     size_t len;
     if (s->reply_count) {
-        unsigned slot = s->reply_head;
-        buf = s->reply[slot];
-        len = s->reply_len[slot];
-        s->reply[slot] = NULL;
-        s->reply_head = (uint8_t)((slot + 1) % WS_REPLY_QUEUE);
+        ws_reply *r = s->reply_head;
+        s->reply_head = r->next;
+        if (!s->reply_head)
+            s->reply_tail = NULL;
         s->reply_count--;
-        int n = lws_write(s->wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
-        free(buf);
+        len = r->len;
+        int n = lws_write(s->wsi, r->buf + LWS_PRE, len, LWS_WRITE_TEXT);
+        free(r);
         if (n < (int)len)
             return -1;
         if (s->rx_paused && s->reply_count < WS_REPLY_PAUSE_AT / 2) {
@@ -775,10 +786,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         ws_history_release(s);
         bcast_client_destroy(s->client);
         free(s->rx);
-        while (s->reply_count) {
-            free(s->reply[s->reply_head]);
-            s->reply_head = (uint8_t)((s->reply_head + 1) % WS_REPLY_QUEUE);
-            s->reply_count--;
+        while (s->reply_head) {
+            ws_reply *r = s->reply_head;
+            s->reply_head = r->next;
+            free(r);
         }
         memset(s, 0, sizeof(*s));
         return 0;

@@ -67,6 +67,7 @@ function loadArgs(url, proto, share, first, o) {
     '--first-index', String(first), '--duration', String(o.duration), '--warmup', String(o.warmup),
     '--ramp', String(Math.max(1, Math.round(o.ramp / o.procs))), '--wait-signal', '--hist', '--json', '-q'];
   if (o.stall) a.push('--stall-fraction', String(o.stall.fraction), '--stall-after', String(o.stall.after), '--stall-for', String(o.stall.for));
+  if (o.connectFor) a.push('--connect-for', String(o.connectFor));
   return a;
 }
 
@@ -78,7 +79,7 @@ function startLoad(url, proto, o) {
     first += share;
     const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     const lp = { child, stdout: '', stderr: '', connected: false, ready: false };
-    lp.exited = new Promise((r) => child.on('exit', (code, sig) => r(code ?? sig)));
+    lp.exited = new Promise((r) => child.on('close', (code, sig) => r(code ?? sig))); // after stdout is drained
     child.stdout.on('data', (d) => { lp.stdout += d; });
     child.stderr.on('data', (d) => {
       lp.stderr = (lp.stderr + d).slice(-8000);
@@ -95,19 +96,38 @@ async function waitFor(pred, ms) {
   return pred();
 }
 
-/** Samples the server's [ms, cpu ticks, RSS KiB] every 200 ms until stop(). */
+/** [busy, total] ticks of CPUs 0 and 1 from /proc/stat: the machine is shared, so others may use them. */
+function coreTicks() {
+  const lines = fs.readFileSync('/proc/stat', 'utf8').split('\n');
+  return [0, 1].map((c) => {
+    const f = (lines.find((l) => l.startsWith(`cpu${c} `)) || `cpu${c} 0 0 0 0`).trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, x) => a + x, 0);
+    return [total - f[3] - (f[4] || 0), total]; // idle and iowait are not busy
+  });
+}
+
+/** Samples the server's [ms, cpu ticks, RSS KiB] every 200 ms until stop(); core usage at both ends. */
 function sampler(pid) {
   const samples = [];
   const take = () => { try { samples.push([Date.now(), procStat(pid), statusKiB(pid, 'VmRSS')]); } catch { /* exited */ } };
   take();
+  const cores0 = coreTicks();
   const t = setInterval(take, 200);
-  return { samples, stop: () => { clearInterval(t); take(); } };
+  const s = { samples, stop: () => { clearInterval(t); take(); s.cores = coreTicks().map(([b, tot], i) => (b - cores0[i][0]) / Math.max(1, tot - cores0[i][1])); } };
+  return s;
 }
 
-function serverFigures(samples, t0) {
-  const win = samples.filter(([t]) => t >= t0);
+/*
+ * Server CPU (fraction of a core) over the window, RSS, and what others took of the two cores meanwhile
+ * (busy fraction of core 0 minus the server, of core 1 minus the load tool): a noisy-neighbour gauge.
+ */
+function serverFigures(smp, t0, loadgenCpu) {
+  const win = smp.samples.filter(([t]) => t >= t0);
   const cpu = win.length > 1 ? (win.at(-1)[1] - win[0][1]) / TICK_HZ / ((win.at(-1)[0] - win[0][0]) / 1000) : NaN;
-  return { cpu, rssWindowMaxKiB: Math.max(...win.map((x) => x[2]).filter(Number.isFinite)), timeline: win.map(([t, , r]) => [t - t0, r]) };
+  return {
+    cpu, rssWindowMaxKiB: Math.max(...win.map((x) => x[2]).filter(Number.isFinite)), timeline: win.map(([t, , r]) => [t - t0, r]),
+    othersCore0: Math.max(0, smp.cores[0] - cpu), othersCore1: Math.max(0, smp.cores[1] - loadgenCpu),
+  };
 }
 
 const sum = (rs, key) => rs.reduce((a, r) => a + (Number(r[key]) || 0), 0);
@@ -118,7 +138,7 @@ function mergeReports(reports) {
   const ok = mergeHists(reports.map((r) => r.hist_ok));
   const m = { latency: latency(all, sub), nonstalled: latency(ok, sub), stalled: latency(mergeHists(reports.map((r) => r.hist_stalled)), sub) };
   for (const k of ['requested', 'connected', 'connect_errors', 'closed', 'failed', 'subscribed', 'updates_per_s', 'frames_per_s',
-    'bytes_per_s', 'seq_skipped', 'seq_backwards', 'server_errors', 'loadgen_cpu', 'stalled_connections', 'stalled_closed']) m[k] = sum(reports, k);
+    'bytes_per_s', 'seq_skipped', 'seq_backwards', 'server_errors', 'loadgen_cpu', 'stalled_connections', 'stalled_closed', 'in_flight']) m[k] = sum(reports, k);
   m.duration_s = Math.min(...reports.map((r) => r.duration_s));
   m.interrupted = reports.some((r) => r.interrupted);
   m.bytes_per_update = m.updates_per_s > 0 ? m.bytes_per_s / m.updates_per_s : NaN;
@@ -135,8 +155,10 @@ export async function measure(srv, kind, o) {
   const url = `ws://127.0.0.1:${srv.port}${kind.path}`;
   const idleRssKiB = statusKiB(srv.pid, 'VmRSS');
   const lps = startLoad(url, kind.proto, o);
-  // Budget: the ramp, lws' 20 s handshake timeout and the tool's 30 s grace after its last attempt.
-  const budget = (o.n / o.ramp + 60 + o.warmup) * 1000;
+  // Budget: the ramp, lws' 20 s handshake timeout, the tool's 30 s grace after its last attempt, and
+  // room for a server that accepts slowly (tickerd on lws 4.1.6 slows down as connections grow: see the
+  // profile in docs/performance.md) or shares its core with other work.
+  const budget = ((o.connectFor ? o.connectFor + 30 : o.n / o.ramp + 150) + o.warmup) * 1000;
   const settled = (flag) => () => lps.every((lp) => lp[flag] || lp.child.exitCode !== null);
   const t = Date.now();
   await waitFor(settled('connected'), budget);
@@ -156,8 +178,9 @@ export async function measure(srv, kind, o) {
   });
   const missing = reports.findIndex((r) => !r);
   if (missing >= 0) throw new Error(`load process ${missing} exited ${codes[missing]} without a report: ${lps[missing].stderr.trim().slice(-400)}`);
+  const merged = mergeReports(reports);
   return {
-    ...mergeReports(reports), ...serverFigures(smp.samples, t0), allReady, codes, procs: o.procs,
+    ...merged, ...serverFigures(smp, t0, merged.loadgen_cpu), allReady, codes, procs: o.procs,
     idleRssKiB, readyRssKiB, peakRssKiB: statusKiB(srv.pid, 'VmHWM'), serverAlive: srv.proc.exitCode === null,
     loadErrors: lps.map((lp) => lp.stderr.split('\n').filter((l) => l && l !== 'READY').slice(0, 3)).flat(),
   };

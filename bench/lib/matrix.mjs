@@ -33,6 +33,7 @@ export async function runOne(ctx, spec) {
   const skip = unavailable(ctx, spec);
   if (skip) return { ...row, skipped: skip };
   ctx.log(`bench: ${row.label} N=${spec.n} U=${spec.u}${spec.stall ? ' stall' : ''} ...`);
+  const t0 = Date.now();
   let srv;
   try {
     srv = await startServer(spec.server, spec, ctx.history.supported);
@@ -47,7 +48,8 @@ export async function runOne(ctx, spec) {
     if (row.serverAlive === false) row.error = `server exited during the run (${code}): ${row.serverLog.at(-1)}`;
   }
   ctx.log(row.error ? `  error: ${row.error}`
-    : `  ${fmtK(row.updates_per_s)} upd/s of ${fmtK(row.offered)}, p99 ${row.latency.p99.toFixed(1)} ms, cpu ${(row.cpu * 100).toFixed(0)} %, loadgen ${(row.loadgen_cpu * 100).toFixed(0)} %`);
+    : `  ${fmtK(row.updates_per_s)} upd/s of ${fmtK(row.offered)}, p99 ${row.latency.p99.toFixed(1)} ms, cpu ${(row.cpu * 100).toFixed(0)} %, `
+      + `loadgen ${(row.loadgen_cpu * 100).toFixed(0)} %, ${row.connected - row.closed}/${spec.n} held (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   return row;
 }
 
@@ -59,11 +61,20 @@ const sideBySide = (base) => ['tickerd', 'ws', 'socketio'].map((server) => ({ ..
 /** A run is "tracking" when ≥ 90 % of the offered deliveries arrive with p99 ≤ 1 s and nothing failed. */
 export const tracking = (r) => !r.error && !r.skipped && r.updates_per_s >= 0.9 * r.offered && r.latency.p99 <= 1000 && r.failed === 0;
 
-/** Saturation at N = 1k: double U from 500 until delivery stops tracking (that step is kept: the peak). */
+/**
+ * Saturation at N = 1k: double U from 500 until delivery stops tracking (that step is kept: the peak).
+ * A step that does not track is run once more before stopping: on a shared machine one noisy window
+ * should not end the search.
+ */
 async function saturation(ctx, server, o) {
   const rows = [];
   for (const u of o.steps) {
-    const r = await runOne(ctx, { server, flush: 0, n: 1000, k: K, s: S, u, duration: o.duration, warmup: 2 });
+    const spec = { server, flush: 0, n: 1000, k: K, s: S, u, duration: o.duration, warmup: 2 };
+    let r = await runOne(ctx, spec);
+    if (!tracking(r)) {
+      const again = await runOne(ctx, spec);
+      if (tracking(again) || again.updates_per_s > r.updates_per_s) r = again;
+    }
     rows.push(r);
     if (!tracking(r)) break;
   }
@@ -80,7 +91,9 @@ export async function fullMatrix(ctx, o = {}) {
     for (const spec of sideBySide({ n, k: K, s: S, u: 1000, duration: d })) await run(res.side, spec);
     await run(res.side, { server: 'tickerd', flush: 10, n, k: K, s: S, u: 1000, duration: d });
   }
-  for (const spec of want('fd') ? sideBySide({ n: o.bigN ?? 50000, k: K, s: S, u: 1000, duration: d }) : []) await run(res.fd, spec);
+  // More than a server process can hold: connect for at most 60 s, then measure what is held.
+  const fd = { n: o.bigN ?? 50000, k: K, s: S, u: 1000, duration: Math.min(d, 5), connectFor: 60 };
+  for (const spec of want('fd') ? sideBySide(fd) : []) await run(res.fd, spec);
   for (const server of want('saturation') ? ['tickerd', 'ws', 'socketio'] : []) {
     res.saturation[server] = await saturation(ctx, server, { steps: o.steps ?? [500, 1000, 2000, 4000, 8000, 16000, 32000, 64000], duration: Math.min(d, 5) });
   }

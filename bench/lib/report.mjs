@@ -24,17 +24,30 @@ const notRun = (r, width, lead) => [...lead, r.skipped || `failed: ${r.error}`, 
 
 /* ------------------------------------------------------------------------------ side by side */
 
+/**
+ * Updates/s the server's market really published: the peers log it at exit (their market and their sends
+ * share one event loop, so an overloaded peer falls behind U); tickerd's sim keeps its rate.
+ */
+export function publishedPerSec(r) {
+  const m = /published (\d+) updates in ([\d.]+) s/.exec((r.serverLog || []).join('\n'));
+  return m && Number(m[2]) > 0 ? Number(m[1]) / Number(m[2]) : NaN;
+}
+const published = (r) => (r.spec.server === 'tickerd' ? fmt(r.spec.u) : fmt(publishedPerSec(r)));
+
+/** What other processes took of CPUs 0 and 1 during the window (the machine is shared). */
+const others = (r) => `${fmt(r.othersCore0 * 100)} / ${fmt(r.othersCore1 * 100)} %`;
+
 function sideRow(r) {
   const lead = [fmt(r.spec.n), r.label];
-  if (!ok(r)) return notRun(r, 15, lead);
-  return [...lead, fmt(r.offered), fmt(r.updates_per_s), pct(r.updates_per_s / r.offered), ms(r.latency.p50), ms(r.latency.p99),
+  if (!ok(r)) return notRun(r, 17, lead);
+  return [...lead, published(r), fmt(r.offered), fmt(r.updates_per_s), pct(r.updates_per_s / r.offered), ms(r.latency.p50), ms(r.latency.p99),
     ms(r.latency.p999), ms(r.latency.max), pct(r.cpu), fmt(perCpu(r)), mib(r.peakRssKiB), fmt(r.bytes_per_update, 0),
-    pct(r.loadgen_cpu), fmt(r.failed)];
+    pct(r.loadgen_cpu), others(r), fmt(r.failed)];
 }
 
 export function sideTable(rows) {
-  return table(['N', 'server', 'offered/s', 'delivered/s', 'delivered', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms', 'server CPU',
-    'deliveries per CPU-s', 'peak RSS', 'bytes/update', 'load tool CPU', 'failed conns'], rows.map(sideRow));
+  return table(['N', 'server', 'market updates/s', 'offered/s', 'delivered/s', 'delivered', 'p50 ms', 'p99 ms', 'p999 ms', 'max ms',
+    'server CPU', 'deliveries per CPU-s', 'peak RSS', 'bytes/update', 'load tool CPU', 'others on CPU 0 / 1', 'failed conns'], rows.map(sideRow));
 }
 
 /** tickerd (coalescing off) against each peer at the same N: how many times better, per metric. */
@@ -64,7 +77,7 @@ function projection(r, satPerCpu) {
 }
 
 export function fdTable(rows, satBest) {
-  return table(['server', 'requested', 'held (open, subscribed)', 'connect errors', 'closed by server', 'delivered/s',
+  return table(['server', 'requested', 'held (open at the end)', 'connect errors', 'closed by server', 'delivered/s',
     'p99 ms', 'server CPU', 'RSS after connecting', 'RSS/conn', '1M conns: RSS', '1M conns at U=1000: cores'], rows.map((r) => {
     if (!ok(r)) return notRun(r, 12, [r.label]);
     const p = projection(r, satBest[r.spec.server]?.perCpu);
@@ -91,12 +104,12 @@ export function saturationBest(sat) {
 export function saturationTable(sat) {
   const rows = Object.values(sat).flat().map((r) => {
     const lead = [r.label, fmt(r.spec.u)];
-    if (!ok(r)) return notRun(r, 11, lead);
+    if (!ok(r)) return notRun(r, 12, lead);
     return [...lead, fmt(r.offered), fmt(r.updates_per_s), pct(r.updates_per_s / r.offered), ms(r.latency.p99), ms(r.latency.max),
-      pct(r.cpu), fmt(perCpu(r)), pct(r.loadgen_cpu), tracking(r) ? 'yes' : '**no**'];
+      pct(r.cpu), fmt(perCpu(r)), pct(r.loadgen_cpu), others(r), tracking(r) ? 'yes' : '**no**'];
   });
   return table(['server', 'U/s', 'offered/s', 'delivered/s', 'delivered', 'p99 ms', 'max ms', 'server CPU', 'deliveries per CPU-s',
-    'load tool CPU', 'tracking'], rows);
+    'load tool CPU', 'others on CPU 0 / 1', 'tracking'], rows);
 }
 
 export function saturationSummary(best) {
@@ -136,7 +149,7 @@ export function stallFigures(r, base) {
 }
 
 export function stallTable(rows, sideRows) {
-  return table(['server', 'stalled conns', "others' p99, no stall (N=10k run)", "others' p99 during the stall", 'factor',
+  return table(['server', 'stalled conns', "others' p99, no stall (same N, side by side)", "others' p99 during the stall", 'factor',
     'stalled p99', 'RSS at stall start', 'RSS at stall end', 'RSS growth, last 8 s of the stall', 'stalled closed', 'delivered/s'],
   rows.map((r) => {
     if (!ok(r)) return notRun(r, 11, [r.label]);
@@ -179,9 +192,12 @@ export function targets(res) {
   const idle = res.idle.find((r) => r.spec.server === 'tickerd');
   out.push(['≤ 2 KB server RSS per connection (10 symbols) at 10k', ok(idle) ? `${fmt(rssPerConnKB(idle), 2)} KB` : '—', verdict(rssPerConnKB(idle) <= 2, ok(idle))]);
   const fd = res.fd.find((r) => r.spec.server === 'tickerd');
+  // Met when the server holds ≥ 95 % of its descriptor limit and every connection it holds is subscribed;
+  // attempts beyond the limit are refused by design (1013, or dropped at accept) and are not failures.
   out.push(['connections up to the fd limit (20,000) held with no failures', ok(fd)
-    ? `${fmt(held(fd))} held of ${fmt(fd.requested)} requested; ${fmt(fd.closed)} closed by the server (1013 above its limit), ${fmt(fd.connect_errors)} connect errors` : '—',
-  verdict(held(fd) >= 19000 && fd.connect_errors === 0, ok(fd))]);
+    ? `${fmt(held(fd))} held of ${fmt(fd.requested)} requested (${fmt(fd.subscribed)} subscribed during the run); `
+      + `${fmt(fd.closed)} closed by the server, ${fmt(fd.connect_errors)} refused at connect, the rest not connected within 60 s` : '—',
+  verdict(held(fd) >= 19000 && fd.subscribed >= held(fd), ok(fd))]);
   const st = res.stall.find((r) => r.spec.server === 'tickerd');
   const base = res.side.find((r) => r.spec.server === 'tickerd' && r.spec.flush === 0 && r.spec.n === st?.spec.n);
   const f = ok(st) && ok(base) ? stallFigures(st, base) : null;

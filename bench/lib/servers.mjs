@@ -94,20 +94,23 @@ export function tickerdConfig({ s, u, flush, history }, historySupported) {
  * Every server starts with its market held back, and the bench releases it once every client is
  * connected: an overloaded server accepts new connections slowly (the peers' event loop barely gets to
  * accept, tickerd is busy writing), so connecting under full load would measure the ramp, not the
- * steady state. The peers wait for SIGUSR2 (--hold); tickerd starts at 1 update/s and gets the real
- * rate by a config reload (SIGHUP applies feed rates at once, without dropping a client).
+ * steady state. The peers wait for SIGUSR2 (--hold); tickerd starts at S updates/s (about one per symbol
+ * and second: a symbol left unquoted for normalizer.stale_after_ms would be republished as stale) and
+ * gets the real rate by a config reload (SIGHUP applies feed rates at once, without dropping a client).
  */
 function launch(kind, opts, historySupported) {
   if (kind === 'tickerd') {
     const file = path.join(TMP, `tickerd-${process.pid}-${Date.now()}.json`);
     const cfg = tickerdConfig(opts, historySupported);
-    fs.writeFileSync(file, JSON.stringify({ ...cfg, feeds: [{ ...cfg.feeds[0], rate: 1 }] }));
+    fs.writeFileSync(file, JSON.stringify({ ...cfg, feeds: [{ ...cfg.feeds[0], rate: Math.min(opts.u, opts.s) }] }));
     const release = (proc) => { fs.writeFileSync(file, JSON.stringify(cfg)); proc.kill('SIGHUP'); };
     return [...pinned(0, BIN, ['-c', file, '--port', '0']), release];
   }
   const argv = [path.join(PEERS, KINDS[kind].script), '--port', '0', '--symbols', String(opts.s),
     '--rate', String(opts.u), '--seed', '1', '--max-rss-mb', String(opts.maxRssMb ?? 4096), '--hold'];
-  return [...pinned(0, process.execPath, argv), (proc) => proc.kill('SIGUSR2')];
+  // Node does not raise its own descriptor limit (tickerd and the load tool do): sh raises it, then execs.
+  const [cmd, args] = pinned(0, process.execPath, argv);
+  return ['sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"', cmd, ...args], (proc) => proc.kill('SIGUSR2')];
 }
 
 /**
@@ -135,12 +138,16 @@ export async function startServer(kind, opts, historySupported = false) {
   throw e;
 }
 
-/** SIGTERM, then SIGKILL after 5 s; resolves the exit status. */
+/**
+ * SIGTERM, then SIGKILL after 10 s (an overloaded peer's loop may take seconds to see the signal);
+ * resolves the exit status. The run's history database (tickerd) is deleted.
+ */
 export async function stopServer(srv) {
   if (srv.proc.exitCode === null && srv.proc.signalCode === null) srv.proc.kill('SIGTERM');
-  const t = setTimeout(() => srv.proc.kill('SIGKILL'), 5000);
+  const t = setTimeout(() => srv.proc.kill('SIGKILL'), 10000);
   const code = await srv.exited;
   clearTimeout(t);
+  for (const f of fs.readdirSync(TMP)) if (f.startsWith('history-')) fs.rmSync(path.join(TMP, f), { force: true });
   return code;
 }
 

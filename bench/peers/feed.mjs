@@ -5,6 +5,7 @@
 // on a 0.01 tick, trades at bid or ask, and U updates per second in total, each on a random symbol, paced
 // by a 1 ms timer that owes at most a quarter second of updates after a stall (as sim.c does). Every update
 // carries `ts`, the event time in integer µs since the Unix epoch, and the symbol's `seq`, like tickerd.
+import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
 
 const SECONDS_PER_YEAR = 31557600;
@@ -62,7 +63,7 @@ function step(y, uniform, normal) {
 }
 
 /**
- * Starts the market: calls publish(update) U times per second in total. Returns { symbols, stop }.
+ * Starts the market: calls publish(update) U times per second in total. Returns { symbols, stats, stop }.
  * The first quote of every symbol is published at once, as sim.c does. With `hold`, the market waits
  * for SIGUSR2: an overloaded peer's event loop barely accepts new connections (its timer callbacks
  * take most of each turn), so the bench connects every client first, then lets the market run.
@@ -74,10 +75,10 @@ export function startFeed({ symbols: count, rate, seed, hold }, publish) {
   const stats = { published: 0, startedMs: 0 };
   const emit = (y) => { stats.published++; publish(step(y, uniform, normal)); };
   let timer = null;
+  for (const y of syms) publish(step(y, uniform, normal)); // before any client, as sim.c at start
   const run = () => {
     if (timer) return;
     stats.startedMs = performance.now();
-    for (const y of syms) emit(y);
     let credit = 0;
     let last = performance.now();
     timer = setInterval(() => {
@@ -117,6 +118,12 @@ export function peerArgs(name) {
   return o;
 }
 
+/** This process's RLIMIT_NOFILE soft limit. */
+function fdLimit() {
+  const m = /Max open files\s+(\d+)/.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  return m ? Number(m[1]) : 1024;
+}
+
 /**
  * What every peer does besides its own protocol: log the port like tickerd (`listening on http://…/`),
  * exit 0 on SIGTERM/SIGINT, and exit 3 if its RSS passes the guard — a naive peer buffers without bound
@@ -125,6 +132,10 @@ export function peerArgs(name) {
  */
 export function peerLifecycle(name, server, maxRssMb, stats) {
   const { port } = server.address();
+  // Connections beyond the descriptor limit are accepted and closed at once instead of crashing the
+  // process on EMFILE, as any production Node server is configured (64 descriptors kept in reserve).
+  server.maxConnections = fdLimit() - 64;
+  server.on('error', (e) => console.error(`${name}: ${e.message}`));
   console.error(`${name}: listening on http://127.0.0.1:${port}/`);
   const guard = setInterval(() => {
     const mb = process.memoryUsage.rss() / 1048576;

@@ -13,10 +13,12 @@
  * callback calls bcast_client_frame(); after writing it asks again while
  * bcast_client_has_pending() is true. Single-threaded: the service thread.
  *
- * Backlog: a client only a few values behind on a symbol (at most
- * max_backlog, still in the symbol's ring, see below) is sent every one of
- * them rather than only the latest, so a client that keeps up loses nothing
- * even with coalescing off; one further behind converges to the latest value.
+ * Backlog: a client only a little behind on a symbol (its oldest unsent
+ * value published at most backlog_ms ago, still in the symbol's ring, see
+ * below) is sent every value rather than only the latest, so a client that
+ * keeps up loses nothing even with coalescing off; one further behind — a
+ * slow client, or every client of an overloaded server — converges to the
+ * latest value, which keeps frames small exactly when writes are scarce.
  * Either way the per-client state is the same: the last seq sent.
  *
  * Resume: each symbol also keeps a fixed ring of its last resume_depth
@@ -71,17 +73,18 @@ typedef struct bcast_opts {
     uint32_t max_subscriptions; /* per client; "*" counts as one */
     size_t max_frame_bytes;
     uint32_t resume_depth; /* ring entries per symbol; 0 = no ring (resume always resets) */
-    /* A client at most this many values behind on a symbol gets each of them
-     * (from the ring) instead of only the latest; further behind, it
-     * converges to the latest value and the skipped ones count as conflated.
-     * 0 or 1 = latest value only. Needs the ring (resume_depth). */
-    uint32_t max_backlog;
+    /* A client whose oldest unsent value of a symbol was published at most
+     * this long ago gets every value from there on (from the ring) instead
+     * of only the latest; a client further behind converges to the latest
+     * value and the skipped ones count as conflated. 0 = latest value only.
+     * Needs the ring (resume_depth). */
+    uint32_t backlog_ms;
 } bcast_opts;
 
 /* Largest resume_depth accepted (broadcast.resume_depth). */
 #define BCAST_RESUME_DEPTH_MAX 4096
 /* Bytes of ring memory per entry (the encoding's slot plus its length). */
-#define BCAST_RING_SLOT_BYTES (BCAST_ENC_MAX + 2)
+#define BCAST_RING_SLOT_BYTES (BCAST_ENC_MAX + 16) /* its time, length, padding */
 /* Characters of an epoch string (hex), without the terminator. */
 #define BCAST_EPOCH_LEN 16
 

@@ -72,7 +72,7 @@ typedef struct cfg_t {
         int stall_timeout_ms;
         int ping_interval_s;
         int resume_depth; /* values kept per symbol for resuming clients; 0 = off */
-        int max_backlog;  /* values a client may be behind and still get each one */
+        int backlog_ms;   /* a client this little behind gets every value, not the latest */
         int permessage_deflate; /* accept the WebSocket compression extension */
     } broadcast;
     struct {

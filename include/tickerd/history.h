@@ -64,6 +64,7 @@ typedef struct hist_opts {
     size_t headroom; /* spare bytes before each result's text */
     void (*wake)(void *arg); /* called from the worker when results are ready */
     void *wake_arg;
+    const char *no_store_reason; /* without a store: why (copied); answers carry it */
 } hist_opts;
 
 typedef struct hist_stats {

@@ -23,7 +23,7 @@
 /* Receive buffer per connection: client messages are small; longer ones are
  * reassembled (up to max_message_bytes) in a buffer that exists only while a
  * fragmented message is in flight. */
-#define WS_RX_BUFFER_SIZE 512
+#define WS_RX_BUFFER_SIZE 256
 
 typedef enum {
     WS_ERR_BAD_JSON = 0,

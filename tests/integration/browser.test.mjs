@@ -288,6 +288,8 @@ test('a click on a row opens its chart: candles from /api/history, live, range s
     // Another range fetches again, with its own interval; the line is drawn as well.
     await page.check('#chart input[name="chart-range"][value="1h"]');
     await page.waitForSelector('#chart[data-state="ready"][data-range="1h"]', { timeout: 5000 });
+    // The 1 min candles come from the file (flushed every second): wait for the first rather than race it.
+    await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.points) >= 1, null, { timeout: 5000 });
     c = await chartData(page);
     assert.equal(c.interval, '1m');
     assert.ok(Number(c.points) >= 1);

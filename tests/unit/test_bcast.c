@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "tickerd/bcast.h"
@@ -996,7 +997,7 @@ static void binary_resume_replays_and_resets_from_its_own_ring(void)
 static void binary_backlog_and_unpark_read_the_binary_ring(void)
 {
     bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 64,
-                    .max_backlog = 8};
+                    .backlog_ms = 1000};
     bcast *b = bcast_create(&o);
     for (uint32_t i = 0; i < 4; i++)
         bcast_symbol_added(b, i, SYMS[i]);
@@ -1140,10 +1141,10 @@ static void unpark_without_history_or_ring_follows_live_or_resets(void)
     bcast_destroy(b);
 }
 
-static void a_client_a_little_behind_gets_every_value_a_far_one_the_latest(void)
+static void a_client_a_little_behind_gets_every_value_a_late_one_the_latest(void)
 {
     bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 64,
-                    .max_backlog = 8};
+                    .backlog_ms = 50};
     bcast *b = bcast_create(&o);
     for (uint32_t i = 0; i < 4; i++)
         bcast_symbol_added(b, i, SYMS[i]);
@@ -1165,8 +1166,10 @@ static void a_client_a_little_behind_gets_every_value_a_far_one_the_latest(void)
     CHECK(bcast_get_stats(b)->conflated == 0);
     for (uint64_t s = 6; s <= 20; s++)
         publish(b, 0, 100 + (double)s, s);
+    struct timespec pause = {0, 80 * 1000000L};
+    nanosleep(&pause, NULL);
     n = 0;
-    collect_seqs(c, "update", seqs, &n); /* 15 behind > 8: the latest only */
+    collect_seqs(c, "update", seqs, &n); /* seq 6 is 80 ms old > 50: the latest only */
     CHECK(n == 1 && seqs[0] == 20);
     CHECK(bcast_get_stats(b)->conflated == 14);
     bcast_client_destroy(c);
@@ -1194,7 +1197,7 @@ int main(void)
     RUN(epochs_differ_per_instance);
     RUN(parked_symbol_continues_after_the_history_seq);
     RUN(unpark_without_history_or_ring_follows_live_or_resets);
-    RUN(a_client_a_little_behind_gets_every_value_a_far_one_the_latest);
+    RUN(a_client_a_little_behind_gets_every_value_a_late_one_the_latest);
     RUN(binary_frames_round_trip_every_field);
     RUN(one_publish_serves_json_and_binary_clients_alike);
     RUN(binary_frames_split_at_max_frame_bytes);
