@@ -58,6 +58,7 @@ async function startServer(deflate) {
   const config = {
     server: { max_connections: 19000 },
     normalizer: { max_symbols: Math.max(opt.s, 100), flush_interval_ms: opt.flush },
+    history: { enabled: false }, // its writer thread would count as server CPU
     ...(deflate ? { broadcast: { permessage_deflate: true } } : {}),
     feeds: [{ type: 'sim', name: 'sim', rate: opt.u, seed: 1, include_defaults: false, generated_symbols: opt.s }],
   };
@@ -113,6 +114,7 @@ function openClient(port, i, mode, counters) {
   const protocols = mode.startsWith('bin') ? ['tickerd.bin'] : ['tickerd.json'];
   const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, protocols, {
     perMessageDeflate: mode.endsWith('+deflate'),
+    skipUTF8Validation: true, // the clients only count: keep text frames as cheap to receive as binary ones
   });
   const symbols = Array.from({ length: opt.k }, (_, j) => sym((i * opt.k + j) % opt.s));
   return new Promise((resolve, reject) => {
@@ -194,15 +196,34 @@ console.log(`N=${opt.n} K=${opt.k} S=${opt.s} U=${opt.u}/s flush ${opt.flush} ms
   `${opt.warmup} s, server on CPU 0, clients on CPU 1 (${os.cpus()[0].model}); load average ` +
   `${os.loadavg()[0].toFixed(1)} at start`);
 console.log('');
-console.log('| encoding | delivered updates/s | frames/s | updates/frame | payload B/update | wire B/update | ' +
-  'server CPU | server µs/update | server RSS/conn | client CPU |');
-console.log('|---|---|---|---|---|---|---|---|---|---|');
+const header = () => {
+  console.log('| encoding | delivered updates/s | frames/s | updates/frame | payload B/update | wire B/update | ' +
+    'server CPU | server µs/update | server RSS/conn | client CPU |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
+};
+const row = (x, label = x.mode) => console.log(`| ${label} | ${fmt(x.updatesPerSec)} | ${fmt(x.framesPerSec)} | ` +
+  `${fmt(x.perFrame, 2)} | ${fmt(x.payloadPerUpdate, 1)} | ${fmt(x.wirePerUpdate, 1)} | ` +
+  `${fmt(100 * x.serverCpu)} % | ${fmt(x.usPerUpdate, 2)} | ${fmt(x.rssPerConnKB, 1)} KB | ${fmt(100 * x.clientCpu)} % |`);
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
+
+header();
+const runs = [];
 for (let r = 0; r < opt.repeat; r++) {
-  for (const mode of opt.modes) {
+  for (const mode of opt.modes) { // modes alternate, so a noisy minute spreads over all of them
     const x = await run(mode);
-    console.log(`| ${x.mode} | ${fmt(x.updatesPerSec)} | ${fmt(x.framesPerSec)} | ${fmt(x.perFrame, 2)} | ` +
-      `${fmt(x.payloadPerUpdate, 1)} | ${fmt(x.wirePerUpdate, 1)} | ${fmt(100 * x.serverCpu)} % | ` +
-      `${fmt(x.usPerUpdate, 2)} | ${fmt(x.rssPerConnKB, 1)} KB | ${fmt(100 * x.clientCpu)} % |`);
+    runs.push(x);
+    row(x);
     if (process.env.DEBUG) console.log(x);
   }
 }
+if (opt.repeat > 1) {
+  console.log(`\nMedian of ${opt.repeat} runs per encoding (each column on its own):\n`);
+  header();
+  for (const mode of opt.modes) {
+    const mine = runs.filter((x) => x.mode === mode);
+    const m = Object.fromEntries(Object.keys(mine[0]).filter((k) => k !== 'mode')
+      .map((k) => [k, median(mine.map((x) => x[k]))]));
+    row(m, mode);
+  }
+}
+process.exit(0); // sockets the server closed under the clients may still hold the loop
