@@ -994,6 +994,21 @@ static int in_backlog_window(const bcast *b, const bcast_symbol *sym, bcast_enc 
     return *now - sym->ring[x % sym->ring_depth].at_us <= (int64_t)b->opts.backlog_ms * 1000;
 }
 
+/* Add the ring's values after s->sent_seq up to the symbol's latest, moving
+ * sent_seq along (replays and backlogs; the ring holds sent_seq + 1).
+ * Returns 1 when the frame filled before the last of them. */
+static int frame_add_ring_run(frame *f, const bcast_symbol *sym, bcast_enc enc, bcast_sub *s)
+{
+    size_t n;
+    while (s->sent_seq < sym->seq) {
+        const void *v = ring_value(sym, enc, s->sent_seq + 1, &n);
+        if (!frame_add(f, v, n))
+            return 1;
+        s->sent_seq++;
+    }
+    return 0;
+}
+
 /* One frame of kind k. Everything due of that kind that fits goes in; when
  * nothing could be sent (symbols without a value, replays that became
  * resets), no subscription of kind k is left due. */
@@ -1040,15 +1055,7 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
                 sub_mark_reset(c, s, BCAST_RESET_TOO_OLD);
                 continue;
             }
-            int full = 0;
-            while (s->sent_seq < sym->seq) {
-                const void *v = ring_value(sym, enc, s->sent_seq + 1, &n);
-                if (!frame_add(&f, v, n)) {
-                    full = 1;
-                    break;
-                }
-                s->sent_seq++;
-            }
+            int full = frame_add_ring_run(&f, sym, enc, s);
             if (s->sent_seq == sym->seq) {
                 s->replay = 0;
                 c->nreplay--;
@@ -1063,14 +1070,7 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
                 in_backlog_window(b, sym, enc, s->sent_seq + 1, &now)) {
                 /* A little behind: every value it missed, from the ring (the
                  * same bytes), so a client that keeps up loses nothing. */
-                while (s->sent_seq < sym->seq) {
-                    const void *v = ring_value(sym, enc, s->sent_seq + 1, &n);
-                    if (!frame_add(&f, v, n)) {
-                        full = 1;
-                        break;
-                    }
-                    s->sent_seq++;
-                }
+                full = frame_add_ring_run(&f, sym, enc, s);
             } else if (sym->seq > s->sent_seq) {
                 /* Far behind (or no ring): converge to the latest value. */
                 const void *v = sym_value(sym, enc, &n);

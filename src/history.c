@@ -109,6 +109,16 @@ static void put_num(sbuf *o, double v)
         sbuf_append(o, "null", 4);
 }
 
+/* Four numbers, comma-separated (the middle of a row). */
+static void put_nums(sbuf *o, const double v[4])
+{
+    for (int i = 0; i < 4; i++) {
+        if (i)
+            sbuf_append(o, ",", 1);
+        put_num(o, v[i]);
+    }
+}
+
 static void render_rows(sbuf *o, const hist_query *q, const store_row *rows, int n)
 {
     sbuf_append(o, "\"rows\":[", 8);
@@ -116,22 +126,10 @@ static void render_rows(sbuf *o, const hist_query *q, const store_row *rows, int
         const store_row *r = &rows[i];
         sbuf_printf(o, "%s[%lld,", i ? "," : "", (long long)r->ts_us);
         if (q->interval_s == 0) {
-            put_num(o, r->close);
-            sbuf_append(o, ",", 1);
-            put_num(o, r->bid);
-            sbuf_append(o, ",", 1);
-            put_num(o, r->ask);
-            sbuf_append(o, ",", 1);
-            put_num(o, r->volume);
+            put_nums(o, (const double[]){r->close, r->bid, r->ask, r->volume});
             sbuf_printf(o, ",%llu]", (unsigned long long)r->seq);
         } else {
-            put_num(o, r->open);
-            sbuf_append(o, ",", 1);
-            put_num(o, r->high);
-            sbuf_append(o, ",", 1);
-            put_num(o, r->low);
-            sbuf_append(o, ",", 1);
-            put_num(o, r->close);
+            put_nums(o, (const double[]){r->open, r->high, r->low, r->close});
             sbuf_printf(o, ",%lld]", (long long)r->count);
         }
     }
