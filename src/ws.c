@@ -865,9 +865,8 @@ void ws_sweep(ws_server *ws)
     int64_t now = tk_mono_us();
     int64_t limit = (int64_t)ws->limits.stall_timeout_ms * 1000;
     int64_t ping_us = (int64_t)ws->limits.ping_interval_ms * 1000;
-    for (ws_session *s = ws->sessions; s; s = s->next)
-        ws_keepalive(s, now, ping_us);
     for (ws_session *s = ws->sessions; s; s = s->next) {
+        ws_keepalive(s, now, ping_us);
         if (!s->want_write_since_us)
             continue;
         /* Slow is not stalled: while lws drains a partly sent frame no
