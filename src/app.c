@@ -33,6 +33,7 @@ struct app {
     struct lws_vhost *vhost;
     norm *norm;
     bcast *bcast;
+    sess_server *sess; /* sessions of every transport */
     ws_server *ws;
     http_server *http;
     store *store; /* NULL: history disabled, or the file could not be opened */
@@ -199,14 +200,22 @@ static bcast_opts app_bcast_opts(const cfg_t *c)
 static ws_limits app_ws_limits(const cfg_t *c)
 {
     ws_limits l = {
-        .max_connections = (uint32_t)c->server.max_connections,
+        .max_message_bytes = (uint32_t)c->limits.max_message_bytes,
+        .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
+        .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
+        .ping_interval_ms = (uint32_t)c->broadcast.ping_interval_s * 1000,
+    };
+    return l;
+}
+
+static sess_limits app_sess_limits(const cfg_t *c)
+{
+    sess_limits l = {
+        .max_sessions = (uint32_t)c->server.max_connections,
         .max_message_bytes = (uint32_t)c->limits.max_message_bytes,
         .max_messages_per_sec = (uint32_t)c->limits.max_messages_per_sec,
         .max_errors = (uint32_t)c->limits.max_errors,
-        .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
         .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
-        .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
-        .ping_interval_ms = (uint32_t)c->broadcast.ping_interval_s * 1000,
     };
     return l;
 }
@@ -406,10 +415,12 @@ app *app_create(cfg_t *cfg)
     norm_sink sink = {.arg = a, .symbol_added = app_on_symbol, .publish = app_on_publish};
     bcast_opts bo = app_bcast_opts(&a->cfg);
     ws_limits wl = app_ws_limits(&a->cfg);
+    sess_limits sl = app_sess_limits(&a->cfg);
     a->bcast = bcast_create(&bo);
     a->norm = norm_create((uint32_t)a->cfg.normalizer.max_symbols,
                           a->cfg.normalizer.flush_interval_ms, &sink);
-    a->ws = a->bcast ? ws_create(a->bcast, &wl) : NULL;
+    a->sess = a->bcast ? sess_server_create(a->bcast, &sl) : NULL;
+    a->ws = a->sess ? ws_create(a->sess, &wl) : NULL;
     app_history_open(a);
     hist_opts ho = {
         .max_rows = a->cfg.history.max_rows,
@@ -420,8 +431,8 @@ app *app_create(cfg_t *cfg)
                                                   : "history is disabled (history.enabled is false)",
     };
     a->hist = hist_create(a->store, &ho);
-    if (a->ws && a->hist)
-        ws_set_history(a->ws, a->hist);
+    if (a->sess && a->hist)
+        sess_set_history(a->sess, a->hist);
     http_sources src = {
         .store = &a->store,
         .hist = &a->hist,
@@ -432,6 +443,7 @@ app *app_create(cfg_t *cfg)
         .norm = (const norm *const *)&a->norm,
         .bcast = (const bcast *const *)&a->bcast,
         .ws = (const ws_server *const *)&a->ws,
+        .sess = (const sess_server *const *)&a->sess,
         .feeds = (feed *const *const *)&a->feeds,
         .nfeeds = &a->nfeeds,
         .started_us = tk_now_us(),
@@ -549,7 +561,8 @@ int app_reload(app *a, cfg_t *nc)
     log_set_level((log_level)nc->log.level);
     bcast_opts bo = app_bcast_opts(nc);
     ws_limits wl = app_ws_limits(nc);
-    if (ws_set_limits(a->ws, &wl)) {
+    sess_limits sl = app_sess_limits(nc);
+    if (sess_set_limits(a->sess, &sl) || ws_set_limits(a->ws, &wl)) {
         log_error("reload: out of memory; configuration unchanged");
         cfg_free(nc);
         return -1;
@@ -615,6 +628,7 @@ void app_destroy(app *a)
     http_destroy(a->http);
     hist_destroy(a->hist);
     ws_destroy(a->ws);
+    sess_server_destroy(a->sess);
     norm_destroy(a->norm);
     bcast_destroy(a->bcast);
     /* Last: the final flush writes what the feeds published up to here. */

@@ -544,6 +544,27 @@ int bcast_client_has_pending(const bcast_client *c)
 }
 uint32_t bcast_client_subscription_count(const bcast_client *c) { return c->nsubs; }
 
+size_t bcast_client_position(const bcast_client *c, char *buf, size_t cap)
+{
+    if (!cap)
+        return 0;
+    int n = snprintf(buf, cap, "%s", c->b->epoch);
+    size_t len = n > 0 ? (size_t)n : 0;
+    for (uint32_t i = 0; i < c->nsubs && len < cap; i++) {
+        const bcast_sub *s = &c->subs[i];
+        if (!s->sent_seq)
+            continue;
+        n = snprintf(buf + len, cap - len, ",%s:%llu", symtab_name(c->b->names, s->sym),
+                     (unsigned long long)s->sent_seq);
+        if (n < 0 || (size_t)n >= cap - len) {
+            buf[len] = 0; /* whole entries only */
+            return (size_t)-1;
+        }
+        len += (size_t)n;
+    }
+    return len;
+}
+
 /* Which symbols the client holds, as a bitmap over all symbols, so that a
  * subscribe is linear in (request + subscriptions), not quadratic. Freed by
  * the caller. NULL on OOM. */

@@ -103,6 +103,7 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     const norm_stats *ns = norm_get_stats(*src->norm);
     const bcast_stats *bs = bcast_get_stats(*src->bcast);
     const ws_stats *ws = ws_get_stats(*src->ws);
+    const sess_stats *ss_ = sess_get_stats(*src->sess);
 
     metric(o, "tickerd_clients_connected", "gauge", "WebSocket clients connected", bs->clients);
     metric(o, "tickerd_clients_binary", "gauge",
@@ -153,20 +154,31 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     metric(o, "tickerd_resume_ring_bytes", "gauge",
            "Memory held by the per-symbol resume rings (broadcast.resume_depth)", bs->ring_bytes);
     metric(o, "tickerd_bytes_out_total", "counter", "WebSocket payload bytes sent", ws->bytes_out);
-    metric(o, "tickerd_messages_in_total", "counter", "Client messages received", ws->messages_in);
+    metric(o, "tickerd_messages_in_total", "counter", "Client messages received", ss_->messages_in);
     metric_head(o, "tickerd_client_errors_total", "counter", "Error replies sent to clients");
-    for (int e = 0; e < WS_ERR_COUNT; e++)
-        metric_labelled(o, "tickerd_client_errors_total", "code", ws_error_name((ws_error_code)e),
-                        ws->errors[e]);
+    for (int e = 0; e < SESS_ERR_COUNT; e++)
+        metric_labelled(o, "tickerd_client_errors_total", "code",
+                        sess_error_name((sess_error_code)e), ss_->errors[e]);
+    metric_head(o, "tickerd_clients", "gauge", "Client sessions by transport");
+    for (int t = 0; t < SESS_MAX_TRANSPORTS && ss_->transports[t].name; t++)
+        metric_labelled(o, "tickerd_clients", "transport", ss_->transports[t].name,
+                        ss_->transports[t].sessions);
+    metric_head(o, "tickerd_transport_errors_total", "counter",
+                "Transport-level errors (refused, malformed, reaped) by transport and reason");
+    for (int t = 0; t < SESS_MAX_TRANSPORTS && ss_->transports[t].name; t++)
+        for (int r = 0; r < SESS_MAX_REASONS && ss_->transports[t].reasons[r]; r++)
+            sbuf_printf(o, "tickerd_transport_errors_total{transport=\"%s\",reason=\"%s\"} %llu\n",
+                        ss_->transports[t].name, ss_->transports[t].reasons[r],
+                        (unsigned long long)ss_->transports[t].errors[r]);
     metric(o, "tickerd_slow_client_closes_total", "counter",
            "Clients closed (1008) for accepting no bytes for broadcast.stall_timeout_ms",
            ws->stall_closes);
     metric(o, "tickerd_abuse_closes_total", "counter",
-           "Clients closed (1008) for exceeding limits.max_errors", ws->abuse_closes);
+           "Clients closed (1008) for exceeding limits.max_errors", ss_->abuse_closes);
     metric(o, "tickerd_connections_rejected_total", "counter",
            "Connections closed (1013) at server.max_connections", ws->connections_rejected);
     metric(o, "tickerd_replies_dropped_total", "counter",
-           "Control replies dropped because a client's reply queue was full", ws->replies_dropped);
+           "Control replies dropped because a client's reply queue was full", ss_->replies_dropped);
 
     /* Prometheus wants each family's samples together: two passes over the feeds. */
     metric_head(o, "tickerd_feed_up", "gauge", "Feed state: 1 live, 0 otherwise");

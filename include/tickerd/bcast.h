@@ -199,6 +199,12 @@ void bcast_unpark(bcast_client *c, uint32_t id, uint64_t seq);
 /* Symbol id of a known name, or UINT32_MAX. */
 uint32_t bcast_symbol_id(const bcast *b, const char *name);
 uint32_t bcast_client_subscription_count(const bcast_client *c);
+/* The client's position as text, for transports whose clients resume by a
+ * token (SSE's Last-Event-ID, the long-poll cursor): "EPOCH,SYM:seq,..."
+ * with the last seq sent (or resumed from) of every subscription that has
+ * one. Returns its length, or (size_t)-1 when cap is too small (buf then
+ * holds the entries that fit). Parse it back with sess_parse_position. */
+size_t bcast_client_position(const bcast_client *c, char *buf, size_t cap);
 /* Write the client's next frame into buf (at most cap bytes): snapshot
  * frames while snapshots are due, then reset snapshot frames, then replay
  * frames, else an update frame. Returns its length, 0 when nothing is due. */

@@ -4,10 +4,10 @@
  * The subprotocol picks the encoding of update frames; control messages are
  * JSON text in both.
  *
- * It owns everything per connection that is not conflation: reassembly of
- * client messages under a size limit, the per-connection rate limit and error
- * budget, the small bounded queue of control replies (ack/error), stall
- * detection and closing. Subscriptions and update frames belong to bcast.
+ * A transport over the session layer (session.h), which owns requests,
+ * limits, replies and the bcast client. This owns what is WebSocket:
+ * reassembly of client messages under a size limit, framing, keepalive
+ * pings, stall detection and the lingering close.
  * Runs on the lws service thread only.
  */
 #ifndef TICKERD_WS_H
@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "tickerd/bcast.h"
+#include "tickerd/session.h"
 
 #define WS_PROTOCOL_NAME "tickerd.json"
 #define WS_PROTOCOL_BIN "tickerd.bin"
@@ -25,50 +26,27 @@
  * fragmented message is in flight. */
 #define WS_RX_BUFFER_SIZE 256
 
-typedef enum {
-    WS_ERR_BAD_JSON = 0,
-    WS_ERR_BAD_REQUEST,
-    WS_ERR_UNKNOWN_OP,
-    WS_ERR_UNKNOWN_SYMBOL,
-    WS_ERR_TOO_MANY_SUBSCRIPTIONS,
-    WS_ERR_MESSAGE_TOO_LARGE,
-    WS_ERR_BINARY_NOT_SUPPORTED,
-    WS_ERR_RATE_LIMITED,
-    WS_ERR_INTERNAL,
-    WS_ERR_BUSY, /* history requests at their limit: retry later */
-    WS_ERR_COUNT
-} ws_error_code;
-
 typedef struct ws_limits {
-    uint32_t max_connections;
-    uint32_t max_message_bytes;
-    uint32_t max_messages_per_sec;
-    uint32_t max_errors;      /* within WS_ERROR_WINDOW_US, then close 1008 */
+    uint32_t max_message_bytes; /* limits.max_message_bytes: reassembly bound */
     uint32_t stall_timeout_ms;
-    uint32_t max_frame_bytes; /* largest update frame */
     uint32_t ping_interval_ms; /* ping a peer silent this long; gone after twice it (0 = off) */
     uint8_t permessage_deflate; /* accept the extension from new connections */
 } ws_limits;
 
+/* What only this transport counts; request counters are the session
+ * layer's (sess_get_stats). */
 typedef struct ws_stats {
-    uint64_t messages_in;
-    uint64_t errors[WS_ERR_COUNT];
     uint64_t bytes_out;
-    uint64_t abuse_closes;          /* closed 1008 for repeated errors */
     uint64_t stall_closes;          /* closed 1008 for accepting nothing */
     uint64_t connections_rejected;  /* closed 1013 at max_connections */
-    uint64_t replies_dropped;       /* reply queue overflow (should stay 0) */
     uint64_t ping_timeouts;         /* closed: silent, no pong, for twice ping_interval */
     uint32_t sessions;
 } ws_stats;
 
 typedef struct ws_server ws_server;
 
-struct hist;
-ws_server *ws_create(bcast *b, const ws_limits *limits);
-/* History reads for subscribes that ask for "history"; NULL: such a
- * subscribe gets history frames with an error. */
-void ws_set_history(ws_server *ws, struct hist *h);
+/* Sessions (request handling, limits, bcast clients) come from srv. */
+ws_server *ws_create(sess_server *srv, const ws_limits *limits);
 void ws_destroy(ws_server *ws);
 int ws_set_limits(ws_server *ws, const ws_limits *limits);
 /* The lws protocol entry for this transport in encoding enc (its .user is
@@ -82,6 +60,5 @@ void ws_sweep(ws_server *ws);
 /* Close every connection with 1001 (server going away). */
 void ws_shutdown(ws_server *ws);
 const ws_stats *ws_get_stats(const ws_server *ws);
-const char *ws_error_name(ws_error_code code);
 
 #endif
