@@ -20,6 +20,8 @@
 #include "tickerd/store.h"
 #include "tickerd/util.h"
 #include "tickerd/ws.h"
+#include "tickerd/eio.h"
+#include "tickerd/sio.h"
 
 #define APP_HOUSEKEEPING_US 250000
 
@@ -35,6 +37,7 @@ struct app {
     bcast *bcast;
     sess_server *sess; /* sessions of every transport */
     ws_server *ws;
+    eio_server *eio; /* Engine.IO / Socket.IO at /socket.io/ */
     http_server *http;
     store *store; /* NULL: history disabled, or the file could not be opened */
     hist *hist;   /* history reads, off the loop (also answers when store is NULL) */
@@ -42,7 +45,7 @@ struct app {
     char history_error[256];
     feed **feeds;
     size_t nfeeds;
-    struct lws_protocols protocols[6];
+    struct lws_protocols protocols[7];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -208,6 +211,20 @@ static ws_limits app_ws_limits(const cfg_t *c)
     return l;
 }
 
+/* Engine.IO: the reference server's heartbeat; the existing limits.* bound
+ * each client message (maxPayload) and the session count. */
+static eio_limits app_eio_limits(const cfg_t *c)
+{
+    eio_limits l = {
+        .ping_interval_ms = 25000,
+        .ping_timeout_ms = 20000,
+        .max_payload_bytes = (uint32_t)c->limits.max_message_bytes,
+        .max_sessions = (uint32_t)c->server.max_connections,
+        .max_message_room = (uint32_t)c->broadcast.max_frame_bytes + 256,
+    };
+    return l;
+}
+
 static sess_limits app_sess_limits(const cfg_t *c)
 {
     sess_limits l = {
@@ -338,6 +355,9 @@ static int app_listen(app *a)
     a->protocols[2].user = a;
     a->protocols[3] = *feed_ws_protocol(); /* upstream WebSocket feeds */
     a->protocols[4] = ws_protocol(a->ws, BCAST_ENC_BIN);
+    a->protocols[5] = eio_protocol(a->eio);
+    /* upgrades at /socket.io/ arrive at the default protocol: eio takes them */
+    eio_take_upgrades(a->eio, &a->protocols[1]);
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;
@@ -365,7 +385,7 @@ static int app_listen(app *a)
     info.port = c->server.port;
     info.iface = c->server.bind;
     info.protocols = a->protocols;
-    info.mounts = http_mounts(a->http, &a->page_mount);
+    info.mounts = http_mounts(a->http, eio_mount(a->eio, &a->page_mount));
     info.retry_and_idle_policy = &a->ws_liveness;
     info.extensions = ws_extensions();
     /* An upgrade naming no subprotocol goes to the pvo "default" protocol:
@@ -421,6 +441,8 @@ app *app_create(cfg_t *cfg)
                           a->cfg.normalizer.flush_interval_ms, &sink);
     a->sess = a->bcast ? sess_server_create(a->bcast, &sl) : NULL;
     a->ws = a->sess ? ws_create(a->sess, &wl) : NULL;
+    eio_limits el = app_eio_limits(&a->cfg);
+    a->eio = a->sess ? eio_create(&el, sio_upper(), a->sess) : NULL;
     app_history_open(a);
     hist_opts ho = {
         .max_rows = a->cfg.history.max_rows,
@@ -503,6 +525,7 @@ void app_begin_shutdown(app *a)
         feed_stop(a->feeds[i]);
     lws_sul_cancel(&a->flush_sul);
     ws_shutdown(a->ws);
+    eio_shutdown(a->eio);
 }
 
 /* ---- reload ---- */
@@ -567,6 +590,8 @@ int app_reload(app *a, cfg_t *nc)
         cfg_free(nc);
         return -1;
     }
+    eio_limits el = app_eio_limits(nc);
+    eio_set_limits(a->eio, &el);
     bcast_set_opts(a->bcast, &bo);
     norm_set_flush_interval(a->norm, nc->normalizer.flush_interval_ms);
     norm_set_stale_after(a->norm, nc->normalizer.stale_after_ms);
@@ -628,6 +653,7 @@ void app_destroy(app *a)
     http_destroy(a->http);
     hist_destroy(a->hist);
     ws_destroy(a->ws);
+    eio_destroy(a->eio);
     sess_server_destroy(a->sess);
     norm_destroy(a->norm);
     bcast_destroy(a->bcast);
