@@ -860,7 +860,7 @@ static int eio_router(struct lws *wsi, enum lws_callback_reasons reason, void *u
                 return 1;
             }
             r->kind = EIO_REF_PROBE;
-            snprintf(r->sid, sizeof(r->sid), "%s", sid);
+            memcpy(r->sid, c->sid, sizeof(r->sid)); /* found: EIO_SID_LEN long */
         } else {
             r->kind = EIO_REF_NEW;
         }
