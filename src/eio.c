@@ -819,6 +819,10 @@ static int eio_ws_callback(eio_server *e, struct lws *wsi, enum lws_callback_rea
                 eio_conn_close(c, -1);
             }
         }
+        /* lws does not always bring WSI_DESTROY to this protocol: free here */
+        free(r->rx);
+        free(r);
+        lws_set_opaque_user_data(wsi, NULL);
         break;
     case LWS_CALLBACK_WSI_DESTROY:
         if (r && r->c) { /* never established */
