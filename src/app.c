@@ -211,13 +211,13 @@ static ws_limits app_ws_limits(const cfg_t *c)
     return l;
 }
 
-/* Engine.IO: the reference server's heartbeat; the existing limits.* bound
+/* Engine.IO: socketio.* sets the heartbeat; the existing limits.* bound
  * each client message (maxPayload) and the session count. */
 static eio_limits app_eio_limits(const cfg_t *c)
 {
     eio_limits l = {
-        .ping_interval_ms = 25000,
-        .ping_timeout_ms = 20000,
+        .ping_interval_ms = (uint32_t)c->socketio.ping_interval_ms,
+        .ping_timeout_ms = (uint32_t)c->socketio.ping_timeout_ms,
         .max_payload_bytes = (uint32_t)c->limits.max_message_bytes,
         .max_sessions = (uint32_t)c->server.max_connections,
         .max_message_room = (uint32_t)c->broadcast.max_frame_bytes + 256,

@@ -140,6 +140,10 @@ static const cfg_field history_fields[] = {
     {"retention_1m_s", CFG_INT, CFG_OFF(history.retention_1m_s), 0, 2147483647},
     {"retention_1h_s", CFG_INT, CFG_OFF(history.retention_1h_s), 0, 2147483647},
 };
+static const cfg_field socketio_fields[] = {
+    {"ping_interval_ms", CFG_INT, CFG_OFF(socketio.ping_interval_ms), 100, 3600000},
+    {"ping_timeout_ms", CFG_INT, CFG_OFF(socketio.ping_timeout_ms), 100, 3600000},
+};
 static const cfg_field api_fields[] = {
     {"cors_origins", CFG_STRING, CFG_OFF(api.cors_origins), 0,
      sizeof(((cfg_t *)0)->api.cors_origins)},
@@ -333,6 +337,8 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
             rc = cfg_parse_log(cfg, v, err);
         else if (!strcmp(key, "history"))
             rc = cfg_parse_fields(v, key, history_fields, NFIELDS(history_fields), NULL, cfg, err);
+        else if (!strcmp(key, "socketio"))
+            rc = cfg_parse_fields(v, key, socketio_fields, NFIELDS(socketio_fields), NULL, cfg, err);
         else if (!strcmp(key, "api"))
             rc = cfg_parse_fields(v, key, api_fields, NFIELDS(api_fields), NULL, cfg, err);
         else if (!strcmp(key, "feeds"))
@@ -386,6 +392,8 @@ int cfg_defaults(cfg_t *cfg)
     cfg->limits.max_message_bytes = 4096;
     cfg->limits.max_messages_per_sec = 50;
     cfg->limits.max_errors = 20;
+    cfg->socketio.ping_interval_ms = 25000;
+    cfg->socketio.ping_timeout_ms = 20000;
     cfg->history.enabled = 1;
     cfg->history.flush_interval_ms = 1000;
     cfg->history.queue_capacity = 65536;

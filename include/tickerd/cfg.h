@@ -91,6 +91,10 @@ typedef struct cfg_t {
         int retention_ticks_s, retention_1s_s, retention_1m_s, retention_1h_s; /* 0 = forever */
     } history;
     struct {
+        int ping_interval_ms; /* Engine.IO heartbeat at /socket.io/ (the reference's 25000 / 20000) */
+        int ping_timeout_ms;
+    } socketio;
+    struct {
         char cors_origins[512]; /* "" none, "*" any, else a comma-separated list of origins */
     } api;
     feed_cfg *feeds;

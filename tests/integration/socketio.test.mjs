@@ -241,3 +241,40 @@ test('a stalled polling client stays conflated and converges when it polls again
   assert.ok(latest >= target, `BTC-USD reached seq ${latest} of ${target}`);
   await post(sid, '1');
 });
+
+test('heartbeat: the server pings at pingInterval; a session that stops answering (or polling) is reaped', T, async () => {
+  const s2 = await startTickerd({ config: simConfig({ rate: 50, socketio: { ping_interval_ms: 300, ping_timeout_ms: 200 } }) });
+  const url = (q = '') => `${s2.url}socket.io/?EIO=4&transport=polling${q}`;
+  const open = JSON.parse((await (await fetch(url())).text()).slice(1));
+  assert.equal(open.pingInterval, 300);
+  assert.equal(open.pingTimeout, 200);
+  // a held GET returns with the server's ping; answering it keeps the session
+  assert.equal(await (await fetch(url(`&sid=${open.sid}`))).text(), '2');
+  assert.equal((await fetch(url(`&sid=${open.sid}`), { method: 'POST', body: '3' })).status, 200);
+  assert.equal(await (await fetch(url(`&sid=${open.sid}`))).text(), '2');
+  // now never poll or pong again: the session is closed after the pong deadline
+  await waitForGone(url(`&sid=${open.sid}`));
+  const m = await metrics(s2);
+  assert.ok(m.value('tickerd_transport_errors_total', { transport: 'socketio', reason: 'ping_timeout' }) >= 1);
+  // the stock client stays connected across many heartbeats (it answers the pings)
+  const s = await connectIo(s2.url, { transports: ['websocket'] });
+  let disconnected = false;
+  s.on('disconnect', () => { disconnected = true; });
+  let pings = 0;
+  s.io.engine.on('ping', () => { pings++; });
+  await withTimeout((async () => { while (pings < 5) await sleep(50); })(), 15000, () => `only ${pings} pings`);
+  assert.equal(disconnected, false);
+  s.close();
+  await s2.stop();
+});
+
+async function waitForGone(u) {
+  await withTimeout((async () => {
+    for (;;) {
+      await sleep(200);
+      // probe with a POST noop: it does not hold, and 400 code 1 means the session is gone
+      const r = await fetch(u, { method: 'POST', body: '6' });
+      if (r.status === 400) { assert.equal((await r.json()).code, 1); return; }
+    }
+  })(), 15000, () => 'the silent session was never reaped');
+}

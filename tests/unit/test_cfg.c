@@ -38,6 +38,7 @@ static void shipped_file_equals_builtin_defaults(void)
     CHECK(!memcmp(&def.normalizer, &file.normalizer, sizeof(def.normalizer)));
     CHECK(!memcmp(&def.broadcast, &file.broadcast, sizeof(def.broadcast)));
     CHECK(!memcmp(&def.limits, &file.limits, sizeof(def.limits)));
+    CHECK(!memcmp(&def.socketio, &file.socketio, sizeof(def.socketio)));
     CHECK(def.nfeeds == 1 && file.nfeeds == 1);
     CHECK(!strcmp(def.feeds[0].name, file.feeds[0].name));
     CHECK(def.feeds[0].type == file.feeds[0].type);
