@@ -866,6 +866,12 @@ static int eio_router(struct lws *wsi, enum lws_callback_reasons reason, void *u
             r->kind = EIO_REF_PROBE;
             memcpy(r->sid, c->sid, sizeof(r->sid)); /* found: EIO_SID_LEN long */
         } else {
+            /* refused here, before anything is allocated for it */
+            if (eio_full(e)) {
+                eio_count(e, EIO_E_TOO_MANY);
+                free(r);
+                return 1;
+            }
             r->kind = EIO_REF_NEW;
         }
         lws_set_opaque_user_data(wsi, r);
