@@ -24,6 +24,7 @@
  * room for one frame): everything due for a client is one frame per kind,
  * so one payload carries all of it. */
 #define EIO_POLL_EXTRA 4096
+#define EIO_UPGRADE_TIMEOUT_US 10000000 /* the reference's upgradeTimeout */
 
 enum { EIO_T_POLLING = 0, EIO_T_WEBSOCKET };
 enum { EIO_REF_NEW = 0, EIO_REF_PROBE, EIO_REF_ACTIVE };
@@ -45,6 +46,7 @@ struct eio_conn {
     eio_wsref *ws, *probe;      /* the active WebSocket, the probing one */
     void *up;
     lws_sorted_usec_list_t sul; /* next ping, or the pong deadline */
+    lws_sorted_usec_list_t upgrade_sul; /* a probe that never sends '5' is given up */
 };
 
 /* Per polling HTTP request (the protocol's per-session data). */
@@ -184,6 +186,21 @@ static void eio_pong(eio_conn *c)
                      (lws_usec_t)c->srv->limits.ping_interval_ms * 1000);
 }
 
+/* The probe came but no upgrade packet within the timeout: drop the probe
+ * and go on polling (the reference cancels the upgrade the same way). */
+static void eio_upgrade_expired(lws_sorted_usec_list_t *sul)
+{
+    eio_conn *c = lws_container_of(sul, eio_conn, upgrade_sul);
+    if (!c->upgrading || !c->probe)
+        return;
+    eio_count(c->srv, EIO_E_BAD_UPGRADE);
+    c->probe->c = NULL;
+    lws_callback_on_writable(c->probe->wsi); /* closes it: no session */
+    c->probe = NULL;
+    c->upgrading = 0;
+    eio_kick(c);
+}
+
 /* ---- sessions ---- */
 
 static eio_conn *eio_conn_new(eio_server *e, struct lws *wsi, uint8_t transport)
@@ -243,6 +260,7 @@ static void eio_conn_close(eio_conn *c, int error)
     if (error >= 0)
         eio_count(e, (eio_error)error);
     lws_sul_cancel(&c->sul);
+    lws_sul_cancel(&c->upgrade_sul);
     if (c->get) {
         eio_http *g = c->get;
         g->c = NULL;
@@ -709,6 +727,8 @@ static int eio_ws_message(eio_wsref *r, const char *m, size_t n)
         if (n == 6 && !memcmp(m, "2probe", 6)) {
             r->probe_reply_due = 1;
             c->upgrading = 1;
+            lws_sul_schedule(c->srv->ctx, 0, &c->upgrade_sul, eio_upgrade_expired,
+                             EIO_UPGRADE_TIMEOUT_US);
             /* the pending GET (if any) returns with a noop so the client can
              * pause polling; later GETs while upgrading get one at once */
             if (c->get && !c->get->phase)
@@ -722,6 +742,7 @@ static int eio_ws_message(eio_wsref *r, const char *m, size_t n)
             r->kind = EIO_REF_ACTIVE;
             c->transport = EIO_T_WEBSOCKET;
             c->upgrading = 0;
+            lws_sul_cancel(&c->upgrade_sul);
             if (c->get) { /* still pending: release it with a noop */
                 c->noop_due = 1;
                 eio_http *g = c->get;
