@@ -20,6 +20,8 @@
 #include "tickerd/store.h"
 #include "tickerd/util.h"
 #include "tickerd/ws.h"
+#include "tickerd/sse.h"
+#include "tickerd/poll.h"
 
 #define APP_HOUSEKEEPING_US 250000
 
@@ -35,6 +37,8 @@ struct app {
     bcast *bcast;
     sess_server *sess; /* sessions of every transport */
     ws_server *ws;
+    sse_server *sse;
+    poll_server *poll;
     http_server *http;
     store *store; /* NULL: history disabled, or the file could not be opened */
     hist *hist;   /* history reads, off the loop (also answers when store is NULL) */
@@ -42,7 +46,7 @@ struct app {
     char history_error[256];
     feed **feeds;
     size_t nfeeds;
-    struct lws_protocols protocols[6];
+    struct lws_protocols protocols[8];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -113,6 +117,7 @@ static void app_housekeeping(lws_sorted_usec_list_t *sul)
 {
     app *a = lws_container_of(sul, app, housekeeping_sul);
     ws_sweep(a->ws);
+    sse_sweep(a->sse);
     norm_check_stale(a->norm, tk_now_us());
     lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
 }
@@ -204,6 +209,26 @@ static ws_limits app_ws_limits(const cfg_t *c)
         .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
         .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
         .ping_interval_ms = (uint32_t)c->broadcast.ping_interval_s * 1000,
+    };
+    return l;
+}
+
+static sse_limits app_sse_limits(const cfg_t *c)
+{
+    sse_limits l = {
+        .heartbeat_ms = (uint32_t)c->api.sse_heartbeat_s * 1000,
+        .retry_ms = (uint32_t)c->api.sse_retry_ms,
+        .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
+        .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
+    };
+    return l;
+}
+
+static poll_limits app_poll_limits(const cfg_t *c)
+{
+    poll_limits l = {
+        .hold_ms = (uint32_t)c->api.poll_hold_s * 1000,
+        .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
     };
     return l;
 }
@@ -338,6 +363,8 @@ static int app_listen(app *a)
     a->protocols[2].user = a;
     a->protocols[3] = *feed_ws_protocol(); /* upstream WebSocket feeds */
     a->protocols[4] = ws_protocol(a->ws, BCAST_ENC_BIN);
+    a->protocols[5] = sse_protocol(a->sse);
+    a->protocols[6] = poll_protocol(a->poll);
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;
@@ -365,7 +392,7 @@ static int app_listen(app *a)
     info.port = c->server.port;
     info.iface = c->server.bind;
     info.protocols = a->protocols;
-    info.mounts = http_mounts(a->http, &a->page_mount);
+    info.mounts = http_mounts(a->http, sse_mount(a->sse, poll_mount(a->poll, &a->page_mount)));
     info.retry_and_idle_policy = &a->ws_liveness;
     info.extensions = ws_extensions();
     /* An upgrade naming no subprotocol goes to the pvo "default" protocol:
@@ -421,6 +448,10 @@ app *app_create(cfg_t *cfg)
                           a->cfg.normalizer.flush_interval_ms, &sink);
     a->sess = a->bcast ? sess_server_create(a->bcast, &sl) : NULL;
     a->ws = a->sess ? ws_create(a->sess, &wl) : NULL;
+    sse_limits el = app_sse_limits(&a->cfg);
+    poll_limits pl = app_poll_limits(&a->cfg);
+    a->sse = a->sess ? sse_create(a->sess, &el, a->cfg.api.cors_origins) : NULL;
+    a->poll = a->sess ? poll_create(a->sess, &pl, a->cfg.api.cors_origins) : NULL;
     app_history_open(a);
     hist_opts ho = {
         .max_rows = a->cfg.history.max_rows,
@@ -450,7 +481,7 @@ app *app_create(cfg_t *cfg)
     };
     a->http = http_create(&src);
     a->feeds = calloc(a->cfg.nfeeds ? a->cfg.nfeeds : 1, sizeof(*a->feeds));
-    if (!a->bcast || !a->norm || !a->ws || !a->hist || !a->http || !a->feeds) {
+    if (!a->bcast || !a->norm || !a->ws || !a->sse || !a->poll || !a->hist || !a->http || !a->feeds) {
         log_error("out of memory");
         goto fail;
     }
@@ -493,7 +524,10 @@ int app_service(app *a)
     return lws_service(a->ctx, 0);
 }
 int app_port(const app *a) { return a->port; }
-unsigned app_connections(const app *a) { return ws_get_stats(a->ws)->sessions; }
+unsigned app_connections(const app *a)
+{
+    return ws_get_stats(a->ws)->sessions + sse_get_stats(a->sse)->sessions + poll_get_stats(a->poll)->held;
+}
 void app_wake(app *a) { lws_cancel_service(a->ctx); }
 
 void app_begin_shutdown(app *a)
@@ -503,6 +537,8 @@ void app_begin_shutdown(app *a)
         feed_stop(a->feeds[i]);
     lws_sul_cancel(&a->flush_sul);
     ws_shutdown(a->ws);
+    sse_shutdown(a->sse);
+    poll_shutdown(a->poll);
 }
 
 /* ---- reload ---- */
@@ -562,11 +598,14 @@ int app_reload(app *a, cfg_t *nc)
     bcast_opts bo = app_bcast_opts(nc);
     ws_limits wl = app_ws_limits(nc);
     sess_limits sl = app_sess_limits(nc);
-    if (sess_set_limits(a->sess, &sl) || ws_set_limits(a->ws, &wl)) {
+    sse_limits el = app_sse_limits(nc);
+    poll_limits pl = app_poll_limits(nc);
+    if (sess_set_limits(a->sess, &sl) || ws_set_limits(a->ws, &wl) || sse_set_limits(a->sse, &el)) {
         log_error("reload: out of memory; configuration unchanged");
         cfg_free(nc);
         return -1;
     }
+    poll_set_limits(a->poll, &pl);
     bcast_set_opts(a->bcast, &bo);
     norm_set_flush_interval(a->norm, nc->normalizer.flush_interval_ms);
     norm_set_stale_after(a->norm, nc->normalizer.stale_after_ms);
@@ -628,6 +667,8 @@ void app_destroy(app *a)
     http_destroy(a->http);
     hist_destroy(a->hist);
     ws_destroy(a->ws);
+    sse_destroy(a->sse);
+    poll_destroy(a->poll);
     sess_server_destroy(a->sess);
     norm_destroy(a->norm);
     bcast_destroy(a->bcast);
