@@ -22,6 +22,8 @@
 #include "tickerd/ws.h"
 #include "tickerd/eio.h"
 #include "tickerd/sio.h"
+#include "tickerd/sse.h"
+#include "tickerd/poll.h"
 
 #define APP_HOUSEKEEPING_US 250000
 
@@ -38,6 +40,8 @@ struct app {
     sess_server *sess; /* sessions of every transport */
     ws_server *ws;
     eio_server *eio; /* Engine.IO / Socket.IO at /socket.io/ */
+    sse_server *sse;
+    poll_server *poll;
     http_server *http;
     store *store; /* NULL: history disabled, or the file could not be opened */
     hist *hist;   /* history reads, off the loop (also answers when store is NULL) */
@@ -45,7 +49,7 @@ struct app {
     char history_error[256];
     feed **feeds;
     size_t nfeeds;
-    struct lws_protocols protocols[7];
+    struct lws_protocols protocols[9];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -116,6 +120,7 @@ static void app_housekeeping(lws_sorted_usec_list_t *sul)
 {
     app *a = lws_container_of(sul, app, housekeeping_sul);
     ws_sweep(a->ws);
+    sse_sweep(a->sse);
     norm_check_stale(a->norm, tk_now_us());
     lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
 }
@@ -221,6 +226,26 @@ static eio_limits app_eio_limits(const cfg_t *c)
         .max_payload_bytes = (uint32_t)c->limits.max_message_bytes,
         .max_sessions = (uint32_t)c->server.max_connections,
         .max_message_room = (uint32_t)c->broadcast.max_frame_bytes + 256,
+    };
+    return l;
+}
+
+static sse_limits app_sse_limits(const cfg_t *c)
+{
+    sse_limits l = {
+        .heartbeat_ms = (uint32_t)c->api.sse_heartbeat_s * 1000,
+        .retry_ms = (uint32_t)c->api.sse_retry_ms,
+        .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
+        .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
+    };
+    return l;
+}
+
+static poll_limits app_poll_limits(const cfg_t *c)
+{
+    poll_limits l = {
+        .hold_ms = (uint32_t)c->api.poll_hold_s * 1000,
+        .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
     };
     return l;
 }
@@ -358,6 +383,8 @@ static int app_listen(app *a)
     a->protocols[5] = eio_protocol(a->eio);
     /* upgrades at /socket.io/ arrive at the default protocol: eio takes them */
     eio_take_upgrades(a->eio, &a->protocols[1]);
+    a->protocols[6] = sse_protocol(a->sse);
+    a->protocols[7] = poll_protocol(a->poll);
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;
@@ -385,7 +412,8 @@ static int app_listen(app *a)
     info.port = c->server.port;
     info.iface = c->server.bind;
     info.protocols = a->protocols;
-    info.mounts = http_mounts(a->http, eio_mount(a->eio, &a->page_mount));
+    info.mounts = http_mounts(a->http,
+                              eio_mount(a->eio, sse_mount(a->sse, poll_mount(a->poll, &a->page_mount))));
     info.retry_and_idle_policy = &a->ws_liveness;
     info.extensions = ws_extensions();
     /* An upgrade naming no subprotocol goes to the pvo "default" protocol:
@@ -443,6 +471,10 @@ app *app_create(cfg_t *cfg)
     a->ws = a->sess ? ws_create(a->sess, &wl) : NULL;
     eio_limits el = app_eio_limits(&a->cfg);
     a->eio = a->sess ? eio_create(&el, sio_upper(), a->sess) : NULL;
+    sse_limits ssel = app_sse_limits(&a->cfg);
+    poll_limits pl = app_poll_limits(&a->cfg);
+    a->sse = a->sess ? sse_create(a->sess, &ssel, a->cfg.api.cors_origins) : NULL;
+    a->poll = a->sess ? poll_create(a->sess, &pl, a->cfg.api.cors_origins) : NULL;
     app_history_open(a);
     hist_opts ho = {
         .max_rows = a->cfg.history.max_rows,
@@ -472,7 +504,7 @@ app *app_create(cfg_t *cfg)
     };
     a->http = http_create(&src);
     a->feeds = calloc(a->cfg.nfeeds ? a->cfg.nfeeds : 1, sizeof(*a->feeds));
-    if (!a->bcast || !a->norm || !a->ws || !a->hist || !a->http || !a->feeds) {
+    if (!a->bcast || !a->norm || !a->ws || !a->sse || !a->poll || !a->hist || !a->http || !a->feeds) {
         log_error("out of memory");
         goto fail;
     }
@@ -515,7 +547,10 @@ int app_service(app *a)
     return lws_service(a->ctx, 0);
 }
 int app_port(const app *a) { return a->port; }
-unsigned app_connections(const app *a) { return ws_get_stats(a->ws)->sessions; }
+unsigned app_connections(const app *a)
+{
+    return ws_get_stats(a->ws)->sessions + sse_get_stats(a->sse)->sessions + poll_get_stats(a->poll)->held;
+}
 void app_wake(app *a) { lws_cancel_service(a->ctx); }
 
 void app_begin_shutdown(app *a)
@@ -526,6 +561,8 @@ void app_begin_shutdown(app *a)
     lws_sul_cancel(&a->flush_sul);
     ws_shutdown(a->ws);
     eio_shutdown(a->eio);
+    sse_shutdown(a->sse);
+    poll_shutdown(a->poll);
 }
 
 /* ---- reload ---- */
@@ -585,13 +622,16 @@ int app_reload(app *a, cfg_t *nc)
     bcast_opts bo = app_bcast_opts(nc);
     ws_limits wl = app_ws_limits(nc);
     sess_limits sl = app_sess_limits(nc);
-    if (sess_set_limits(a->sess, &sl) || ws_set_limits(a->ws, &wl)) {
+    sse_limits ssel = app_sse_limits(nc);
+    poll_limits pl = app_poll_limits(nc);
+    if (sess_set_limits(a->sess, &sl) || ws_set_limits(a->ws, &wl) || sse_set_limits(a->sse, &ssel)) {
         log_error("reload: out of memory; configuration unchanged");
         cfg_free(nc);
         return -1;
     }
     eio_limits el = app_eio_limits(nc);
     eio_set_limits(a->eio, &el);
+    poll_set_limits(a->poll, &pl);
     bcast_set_opts(a->bcast, &bo);
     norm_set_flush_interval(a->norm, nc->normalizer.flush_interval_ms);
     norm_set_stale_after(a->norm, nc->normalizer.stale_after_ms);
@@ -654,6 +694,8 @@ void app_destroy(app *a)
     hist_destroy(a->hist);
     ws_destroy(a->ws);
     eio_destroy(a->eio);
+    sse_destroy(a->sse);
+    poll_destroy(a->poll);
     sess_server_destroy(a->sess);
     norm_destroy(a->norm);
     bcast_destroy(a->bcast);

@@ -147,6 +147,9 @@ static const cfg_field socketio_fields[] = {
 static const cfg_field api_fields[] = {
     {"cors_origins", CFG_STRING, CFG_OFF(api.cors_origins), 0,
      sizeof(((cfg_t *)0)->api.cors_origins)},
+    {"sse_heartbeat_s", CFG_INT, CFG_OFF(api.sse_heartbeat_s), 1, 3600},
+    {"sse_retry_ms", CFG_INT, CFG_OFF(api.sse_retry_ms), 100, 3600000},
+    {"poll_hold_s", CFG_INT, CFG_OFF(api.poll_hold_s), 1, 300},
 };
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -394,6 +397,9 @@ int cfg_defaults(cfg_t *cfg)
     cfg->limits.max_errors = 20;
     cfg->socketio.ping_interval_ms = 25000;
     cfg->socketio.ping_timeout_ms = 20000;
+    cfg->api.sse_heartbeat_s = 15;
+    cfg->api.sse_retry_ms = 2000;
+    cfg->api.poll_hold_s = 25;
     cfg->history.enabled = 1;
     cfg->history.flush_interval_ms = 1000;
     cfg->history.queue_capacity = 65536;

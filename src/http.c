@@ -454,12 +454,18 @@ static int http_parse_history(struct lws *wsi, const http_sources *src, hist_que
 
 /* Access-Control-Allow-Origin for the request's Origin, per api.cors_origins:
  * "*" answers any origin, else a comma-separated list of exact origins. */
-static int http_cors_header(struct lws *wsi, const http_sources *src, unsigned char **p,
-                            unsigned char *end)
+int http_cors_header(struct lws *wsi, const char *allowed, unsigned char **p, unsigned char *end)
 {
-    const char *allowed = src->cors_origins;
     char origin[256];
     if (!allowed || !allowed[0] || lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0;
+    return http_cors_origin_header(wsi, allowed, origin, p, end);
+}
+
+int http_cors_origin_header(struct lws *wsi, const char *allowed, const char *origin,
+                            unsigned char **p, unsigned char *end)
+{
+    if (!allowed || !allowed[0] || !origin || !origin[0])
         return 0;
     int ok = !strcmp(allowed, "*");
     size_t olen = strlen(origin);
@@ -492,7 +498,7 @@ static int http_respond(struct lws *wsi, http_server *h, http_session *s, int st
     if (lws_add_http_common_headers(wsi, (unsigned)status, type, s->body.len, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store",
                                      8, &p, end) ||
-        (s->api && http_cors_header(wsi, &h->src, &p, end)) ||
+        (s->api && http_cors_header(wsi, h->src.cors_origins, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     s->sent = 0;

@@ -96,6 +96,9 @@ typedef struct cfg_t {
     } socketio;
     struct {
         char cors_origins[512]; /* "" none, "*" any, else a comma-separated list of origins */
+        int sse_heartbeat_s; /* /sse: a comment line after this much silence */
+        int sse_retry_ms;    /* /sse: the "retry:" EventSource waits before reconnecting */
+        int poll_hold_s;     /* /api/poll: longest hold of a request with nothing new */
     } api;
     feed_cfg *feeds;
     size_t nfeeds;

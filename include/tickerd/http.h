@@ -49,6 +49,16 @@ struct lws_protocols http_protocol(http_server *h);
 /* Mounts for the endpoints, chained before `next` (the static page mount). */
 const struct lws_http_mount *http_mounts(http_server *h, const struct lws_http_mount *next);
 
+/* Access-Control-Allow-Origin (and Vary) for the request's Origin per
+ * allowed (api.cors_origins: "" none, "*" any, else a comma-separated list),
+ * added to headers being built at *p; also used by /sse and /api/poll.
+ * Nonzero when the headers do not fit. */
+int http_cors_header(struct lws *wsi, const char *allowed, unsigned char **p, unsigned char *end);
+/* The same for an Origin copied earlier (a held request whose headers are
+ * detached). */
+int http_cors_origin_header(struct lws *wsi, const char *allowed, const char *origin,
+                            unsigned char **p, unsigned char *end);
+
 /* Renderers, exposed for tests: they append to out. */
 struct sbuf;
 int http_render_metrics(const http_sources *src, struct sbuf *out);
