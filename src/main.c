@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#if defined(TICKERD_WITH_SYSTEMD)
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "tickerd/app.h"
 #include "tickerd/cfg.h"
@@ -171,6 +174,26 @@ static void raise_fd_limit(void)
     }
 }
 
+/* systemd's Type=notify: READY once listening, RELOADING/READY around a
+ * SIGHUP, STOPPING on SIGTERM, and WATCHDOG=1 at half of WatchdogSec= from the
+ * service loop itself, so a wedged loop gets the service restarted. All are
+ * no-ops when not started by systemd (no $NOTIFY_SOCKET). */
+#if defined(TICKERD_WITH_SYSTEMD)
+#define notify(s) sd_notify(0, s)
+#else
+#define notify(s) ((void)0)
+#endif
+
+static int64_t watchdog_interval_us(void)
+{
+#if defined(TICKERD_WITH_SYSTEMD)
+    uint64_t us = 0;
+    if (sd_watchdog_enabled(0, &us) > 0)
+        return (int64_t)(us / 2);
+#endif
+    return 0;
+}
+
 static void check_print(void *arg, const char *msg)
 {
     fprintf(stderr, "%s: %s\n", (const char *)arg, msg);
@@ -256,6 +279,9 @@ int main(int argc, char **argv)
     if (!a)
         return 1;
     running_app = a;
+    notify("READY=1");
+    const int64_t wd_us = watchdog_interval_us();
+    int64_t wd_next = wd_us ? tk_mono_us() + wd_us : 0;
 
     int64_t deadline = 0;
     while (!deadline || (app_connections(a) && tk_mono_us() < deadline)) {
@@ -263,11 +289,18 @@ int main(int argc, char **argv)
             log_error("event loop failed");
             break;
         }
+        if (wd_us && tk_mono_us() >= wd_next) {
+            notify("WATCHDOG=1");
+            wd_next = tk_mono_us() + wd_us;
+        }
         if (got_hup) {
             got_hup = 0;
+            notify("RELOADING=1");
             reload(a, &c);
+            notify("READY=1");
         }
         if (got_term && !deadline) {
+            notify("STOPPING=1");
             deadline = tk_mono_us() + SHUTDOWN_GRACE_US;
             app_begin_shutdown(a);
         }
