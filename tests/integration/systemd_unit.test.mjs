@@ -45,3 +45,41 @@ describe('systemd unit', { skip: analyze ? false : 'systemd-analyze is not insta
     assert.ok(Number(m[1]) <= 3.9, `exposure ${m[1]}`);
   });
 });
+
+// sd_notify for real: a unix datagram socket as $NOTIFY_SOCKET (python3 receives; node has no AF_UNIX dgram).
+const RECEIVER = `
+import socket, sys, os
+p = sys.argv[1]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(p)
+print("bound", flush=True)
+while True:
+    m = s.recv(4096).decode()
+    print(m.replace("\\n", " "), flush=True)
+`;
+
+describe('sd_notify', () => {
+  test('READY=1 once listening, WATCHDOG=1 with WATCHDOG_USEC, RELOADING=1 on SIGHUP, STOPPING=1 on SIGTERM', T, async () => {
+    const { spawn } = await import('node:child_process');
+    const { startTickerd, waitFor, simConfig } = await import('./lib/harness.mjs');
+    const sock = path.join(tempDir(), 'notify.sock');
+    const rx = spawn('python3', ['-c', RECEIVER, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let got = '';
+    rx.stdout.setEncoding('utf8');
+    rx.stdout.on('data', (d) => { got += d; });
+    try {
+      await waitFor(() => got.includes('bound'), { message: 'receiver bound' });
+      const srv = await startTickerd({ config: simConfig(), env: { NOTIFY_SOCKET: sock, WATCHDOG_USEC: '200000' } });
+      await waitFor(() => got.includes('READY=1'), { message: `READY=1 (got ${got})` });
+      await waitFor(() => got.includes('WATCHDOG=1'), { message: `WATCHDOG=1 (got ${got})` });
+      srv.signal('SIGHUP');
+      await waitFor(() => got.includes('RELOADING=1'), { message: `RELOADING=1 (got ${got})` });
+      const exited = srv.waitExit(10000);
+      srv.signal('SIGTERM');
+      assert.equal((await exited).code, 0);
+      await waitFor(() => got.includes('STOPPING=1'), { message: `STOPPING=1 (got ${got})` });
+    } finally {
+      rx.kill();
+    }
+  });
+});
