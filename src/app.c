@@ -271,8 +271,11 @@ static void app_apply_priorities(app *a, const cfg_t *c)
 
 static int app_resolve_web_root(app *a)
 {
-    const char *candidates[] = {a->cfg.server.web_root, TICKERD_WEB_ROOT, TICKERD_DATA_WEB_ROOT};
-    for (size_t i = a->cfg.server.web_root[0] ? 0 : 1; i < 3; i++) {
+    /* The last candidate is the .deb's page (CPack installs under /usr whatever
+     * prefix the build was configured with). */
+    const char *candidates[] = {a->cfg.server.web_root, TICKERD_WEB_ROOT, TICKERD_DATA_WEB_ROOT,
+                                "/usr/share/tickerd/web"};
+    for (size_t i = a->cfg.server.web_root[0] ? 0 : 1; i < 4; i++) {
         char index[600];
         struct stat st;
         snprintf(index, sizeof(index), "%s/index.html", candidates[i]);

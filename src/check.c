@@ -34,8 +34,9 @@ static int check_say(check_report_fn report, void *arg, const char *fmt, ...)
  * built-in candidates are the source tree's web/ and the installed data dir. */
 static int check_web_root(const cfg_t *cfg, check_report_fn report, void *arg)
 {
-    const char *candidates[] = {cfg->server.web_root, TICKERD_WEB_ROOT, TICKERD_DATA_WEB_ROOT};
-    for (size_t i = cfg->server.web_root[0] ? 0 : 1; i < 3; i++) {
+    const char *candidates[] = {cfg->server.web_root, TICKERD_WEB_ROOT, TICKERD_DATA_WEB_ROOT,
+                                "/usr/share/tickerd/web"};
+    for (size_t i = cfg->server.web_root[0] ? 0 : 1; i < 4; i++) {
         char index[600];
         snprintf(index, sizeof(index), "%s/index.html", candidates[i]);
         if (!access(index, R_OK))
