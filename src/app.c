@@ -550,6 +550,7 @@ int app_reload(app *a, cfg_t *nc)
         nc->server.max_connections = max_conn; /* a limit, not a socket: applies now */
     }
     log_set_level((log_level)nc->log.level);
+    log_set_format((log_format)nc->log.format);
     bcast_opts bo = app_bcast_opts(nc);
     ws_limits wl = app_ws_limits(nc);
     if (ws_set_limits(a->ws, &wl)) {

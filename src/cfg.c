@@ -299,16 +299,27 @@ static int cfg_parse_normalizer(cfg_t *cfg, const json_t *obj, cfg_error *err)
 
 static int cfg_parse_log(cfg_t *cfg, const json_t *obj, cfg_error *err)
 {
-    char level[16] = "";
-    static const cfg_field f[] = {{"level", CFG_STRING, 0, 0, sizeof(level)}};
-    if (cfg_parse_fields(obj, "log", f, 1, NULL, level, err))
+    struct {
+        char level[16], format[16];
+    } v = {"", ""};
+    static const cfg_field f[] = {
+        {"level", CFG_STRING, 0, 0, 16},
+        {"format", CFG_STRING, 16, 0, 16},
+    };
+    if (cfg_parse_fields(obj, "log", f, 2, NULL, &v, err))
         return -1;
-    if (!level[0])
-        return 0;
-    int l = log_level_parse(level);
-    if (l < 0)
-        return cfg_fail(err, "log.level: must be one of error, warn, info, debug");
-    cfg->log.level = l;
+    if (v.level[0]) {
+        int l = log_level_parse(v.level);
+        if (l < 0)
+            return cfg_fail(err, "log.level: must be one of error, warn, info, debug");
+        cfg->log.level = l;
+    }
+    if (v.format[0]) {
+        int fm = log_format_parse(v.format);
+        if (fm < 0)
+            return cfg_fail(err, "log.format: must be \"text\" or \"json\"");
+        cfg->log.format = fm;
+    }
     return 0;
 }
 
@@ -372,6 +383,7 @@ int cfg_defaults(cfg_t *cfg)
     cfg->server.max_connections = 10000;
     strcpy(cfg->server.event_loop, "poll");
     cfg->log.level = LOG_INFO;
+    cfg->log.format = LOG_FORMAT_TEXT;
     cfg->normalizer.flush_interval_ms = 10;
     cfg->normalizer.max_symbols = 10000;
     cfg->normalizer.stale_after_ms = 10000;

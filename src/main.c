@@ -262,7 +262,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "tickerd: config error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
+    log_detect_journal();
     log_set_level((log_level)cfg.log.level);
+    log_set_format((log_format)cfg.log.format);
     log_route_lws();
     raise_fd_limit();
 

@@ -58,6 +58,7 @@ typedef struct cfg_t {
     } server;
     struct {
         int level; /* log_level */
+        int format; /* log_format: text or json */
     } log;
     struct {
         int flush_interval_ms;
