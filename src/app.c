@@ -544,7 +544,19 @@ int app_reload(app *a, cfg_t *nc)
     app_fit_connections_to_fds(nc);
     /* The listening socket and the page stay as they are until a restart. */
     if (memcmp(&nc->server, &a->cfg.server, sizeof(nc->server))) {
-        log_warn("reload: server.* changes need a restart; keeping the running values");
+        /* name each key that cannot change live, with the value kept */
+        if (strcmp(nc->server.bind, a->cfg.server.bind))
+            log_warn("reload: server.bind cannot change live; keeping \"%s\" until a restart",
+                     a->cfg.server.bind);
+        if (nc->server.port != a->cfg.server.port)
+            log_warn("reload: server.port cannot change live; keeping %d until a restart",
+                     a->cfg.server.port);
+        if (strcmp(nc->server.web_root, a->cfg.server.web_root))
+            log_warn("reload: server.web_root cannot change live; keeping \"%s\" until a restart",
+                     a->cfg.server.web_root);
+        if (strcmp(nc->server.event_loop, a->cfg.server.event_loop))
+            log_warn("reload: server.event_loop cannot change live; keeping \"%s\" until a restart",
+                     a->cfg.server.event_loop);
         int max_conn = nc->server.max_connections;
         nc->server = a->cfg.server;
         nc->server.max_connections = max_conn; /* a limit, not a socket: applies now */
