@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 mode=${1:-run}
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev)
+pkgs+=(libsystemd-dev)  # sd_notify for the Type=notify unit
+pkgs+=(dpkg-dev)  # dpkg-shlibdeps: the .deb's Depends (CPACK_DEBIAN_PACKAGE_SHLIBDEPS)
 pkgs+=(libuv1-dev libwebsockets-evlib-uv)  # epoll event loop for lws (tickerd falls back to poll() without)
 if [ "$mode" = test ]; then
   pkgs+=(chromium)  # the dashboard's real-browser tests (driven by playwright-core)

@@ -322,8 +322,11 @@ static void app_apply_priorities(app *a, const cfg_t *c)
 
 static int app_resolve_web_root(app *a)
 {
-    const char *candidates[] = {a->cfg.server.web_root, TICKERD_WEB_ROOT, TICKERD_DATA_WEB_ROOT};
-    for (size_t i = a->cfg.server.web_root[0] ? 0 : 1; i < 3; i++) {
+    /* The last candidate is the .deb's page (CPack installs under /usr whatever
+     * prefix the build was configured with). */
+    const char *candidates[] = {a->cfg.server.web_root, TICKERD_WEB_ROOT, TICKERD_DATA_WEB_ROOT,
+                                "/usr/share/tickerd/web"};
+    for (size_t i = a->cfg.server.web_root[0] ? 0 : 1; i < 4; i++) {
         char index[600];
         struct stat st;
         snprintf(index, sizeof(index), "%s/index.html", candidates[i]);
@@ -613,12 +616,25 @@ int app_reload(app *a, cfg_t *nc)
     app_fit_connections_to_fds(nc);
     /* The listening socket and the page stay as they are until a restart. */
     if (memcmp(&nc->server, &a->cfg.server, sizeof(nc->server))) {
-        log_warn("reload: server.* changes need a restart; keeping the running values");
+        /* name each key that cannot change live, with the value kept */
+        if (strcmp(nc->server.bind, a->cfg.server.bind))
+            log_warn("reload: server.bind cannot change live; keeping \"%s\" until a restart",
+                     a->cfg.server.bind);
+        if (nc->server.port != a->cfg.server.port)
+            log_warn("reload: server.port cannot change live; keeping %d until a restart",
+                     a->cfg.server.port);
+        if (strcmp(nc->server.web_root, a->cfg.server.web_root))
+            log_warn("reload: server.web_root cannot change live; keeping \"%s\" until a restart",
+                     a->cfg.server.web_root);
+        if (strcmp(nc->server.event_loop, a->cfg.server.event_loop))
+            log_warn("reload: server.event_loop cannot change live; keeping \"%s\" until a restart",
+                     a->cfg.server.event_loop);
         int max_conn = nc->server.max_connections;
         nc->server = a->cfg.server;
         nc->server.max_connections = max_conn; /* a limit, not a socket: applies now */
     }
     log_set_level((log_level)nc->log.level);
+    log_set_format((log_format)nc->log.format);
     bcast_opts bo = app_bcast_opts(nc);
     ws_limits wl = app_ws_limits(nc);
     sess_limits sl = app_sess_limits(nc);

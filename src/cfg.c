@@ -306,16 +306,27 @@ static int cfg_parse_normalizer(cfg_t *cfg, const json_t *obj, cfg_error *err)
 
 static int cfg_parse_log(cfg_t *cfg, const json_t *obj, cfg_error *err)
 {
-    char level[16] = "";
-    static const cfg_field f[] = {{"level", CFG_STRING, 0, 0, sizeof(level)}};
-    if (cfg_parse_fields(obj, "log", f, 1, NULL, level, err))
+    struct {
+        char level[16], format[16];
+    } v = {"", ""};
+    static const cfg_field f[] = {
+        {"level", CFG_STRING, 0, 0, 16},
+        {"format", CFG_STRING, 16, 0, 16},
+    };
+    if (cfg_parse_fields(obj, "log", f, 2, NULL, &v, err))
         return -1;
-    if (!level[0])
-        return 0;
-    int l = log_level_parse(level);
-    if (l < 0)
-        return cfg_fail(err, "log.level: must be one of error, warn, info, debug");
-    cfg->log.level = l;
+    if (v.level[0]) {
+        int l = log_level_parse(v.level);
+        if (l < 0)
+            return cfg_fail(err, "log.level: must be one of error, warn, info, debug");
+        cfg->log.level = l;
+    }
+    if (v.format[0]) {
+        int fm = log_format_parse(v.format);
+        if (fm < 0)
+            return cfg_fail(err, "log.format: must be \"text\" or \"json\"");
+        cfg->log.format = fm;
+    }
     return 0;
 }
 
@@ -381,6 +392,7 @@ int cfg_defaults(cfg_t *cfg)
     cfg->server.max_connections = 10000;
     strcpy(cfg->server.event_loop, "poll");
     cfg->log.level = LOG_INFO;
+    cfg->log.format = LOG_FORMAT_TEXT;
     cfg->normalizer.flush_interval_ms = 10;
     cfg->normalizer.max_symbols = 10000;
     cfg->normalizer.stale_after_ms = 10000;
@@ -455,4 +467,116 @@ int cfg_load_string(cfg_t *cfg, const char *text, cfg_error *err)
         return cfg_fail(err, "invalid JSON at %d:%d: %s", jerr.line, jerr.column, jerr.text);
     }
     return cfg_load_json(cfg, root, err);
+}
+
+/* ---- --check-config: every problem, not just the first ---- */
+
+static int cfg_drop_feed(json_t *root, const char *index)
+{
+    json_t *arr = json_object_get(root, "feeds");
+    size_t i = strtoul(index, NULL, 10);
+    json_t *ph = json_pack("{s:s, s:s+}", "type", "sim", "name", "check-", index);
+    if (!arr || i >= json_array_size(arr) || !ph) {
+        json_decref(ph);
+        return -1;
+    }
+    return json_array_set_new(arr, i, ph);
+}
+
+/* Removes the node an error message names ("feeds[1].rate: ...") from root so
+ * the next pass can get past it. When the node itself is absent (a required key
+ * is missing) its parent goes instead. Returns 0 when something was removed. */
+static int cfg_drop_path(json_t *root, const char *msg)
+{
+    const char *colon = strstr(msg, ": ");
+    if (!colon || colon == msg || msg[0] == '(' || colon - msg >= 256)
+        return -1;
+    char path[256];
+    memcpy(path, msg, (size_t)(colon - msg));
+    path[colon - msg] = '\0';
+    /* Split into segments: object keys and [index]es. */
+    char *seg[32];
+    int isidx[32], n = 0;
+    for (char *p = path; *p && n < 32;) {
+        if (*p == '.') {
+            *p++ = '\0';
+            continue;
+        }
+        if (*p == '[') {
+            *p++ = '\0';
+            seg[n] = p;
+            isidx[n++] = 1;
+            char *e = strchr(p, ']');
+            if (!e)
+                return -1;
+            *e = '\0';
+            p = e + 1;
+            continue;
+        }
+        seg[n] = p;
+        isidx[n++] = 0;
+        p += strcspn(p, ".["); /* the next round's '.' or '[' ends this key */
+    }
+    /* A feed whose type is wrong or missing says nothing more: it becomes a
+     * placeholder (keeping the later feeds' indices as the operator wrote them). */
+    int in_feed = n >= 2 && !isidx[0] && !strcmp(seg[0], "feeds") && isidx[1];
+    if (in_feed && (n == 2 || (n == 3 && !strcmp(seg[2], "type"))))
+        return cfg_drop_feed(root, seg[1]);
+    for (; n > 0; n--) {
+        if (in_feed && n == 3) {
+            /* a feed's key: remove it, or, when missing (required), the feed */
+            json_t *f = json_array_get(json_object_get(root, "feeds"), strtoul(seg[1], NULL, 10));
+            if (f && !json_object_del(f, seg[2]))
+                return 0;
+            return cfg_drop_feed(root, seg[1]);
+        }
+        json_t *parent = root;
+        for (int i = 0; parent && i < n - 1; i++)
+            parent = isidx[i] ? json_array_get(parent, strtoul(seg[i], NULL, 10))
+                              : json_object_get(parent, seg[i]);
+        if (!parent)
+            continue;
+        if (isidx[n - 1] ? !json_array_remove(parent, strtoul(seg[n - 1], NULL, 10))
+                         : !json_object_del(parent, seg[n - 1]))
+            return 0;
+    }
+    return -1;
+}
+
+int cfg_check_file(const char *path, void (*report)(void *arg, const char *msg), void *arg)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        char msg[600];
+        if (jerr.line < 0)
+            snprintf(msg, sizeof(msg), "%s: cannot read: %s", path, jerr.text);
+        else
+            snprintf(msg, sizeof(msg), "%s:%d:%d: invalid JSON: %s", path, jerr.line,
+                     jerr.column, jerr.text);
+        report(arg, msg);
+        return 1;
+    }
+    int problems = 0;
+    char last[512] = "";
+    /* Each pass finds the first problem, reports it and cuts it out; bounded
+     * so that an error that cannot be cut out ends the walk. */
+    for (int pass = 0; pass < 64; pass++) {
+        cfg_t cfg;
+        cfg_error err;
+        json_incref(root);
+        if (!cfg_load_json(&cfg, root, &err)) {
+            cfg_free(&cfg);
+            break;
+        }
+        if (strcmp(err.msg, last)) { /* a missing required key can recur once */
+            report(arg, err.msg);
+            problems++;
+        }
+        snprintf(last, sizeof(last), "%s", err.msg);
+        if (cfg_drop_path(root, err.msg))
+            break;
+    }
+    json_decref(root);
+    return problems;
 }

@@ -9,9 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#if defined(TICKERD_WITH_SYSTEMD)
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "tickerd/app.h"
 #include "tickerd/cfg.h"
+#include "tickerd/check.h"
 #include "tickerd/log.h"
 #include "tickerd/store.h"
 #include "tickerd/util.h"
@@ -45,6 +49,12 @@ static void usage(FILE *out)
             "                         check a history file (read-only, safe while tickerd runs):\n"
             "                         integrity, schema version and row counts on one line;\n"
             "                         exit 0 ok, 1 damaged, 2 cannot open\n"
+            "      --check-config FILE\n"
+            "                         validate FILE as startup would (keys, types, ranges, venue\n"
+            "                         presets, the files it opens, the port it binds); print every\n"
+            "                         problem with its key path; exit 0 ok, 2 problems\n"
+            "      --running          with --check-config: skip the bind check (the running\n"
+            "                         service holds the port; used before a reload)\n"
             "  -h, --help             show this help\n"
             "      --version          show the version\n"
             "Signals: SIGTERM/SIGINT stop (clients get close 1001), SIGHUP reloads the config.\n");
@@ -56,12 +66,15 @@ typedef struct cli {
     const char *port;
     const char *log_level;
     const char *check_history; /* --check-history FILE: check it and exit */
+    const char *check_config;  /* --check-config FILE: validate it and exit */
+    int running;               /* --running: --check-config skips the bind check */
 } cli;
 
 /* Returns -1 to exit 0 (help/version), 0 to run, EXIT_CONFIG on a bad flag. */
 static int cli_parse(int argc, char **argv, cli *c)
 {
-    enum { OPT_BIND = 256, OPT_PORT, OPT_LOG_LEVEL, OPT_VERSION, OPT_CHECK_HISTORY };
+    enum { OPT_BIND = 256, OPT_PORT, OPT_LOG_LEVEL, OPT_VERSION, OPT_CHECK_HISTORY,
+           OPT_CHECK_CONFIG, OPT_RUNNING };
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"bind", required_argument, NULL, OPT_BIND},
@@ -70,6 +83,8 @@ static int cli_parse(int argc, char **argv, cli *c)
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {"check-history", required_argument, NULL, OPT_CHECK_HISTORY},
+        {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
+        {"running", no_argument, NULL, OPT_RUNNING},
         {NULL, 0, NULL, 0},
     };
     int o;
@@ -89,6 +104,12 @@ static int cli_parse(int argc, char **argv, cli *c)
             break;
         case OPT_CHECK_HISTORY:
             c->check_history = optarg;
+            break;
+        case OPT_CHECK_CONFIG:
+            c->check_config = optarg;
+            break;
+        case OPT_RUNNING:
+            c->running = 1;
             break;
         case 'h':
             usage(stdout);
@@ -153,6 +174,56 @@ static void raise_fd_limit(void)
     }
 }
 
+/* systemd's Type=notify: READY once listening, RELOADING/READY around a
+ * SIGHUP, STOPPING on SIGTERM, and WATCHDOG=1 at half of WatchdogSec= from the
+ * service loop itself, so a wedged loop gets the service restarted. All are
+ * no-ops when not started by systemd (no $NOTIFY_SOCKET). */
+#if defined(TICKERD_WITH_SYSTEMD)
+#define notify(s) sd_notify(0, s)
+#else
+#define notify(s) ((void)0)
+#endif
+
+static int64_t watchdog_interval_us(void)
+{
+#if defined(TICKERD_WITH_SYSTEMD)
+    uint64_t us = 0;
+    if (sd_watchdog_enabled(0, &us) > 0)
+        return (int64_t)(us / 2);
+#endif
+    return 0;
+}
+
+static void check_print(void *arg, const char *msg)
+{
+    fprintf(stderr, "%s: %s\n", (const char *)arg, msg);
+}
+
+/* --check-config: the file's own problems (all of them), then, when the file
+ * loads, what it points at. Exit 0 ok, 2 when anything is wrong. */
+static int check_config(cli *c)
+{
+    const char *file = c->check_config;
+    int problems = cfg_check_file(file, check_print, (void *)file);
+    if (!problems) {
+        cfg_t cfg;
+        cfg_error err;
+        c->config = file;
+        if (load_config(c, &cfg, &err)) { /* a bad --bind/--port/--log-level */
+            check_print((void *)file, err.msg);
+            return EXIT_CONFIG;
+        }
+        problems = check_env(&cfg, c->running, check_print, (void *)file);
+        cfg_free(&cfg);
+    }
+    if (problems) {
+        fprintf(stderr, "%s: %d problem%s\n", file, problems, problems == 1 ? "" : "s");
+        return EXIT_CONFIG;
+    }
+    printf("%s: ok\n", file);
+    return 0;
+}
+
 static void reload(app *a, const cli *c)
 {
     cfg_t cfg;
@@ -182,13 +253,18 @@ int main(int argc, char **argv)
         return rc;
     }
 
+    if (c.check_config)
+        return check_config(&c);
+
     cfg_t cfg;
     cfg_error err;
     if (load_config(&c, &cfg, &err)) {
         fprintf(stderr, "tickerd: config error: %s\n", err.msg);
         return EXIT_CONFIG;
     }
+    log_detect_journal();
     log_set_level((log_level)cfg.log.level);
+    log_set_format((log_format)cfg.log.format);
     log_route_lws();
     raise_fd_limit();
 
@@ -205,6 +281,9 @@ int main(int argc, char **argv)
     if (!a)
         return 1;
     running_app = a;
+    notify("READY=1");
+    const int64_t wd_us = watchdog_interval_us();
+    int64_t wd_next = wd_us ? tk_mono_us() + wd_us : 0;
 
     int64_t deadline = 0;
     while (!deadline || (app_connections(a) && tk_mono_us() < deadline)) {
@@ -212,11 +291,18 @@ int main(int argc, char **argv)
             log_error("event loop failed");
             break;
         }
+        if (wd_us && tk_mono_us() >= wd_next) {
+            notify("WATCHDOG=1");
+            wd_next = tk_mono_us() + wd_us;
+        }
         if (got_hup) {
             got_hup = 0;
+            notify("RELOADING=1");
             reload(a, &c);
+            notify("READY=1");
         }
         if (got_term && !deadline) {
+            notify("STOPPING=1");
             deadline = tk_mono_us() + SHUTDOWN_GRACE_US;
             app_begin_shutdown(a);
         }

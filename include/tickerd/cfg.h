@@ -58,6 +58,7 @@ typedef struct cfg_t {
     } server;
     struct {
         int level; /* log_level */
+        int format; /* log_format: text or json */
     } log;
     struct {
         int flush_interval_ms;
@@ -117,5 +118,9 @@ int cfg_load_file(cfg_t *cfg, const char *path, cfg_error *err);
 /* Same, from JSON text (tests). */
 int cfg_load_string(cfg_t *cfg, const char *text, cfg_error *err);
 void cfg_free(cfg_t *cfg);
+/* --check-config: validates the file as cfg_load_file does but reports every
+ * problem (each message starts with its key path), not only the first. Returns
+ * the number of problems found. */
+int cfg_check_file(const char *path, void (*report)(void *arg, const char *msg), void *arg);
 
 #endif

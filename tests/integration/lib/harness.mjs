@@ -163,13 +163,13 @@ export function tempDir() {
  * `listening on http://HOST:PORT/`. Rejects (with the collected stderr) if the process exits first or does
  * not become ready within readyTimeoutMs.
  */
-export async function startTickerd({ config = {}, args = [], env = {}, stateDir, readyTimeoutMs = 10000 } = {}) {
+export async function startTickerd({ config = {}, args = [], env = {}, stateDir, readyTimeoutMs = 10000, bin = TICKERD_BIN } = {}) {
   const dir = makeTempDir();
   const configPath = path.join(dir, 'tickerd.json');
   writeConfigFile(configPath, config);
 
   const argv = ['-c', configPath, '--port', '0', '--log-level', 'info', ...args];
-  const proc = spawn(TICKERD_BIN, argv, {
+  const proc = spawn(bin, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: stateEnv(stateDir || dir, env),
   });
