@@ -389,3 +389,75 @@ int venue_all_ok(const char *const *syms, size_t n, int (*ok)(const char *))
             return 0;
     return 1;
 }
+
+/* ---- WebSocket request target and Host ---- */
+
+int venue_ws_target(const char *url_path, const char *preset_path, char *out, size_t cap)
+{
+    if (!out || !cap || !preset_path)
+        return -1;
+    out[0] = '\0';
+    const char *up = url_path ? url_path : "";
+    while (*up == '/')
+        up++;
+    /* split both into path and query */
+    const char *uq = strchr(up, '?');
+    size_t ulen = uq ? (size_t)(uq - up) : strlen(up);
+    while (ulen && up[ulen - 1] == '/')
+        ulen--;
+    const char *pq = strchr(preset_path, '?');
+    size_t plen = pq ? (size_t)(pq - preset_path) : strlen(preset_path);
+    const char *p = preset_path;
+    while (plen && *p == '/')
+        p++, plen--;
+    while (plen && p[plen - 1] == '/')
+        plen--;
+    /* p[0..plen) is the endpoint without slashes ("v2", "stream", "" for root) */
+    int keep = 0; /* 1: the configured path already names the endpoint */
+    if (!plen)
+        keep = 1;
+    else if (ulen >= plen && !memcmp(up + ulen - plen, p, plen) &&
+             (ulen == plen || up[ulen - plen - 1] == '/'))
+        keep = 1;
+    venue_out o;
+    venue_out_init(&o, out, cap);
+    venue_out_puts(&o, "/");
+    char seg[1024];
+    if (ulen >= sizeof(seg) || plen >= sizeof(seg))
+        return venue_out_init(&o, out, cap), -1;
+    memcpy(seg, up, ulen);
+    seg[ulen] = '\0';
+    venue_out_puts(&o, seg);
+    if (!keep) {
+        if (ulen)
+            venue_out_puts(&o, "/");
+        memcpy(seg, p, plen);
+        seg[plen] = '\0';
+        venue_out_puts(&o, seg);
+    }
+    int q = 0;
+    if (uq && uq[1]) {
+        venue_out_puts(&o, uq);
+        q = 1;
+    }
+    if (pq && pq[1]) {
+        venue_out_puts(&o, q ? "&" : "?");
+        venue_out_puts(&o, pq + 1);
+    }
+    return venue_out_end(&o);
+}
+
+int venue_ws_host(const char *host, int port, int tls, char *out, size_t cap)
+{
+    if (!host || !out || !cap)
+        return -1;
+    int v6 = strchr(host, ':') != NULL && host[0] != '[';
+    int dflt = port == (tls ? 443 : 80) || port <= 0;
+    int w = dflt ? snprintf(out, cap, v6 ? "[%s]" : "%s", host)
+                 : snprintf(out, cap, v6 ? "[%s]:%d" : "%s:%d", host, port);
+    if (w < 0 || (size_t)w >= cap) {
+        out[0] = '\0';
+        return -1;
+    }
+    return w;
+}

@@ -55,6 +55,7 @@ typedef struct wsfeed {
     struct lws *wsi;
     wsfeed_state state;
     char host[256], path[2048];
+    char host_header[272]; /* host, or host:port off the scheme's default port */
     int port, tls;
     char *subscribe;     /* the subscribe message ("" = none) */
     int want_subscribe;
@@ -267,8 +268,10 @@ static void wsfeed_connect(lws_sorted_usec_list_t *sul)
     i.context = w->env.lws;
     i.vhost = w->env.vhost;
     i.address = w->host;
-    i.host = w->host;
-    i.origin = w->host;
+    i.host = w->host_header;
+    /* No Origin: that is a browser's header (RFC 6455 §4.1 makes it optional
+     * for other clients) and venues do not expect it from a server. */
+    i.origin = NULL;
     i.port = w->port;
     i.path = w->path;
     i.ssl_connection = w->tls ? LCCSCF_USE_SSL : 0;
@@ -380,17 +383,17 @@ static int wsfeed_split_url(wsfeed *w)
         return -1;
     w->tls = !strcmp(prot, "wss");
     snprintf(w->host, sizeof(w->host), "%s", addr);
-    /* lws_parse_uri drops the leading '/': keep a base path ("/binance")
-     * ahead of the preset's stream path. */
+    /* The configured path is honoured, a proxy prefix kept, and the preset's
+     * endpoint never doubled (wss://ws.kraken.com/v2 is /v2, not /v2/v2):
+     * venue_ws_target says how. */
     char stream[sizeof(w->path) - 256];
     if (w->preset->ws_path(w->venue_syms, w->o.nsymbols, stream, sizeof(stream)) < 0)
         return -1;
-    const char *base = path && *path ? path : "";
-    size_t blen = strlen(base);
-    while (blen && base[blen - 1] == '/')
-        blen--;
-    snprintf(w->path, sizeof(w->path), "%s%.*s%s", blen ? "/" : "", (int)blen, base,
-             stream[0] == '/' ? stream : "/");
+    if (venue_ws_target(path, stream, w->path, sizeof(w->path)) < 0)
+        return -1;
+    /* RFC 9110: Host carries the port unless it is the scheme's default. */
+    if (venue_ws_host(w->host, w->port, w->tls, w->host_header, sizeof(w->host_header)) < 0)
+        return -1;
     return 0;
 }
 

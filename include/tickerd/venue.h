@@ -153,6 +153,25 @@ extern const venue_preset venue_coingecko;
 /* The quote currency CoinGecko prices are requested in (vs_currencies). */
 #define VENUE_COINGECKO_VS "usd"
 
+/* ---- for adapters: the WebSocket request target and Host header ----
+ *
+ * A configured URL may carry a path. The preset's ws_path gives the venue's
+ * endpoint path P plus an optional query ("/stream?streams=...", "/v2", "/").
+ * venue_ws_target joins them so the endpoint is never doubled:
+ *   - no configured path (or "/")           → P             (wss://ws.kraken.com → /v2)
+ *   - the configured path ends with P, on a
+ *     segment boundary                      → the path as is (wss://ws.kraken.com/v2 → /v2)
+ *   - P is "/" (the venue serves at its root) → the path as is
+ *   - otherwise the path is a prefix        → path + P       (ws://proxy/binance → /binance/stream?...)
+ * A query in the configured URL is kept; the preset's query follows it after '&'.
+ * url_path is what follows the authority, with or without its leading '/'.
+ * Returns the length, or -1 when it does not fit (out holds "" then). */
+int venue_ws_target(const char *url_path, const char *preset_path, char *out, size_t cap);
+/* The Host header value (RFC 9110 §7.2): host alone for the scheme's default
+ * port (80 for ws, 443 for wss), else host:port; an IPv6 literal is
+ * bracketed. Returns the length or -1 when it does not fit. */
+int venue_ws_host(const char *host, int port, int tls, char *out, size_t cap);
+
 /* ---- for adapters: a venue feed's configured symbols ---- */
 
 typedef struct venue_symbol_map {

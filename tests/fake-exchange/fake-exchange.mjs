@@ -60,6 +60,13 @@ const DEFAULTS = {
   maxBufferedBytes: 8 * 1024 * 1024, // a WS client that lets this much pile up is dropped (slow consumer)
   maxHeldRequests: 256,              // REST requests held during a stall; beyond that they are dropped
   maxFaults: 100,                    // active stored faults
+  strictHost: true,                  // WS upgrades and REST requests need Host "name:<listening port>" (RFC 9110)
+  strictFields: true,                // subscribe messages with unknown fields get the venue's error
+  binanceMaxConnsPer5Min: 300,       // Binance: new WS connections per 5 minutes per IP (0 = off), then HTTP 429
+  coinbaseConnsPerSec: 8,            // Coinbase: WS connection requests per second per IP ...
+  coinbaseConnBurst: 20,             // ... with bursts up to this (token bucket; 0 = off), then HTTP 429
+  coinbaseMaxMsgsPerSec: 100,        // Coinbase: client messages per second per IP (0 = off): error, then close
+  requestLogSize: 200,               // upgrades / REST requests remembered for fx.requests() (oldest dropped)
 };
 
 const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko'];
@@ -748,6 +755,9 @@ function decodeURIComponentSafe(s) {
 // =====================================================================================================
 
 const CB_CHANNELS = new Set(['ticker', 'heartbeat']);
+const CB_FIELDS = new Set(['type', 'product_ids', 'channels', 'signature', 'key', 'passphrase', 'timestamp']);
+const KRAKEN_FIELDS = new Set(['method', 'params', 'req_id']);
+const KRAKEN_TICKER_PARAMS = new Set(['channel', 'symbol', 'event_trigger', 'snapshot']);
 
 /**
  * Coinbase Exchange ws-feed: a client must subscribe within coinbaseSubscribeTimeoutMs; `ticker` is sent on
@@ -822,6 +832,13 @@ class Coinbase {
     }
     const sub = msg.type === 'subscribe';
     const fail = (reason) => this.error(conn, sub ? 'Failed to subscribe' : 'Failed to unsubscribe', reason);
+    if (this.ex.o.strictFields) {
+      // The documented fields (plus the optional authentication ones); anything else is refused. [FAKE] wording
+      const unknown = Object.keys(msg).find((k) => !CB_FIELDS.has(k));
+      if (unknown !== undefined) { fail(`unknown field ${unknown.slice(0, 40)}`); return; }
+      const badCh = Array.isArray(msg.channels) && msg.channels.find((c) => c && typeof c === 'object' && Object.keys(c).some((k) => k !== 'name' && k !== 'product_ids'));
+      if (badCh) { fail('unknown field in channel object'); return; }
+    }
     const top = msg.product_ids;
     if (top !== undefined && !(Array.isArray(top) && top.every((p) => typeof p === 'string'))) { fail('Invalid product ID provided'); return; }
     if (!Array.isArray(msg.channels) || msg.channels.length === 0) { fail('No channels provided'); return; }
@@ -1026,6 +1043,13 @@ class Kraken {
     const params = msg.params;
     const fail = (error, symbol) => reply({ error, method, ...rid, success: false, ...(symbol ? { symbol } : {}) });
     if (!params || typeof params !== 'object') { fail('EGeneral:Invalid arguments:params'); return; } // [FAKE] wording
+    if (this.ex.o.strictFields) {
+      const unknown = Object.keys(msg).find((k) => !KRAKEN_FIELDS.has(k)) ?? Object.keys(params).find((k) => !KRAKEN_TICKER_PARAMS.has(k));
+      if (unknown !== undefined) { fail(`EGeneral:Invalid arguments:${unknown.slice(0, 40)} is not a valid field`); return; } // [FAKE] wording
+      if (params.event_trigger !== undefined && params.event_trigger !== 'trades' && params.event_trigger !== 'bbo') { fail('EGeneral:Invalid arguments:event_trigger'); return; }
+      if (params.snapshot !== undefined && typeof params.snapshot !== 'boolean') { fail('EGeneral:Invalid arguments:snapshot'); return; }
+      if (msg.req_id !== undefined && !Number.isSafeInteger(msg.req_id)) { fail('EGeneral:Invalid arguments:req_id'); return; }
+    }
     if (params.channel !== 'ticker') { fail(`EGeneral:Invalid arguments:channel ${String(params.channel).slice(0, 40)} not supported by fake-exchange`); return; } // [FAKE]
     const symbols = params.symbol;
     if (!Array.isArray(symbols) || symbols.length === 0 || symbols.length > 1000 || !symbols.every((s) => typeof s === 'string' && s.length <= 40)) {
@@ -1184,6 +1208,10 @@ class FakeExchange {
       for (const [p, h] of Object.entries(this.venues[v].routes())) this.routes.set(p, [v, h]);
     }
     this.lastBody = {};        // venue -> last data body (for the REST duplicate fault)
+    this.requestLog = [];      // bounded: what clients sent (request line, headers, first WS messages)
+    this.connTimes = { binance: [] };                  // Binance connection attempts in the last 5 minutes
+    this.cbBucket = { tokens: this.o.coinbaseConnBurst, at: Date.now() };
+    this.cbMsgs = { second: 0, n: 0 };
     this.held = [];            // REST requests held by a stall
     this.timers = new Set();
     this.nextConnId = 1;
@@ -1290,22 +1318,30 @@ class FakeExchange {
       const { pathname, params } = splitTarget(req.url);
       const route = this.wsVenue(pathname);
       if (this.closed) { socket.destroy(); return; }
-      if (!route) { this.refuse(socket, 404, { error: 'no WebSocket endpoint here', path: pathname.slice(0, 200) }); return; }
+      const entry = this.logRequest(req, 'ws', route ? route.venue : null);
+      const refuse = (status, body) => { entry.status = status; this.refuse(socket, status, body); };
+      const hostErr = this.checkHost(req);
+      if (hostErr) { refuse(400, { error: hostErr }); return; }
+      if (!route) { refuse(404, { error: 'no WebSocket endpoint here', path: pathname.slice(0, 200) }); return; }
+      const limited = this.connectionLimited(route.venue);
+      if (limited) { refuse(429, limited); return; }
       const open = Object.values(this.conns).reduce((n, s) => n + s.size, 0);
-      if (open >= this.o.maxConnections) { this.refuse(socket, 503, { error: 'too many connections' }); return; }
+      if (open >= this.o.maxConnections) { refuse(503, { error: 'too many connections' }); return; }
       if (route.venue === 'binance') {
         const refusal = this.venues.binance.refuseUpgrade(route.pathname, params);
-        if (refusal) { this.refuse(socket, refusal[0], refusal[1]); return; }
+        if (refusal) { refuse(refusal[0], refusal[1]); return; }
       }
-      this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(route.venue, ws, route.pathname, params));
+      entry.status = 101;
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(route.venue, ws, route.pathname, params, entry));
     } catch (e) {
       this.oops(e);
       try { socket.destroy(); } catch { /* gone */ }
     }
   }
 
-  onConnection(venue, ws, pathname, params) {
+  onConnection(venue, ws, pathname, params, entry) {
     const conn = { id: this.nextConnId++, venue, ws, openedAt: Date.now(), timers: [], closed: false };
+    if (entry) entry.conn = conn.id;
     this.conns[venue].add(conn);
     this.stats.connectionsTotal[venue] += 1;
     const v = this.venues[venue];
@@ -1318,6 +1354,8 @@ class FakeExchange {
     ws.on('message', (data, isBinary) => {
       const recvMs = nowMs();
       this.stats.messagesReceived[venue] += 1;
+      if (entry && entry.received.length < 20) entry.received.push(isBinary ? '(binary)' : data.toString('utf8').slice(0, 65536));
+      if (venue === 'coinbase' && this.coinbaseFlooded(conn)) return;
       try {
         if (isBinary) {
           // None of the venues speaks binary from clients; treat it as an unparseable text message.
@@ -1395,6 +1433,9 @@ class FakeExchange {
       if (pathname === '/_fault') { this.controlFault(req, res); return; }
       if (pathname === '/_state') { this.json(res, 200, this.state()); return; }
       const { venue: forced, rest } = stripVenuePrefix(pathname);
+      const entry = this.logRequest(req, 'rest', forced);
+      const hostErr = this.checkHost(req);
+      if (hostErr) { entry.status = 400; this.json(res, 400, { error: hostErr }); return; }
       let route = this.routes.get(rest);
       const cb = /^\/products\/([^/]{1,64})\/ticker$/.exec(rest);
       if (cb) route = ['coinbase', (q, r, opts) => this.venues.coinbase.restTicker(decodeURIComponentSafe(cb[1]), r, opts)];
@@ -1536,6 +1577,69 @@ class FakeExchange {
   }
 
   /** Counters, active faults and current prices (JSON-safe). */
+  // ---- strictness: what a client sent, Host, connection and message rates ----------------------------
+
+  /** Remember a request (bounded): its exact request line and headers, and later its first WS messages. */
+  logRequest(req, transport, venue) {
+    const headers = [];
+    for (let i = 0; i + 1 < req.rawHeaders.length && headers.length < 64; i += 2) headers.push([req.rawHeaders[i], req.rawHeaders[i + 1].slice(0, 1024)]);
+    const entry = {
+      transport, venue, at: Date.now(), status: null, conn: null,
+      requestLine: `${req.method} ${String(req.url).slice(0, 16384)} HTTP/${req.httpVersion}`, headers, received: [],
+    };
+    this.requestLog.push(entry);
+    if (this.requestLog.length > this.o.requestLogSize) this.requestLog.shift();
+    return entry;
+  }
+
+  /** RFC 9110 §7.2: Host is required and carries the port when it is not the scheme's default. */
+  checkHost(req) {
+    if (!this.o.strictHost) return null;
+    const host = req.headers.host;
+    if (!host) return 'missing Host header';
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d+))?$/.exec(host);
+    if (!m) return `bad Host header ${JSON.stringify(host.slice(0, 100))}`;
+    const port = m[2] === undefined ? 80 : Number(m[2]);
+    if (port !== this.port) return `Host ${JSON.stringify(host.slice(0, 100))} does not name port ${this.port}`;
+    return null;
+  }
+
+  /** Connection-rate limits per IP (all clients here are one IP): Binance 300 per 5 min, Coinbase 8/s burst 20. */
+  connectionLimited(venue) {
+    const now = Date.now();
+    if (venue === 'binance' && this.o.binanceMaxConnsPer5Min > 0) {
+      const t = this.connTimes.binance;
+      while (t.length && t[0] <= now - 300000) t.shift();
+      if (t.length >= this.o.binanceMaxConnsPer5Min) return { code: -1003, msg: 'Too many new connections; current limit is 300 per 5 minutes.' }; // [FAKE] wording
+      t.push(now);
+    }
+    if (venue === 'coinbase' && this.o.coinbaseConnBurst > 0) {
+      const b = this.cbBucket;
+      b.tokens = Math.min(this.o.coinbaseConnBurst, b.tokens + ((now - b.at) / 1000) * this.o.coinbaseConnsPerSec);
+      b.at = now;
+      if (b.tokens < 1) return { message: 'Too many connection requests' }; // [FAKE] wording
+      b.tokens -= 1;
+    }
+    return null;
+  }
+
+  /** Coinbase: more than coinbaseMaxMsgsPerSec client messages in one second → an error and a close. */
+  coinbaseFlooded(conn) {
+    if (!(this.o.coinbaseMaxMsgsPerSec > 0)) return false;
+    const sec = Math.floor(Date.now() / 1000);
+    if (this.cbMsgs.second !== sec) this.cbMsgs = { second: sec, n: 0 };
+    this.cbMsgs.n += 1;
+    if (this.cbMsgs.n <= this.o.coinbaseMaxMsgsPerSec) return false;
+    this.sendCtl(conn, { type: 'error', message: 'rate limit exceeded' }); // [FAKE] wording
+    this.closeConn(conn, 1008, 'Rate limit exceeded');
+    return true;
+  }
+
+  /** What clients sent, oldest first (copies): [{transport, venue, requestLine, headers, status, conn, received}]. */
+  requests(filter = {}) {
+    return structuredClone(this.requestLog.filter((e) => (!filter.transport || e.transport === filter.transport) && (!filter.venue || e.venue === filter.venue)));
+  }
+
   state() {
     const connections = {};
     for (const v of WS_VENUES) connections[v] = this.conns[v].size;
@@ -1547,7 +1651,7 @@ class FakeExchange {
     return {
       port: this.port, seed: this.seed, ticks: this.ticks, uptimeMs: Date.now() - this.startedAt,
       connections, ...structuredClone(this.stats), heldRequests: this.held.length,
-      faults: this.faults.snapshot(), prices,
+      faults: this.faults.snapshot(), prices, requests: this.requests(),
     };
   }
 
@@ -1590,6 +1694,7 @@ export async function startFakeExchange(options = {}) {
     close: () => ex.close(),
     fault: (f) => ex.fault(f),
     state: () => ex.state(),
+    requests: (filter) => ex.requests(filter),
     tick: (n = 1) => ex.tick(n),
   };
 }

@@ -967,8 +967,55 @@ static void fixtures_replay_without_surprises(void)
 #undef RESET
 }
 
+/* The configured URL's path is honoured, a prefix kept, the endpoint never
+ * doubled (the Kraken wss://ws.kraken.com/v2 → GET /v2/v2 regression). */
+static void joins_configured_path_and_endpoint_without_doubling(void)
+{
+    char out[256];
+    struct { const char *url, *preset, *want; } c[] = {
+        {"", "/v2", "/v2"},
+        {NULL, "/v2", "/v2"},
+        {"/", "/v2", "/v2"},
+        {"v2", "/v2", "/v2"},          /* lws_parse_uri drops the leading '/' */
+        {"/v2", "/v2", "/v2"},
+        {"v2/", "/v2", "/v2"},
+        {"kraken/v2", "/v2", "/kraken/v2"},
+        {"kraken", "/v2", "/kraken/v2"},
+        {"xv2", "/v2", "/xv2/v2"},      /* only a whole segment counts */
+        {"", "/", "/"},
+        {"coinbase", "/", "/coinbase"},
+        {"", "/stream?streams=a@b", "/stream?streams=a@b"},
+        {"stream", "/stream?streams=a@b", "/stream?streams=a@b"},
+        {"binance", "/stream?streams=a@b", "/binance/stream?streams=a@b"},
+        {"binance/stream?x=1", "/stream?streams=a@b", "/binance/stream?x=1&streams=a@b"},
+        {"ws/v5/public", "/ws/v5/public", "/ws/v5/public"},
+        {"okx", "/ws/v5/public", "/okx/ws/v5/public"},
+    };
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        int n = venue_ws_target(c[i].url, c[i].preset, out, sizeof(out));
+        CHECK(n == (int)strlen(c[i].want) && !strcmp(out, c[i].want));
+        if (strcmp(out, c[i].want))
+            fprintf(stderr, "  url %s preset %s: got %s want %s\n", c[i].url ? c[i].url : "(null)",
+                    c[i].preset, out, c[i].want);
+    }
+    CHECK(venue_ws_target("abcdef", "/v2", out, 5) == -1 && out[0] == '\0');
+
+    CHECK(venue_ws_host("ws.kraken.com", 443, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "ws.kraken.com"));
+    CHECK(venue_ws_host("stream.binance.com", 9443, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "stream.binance.com:9443"));
+    CHECK(venue_ws_host("127.0.0.1", 8089, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "127.0.0.1:8089"));
+    CHECK(venue_ws_host("127.0.0.1", 80, 0, out, sizeof(out)) > 0 && !strcmp(out, "127.0.0.1"));
+    CHECK(venue_ws_host("127.0.0.1", 443, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "127.0.0.1:443"));
+    CHECK(venue_ws_host("::1", 8089, 0, out, sizeof(out)) > 0 && !strcmp(out, "[::1]:8089"));
+    CHECK(venue_ws_host("example.com", 8089, 0, out, 8) == -1);
+}
+
 int main(void)
 {
+    RUN(joins_configured_path_and_endpoint_without_doubling);
     RUN(finds_every_preset_by_name);
     RUN(parses_rfc3339_to_exact_microseconds);
     RUN(reads_only_plain_decimal_strings);
