@@ -64,19 +64,19 @@ static int check_history(const cfg_t *cfg, check_report_fn report, void *arg)
         return access(path, R_OK | W_OK)
                    ? check_say(report, arg, "history.path: %s: %s", path, strerror(errno))
                    : 0;
+    /* The store creates missing directories on start (mkdir -p, and
+     * StateDirectory= under systemd): what must hold is that the nearest
+     * directory that exists is one tickerd can write into. */
     snprintf(dir, sizeof(dir), "%s", path);
-    const char *d = dirname(dir);
-    /* The state directory is created on start when missing (StateDirectory=
-     * creates it under systemd); its parent must then be writable. */
+    char *d = dirname(dir);
     struct stat st;
-    if (stat(d, &st)) {
-        char parent[512];
-        snprintf(parent, sizeof(parent), "%s", d);
-        const char *p = dirname(parent);
-        if (cfg->history.path[0] || access(p, W_OK))
-            return check_say(report, arg, "history.path: directory %s: %s", d, strerror(ENOENT));
-        return 0;
+    while (stat(d, &st)) {
+        if (errno != ENOENT || !strcmp(d, "/") || !strcmp(d, "."))
+            return check_say(report, arg, "history.path: directory %s: %s", d, strerror(errno));
+        d = dirname(d);
     }
+    if (!S_ISDIR(st.st_mode))
+        return check_say(report, arg, "history.path: %s is not a directory", d);
     if (access(d, W_OK))
         return check_say(report, arg, "history.path: directory %s: %s", d, strerror(errno));
     return 0;

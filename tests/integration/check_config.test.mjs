@@ -65,14 +65,26 @@ describe('--check-config', () => {
     assert.match(r.stderr, /cannot read/);
   });
 
-  test('files it would open: a web_root without index.html, an unwritable history directory', T, async () => {
+  test('files it would open: a web_root without index.html, a history directory that cannot be created', T, async () => {
+    // A regular file where a directory of history.path should be: no mkdir -p gets past
+    // it, not even as root (the suite may run as root, so permissions cannot show this).
+    const blocker = path.join(tempDir(), 'a-file');
+    fs.writeFileSync(blocker, '');
     const r = await check(writeTemp({
       server: { port: 0, web_root: '/nonexistent/web' },
-      history: { path: '/nonexistent/dir/history.db' },
+      history: { path: path.join(blocker, 'dir', 'history.db') },
     }));
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /server\.web_root: no readable index\.html in \/nonexistent\/web/);
-    assert.match(r.stderr, /history\.path: directory \/nonexistent\/dir/);
+    assert.match(r.stderr, /history\.path: directory \S*a-file\/dir: Not a directory/);
+  });
+
+  test('a history directory that does not exist yet is fine: tickerd creates it on start', T, async () => {
+    const r = await check(writeTemp({
+      server: { port: 0 },
+      history: { path: path.join(tempDir(), 'new', 'deeper', 'history.db') },
+    }));
+    assert.equal(r.code, 0, r.stderr);
   });
 
   test('a port already taken is a problem, except with --running (before a reload)', T, async () => {

@@ -46,7 +46,11 @@ describe('debian package', { skip: haveTools ? false : 'dpkg-dev is not installe
     assert.ok(root, 'no extracted package (previous test failed)');
     const bin = path.join(root, 'usr/bin/tickerd');
     const conf = path.join(root, 'etc/tickerd/tickerd.json');
-    const chk = spawnSync(bin, ['--check-config', conf, '--running'], { encoding: 'utf8' });
+    // A state directory that does not exist yet (a fresh machine's ~/.local/state):
+    // tickerd creates it on start, so the check accepts it.
+    const state = path.join(tempDir(), 'not-yet', 'state');
+    const chk = spawnSync(bin, ['--check-config', conf, '--running'],
+      { encoding: 'utf8', env: { ...process.env, XDG_STATE_HOME: state, STATE_DIRECTORY: '' } });
     assert.equal(chk.status, 0, chk.stderr);
     const config = JSON.parse(fs.readFileSync(conf, 'utf8'));
     config.server = { ...config.server, bind: '127.0.0.1', port: 0, web_root: path.join(root, 'usr/share/tickerd/web') };
