@@ -606,14 +606,19 @@ function openChart(sym) {
 // Every subscribe, including the re-subscribe after a reconnect, asks for the sparklines' history.
 const client = new TickerdClient(WS_URL, { history: SPARK_HISTORY });
 
+// WebSocket, or the fallback the client moved to when the upgrade failed (tickerd-client.js).
+const TRANSPORT_NAMES = { ws: 'WebSocket', sse: 'SSE', poll: 'long-polling' };
+
 client.addEventListener('state', ({ detail: { state, attempt } }) => {
   const view = state === 'open' ? 'live' : state === 'offline' || state === 'closed' ? 'offline' : 'reconnecting';
   statusEl.dataset.state = view;
+  statusEl.dataset.transport = client.transport;
   document.body.dataset.conn = view;
   statusText.textContent = view === 'reconnecting'
     ? attempt ? `reconnecting (attempt ${attempt})` : 'connecting…'
-    : view;
-  if (view !== 'live') latencyEl.textContent = 'rtt —';
+    : view === 'live' && client.transport !== 'ws' ? `live · ${TRANSPORT_NAMES[client.transport]}` : view;
+  statusEl.title = `transport: ${TRANSPORT_NAMES[client.transport]}`;
+  if (view !== 'live' || client.transport !== 'ws') latencyEl.textContent = 'rtt —';
 });
 
 client.addEventListener('open', () => {

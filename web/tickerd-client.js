@@ -27,10 +27,19 @@
 //                                     kept and retried after a re-subscribe (waiting true; see `waiting`)
 //   state    {state, attempt, delay}  the finer-grained state: idle | connecting | open | reconnecting |
 //                                     offline | closed (kept for existing callers; prefer `status`)
+//   transport {transport, previous}   the way in changed: 'ws' | 'sse' | 'poll' (see options.fallback)
+//
+// Fallback (options.fallback, on by default in browsers): when the WebSocket upgrade fails before it opens
+// (a proxy that strips Upgrade, a blocked port), the client goes on over Server-Sent Events, and if those
+// fail too over HTTP long-polling (tickerd-http.js), with the same events and subscriptions; `transport`
+// says which is in use. While on a fallback it tries WebSocket again every options.upgradeInterval ms and
+// moves back as soon as one opens.
 //
 // `subscriptions` is the set of symbols the caller wants; it survives disconnects and is re-subscribed
 // after every reconnect. Reconnects use exponential backoff with full jitter:
 // delay = random(0, min(maxDelay, baseDelay * 2^(attempt-1))).
+
+import { httpBaseOf, openHttpSocket } from './tickerd-http.js';
 
 export class TickerdError extends Error {
   constructor(code, message, extra) {
@@ -68,6 +77,8 @@ export class TickerdClient extends EventTarget {
       history: null,         // {interval, limit}: ask for each symbol's history with every subscribe
       maxHistoryRows: 10000, // limit x symbols per subscribe with history (the server's cap); larger ones are split
       WebSocket: globalThis.WebSocket,
+      fallback: typeof window !== 'undefined' && typeof fetch === 'function', // WS -> SSE -> long-polling
+      upgradeInterval: 30000, // ms between tries to get back to WebSocket while on a fallback
       ...options,
     };
     if (typeof this.opts.WebSocket !== 'function') {
@@ -75,6 +86,9 @@ export class TickerdClient extends EventTarget {
         "(on Node < 22: import WebSocket from 'ws')");
     }
     this.state = 'idle';
+    this.transport = 'ws';    // ws | sse | poll: the way in of the current (or next) connection
+    this._httpPosition = null; // where the last SSE/poll connection ended: the next one resumes there
+    this._upgradeTimer = 0;
     this.attempt = 0;         // reconnect attempts since the last stable connection
     this.rtt = null;
     this.clockOffset = 0;
@@ -134,6 +148,7 @@ export class TickerdClient extends EventTarget {
     globalThis.removeEventListener?.('online', this._onOnline);
     globalThis.removeEventListener?.('offline', this._onOffline);
     clearTimeout(this._retryTimer);
+    clearTimeout(this._upgradeTimer);
     for (const w of this._readyWaiters.splice(0)) {
       clearTimeout(w.timer);
       w.reject(new TickerdError('closed', 'client closed'));
@@ -320,7 +335,8 @@ export class TickerdClient extends EventTarget {
       const fields = { symbols };
       const resumed = resume ? this._resumeFields(symbols, fields) : [];
       // The server refuses history with "*" and with resume (a resumed symbol continues from its seq).
-      const withHistory = history && !resumed.length && !symbols.includes('*');
+      // SSE and long-polling carry no history (tickerd-http.js): GET /api/history serves it there.
+      const withHistory = history && !resumed.length && !symbols.includes('*') && this.transport === 'ws';
       if (withHistory) fields.history = { interval: history.interval, limit: history.limit };
       try {
         // a `busy` that will be retried is no news for 'error' listeners
@@ -433,7 +449,9 @@ export class TickerdClient extends EventTarget {
     this._setState('connecting');
     let ws;
     try {
-      ws = new this.opts.WebSocket(this.url, this.opts.protocols);
+      ws = this.transport === 'ws' ? new this.opts.WebSocket(this.url, this.opts.protocols)
+        : openHttpSocket(this.transport, httpBaseOf(this.url),
+          { symbols: [...this.subscriptions], position: this._httpPosition });
     } catch (e) { // malformed URL: retrying cannot help
       this._setState('closed');
       this._emit('error', { source: 'transport', code: 'bad_url', message: e.message });
@@ -443,7 +461,7 @@ export class TickerdClient extends EventTarget {
     this._connectTimer = setTimeout(() => {
       if (this._ws !== ws) return;
       this._emit('error', { source: 'transport', code: 'connect_timeout',
-        message: `no WebSocket handshake within ${this.opts.connectTimeout} ms` });
+        message: `no ${this.transport === 'ws' ? 'WebSocket handshake' : `${this.transport} stream`} within ${this.opts.connectTimeout} ms` });
       this._drop(1006, 'connect timeout');
     }, this.opts.connectTimeout);
     ws.onopen = () => {
@@ -454,6 +472,7 @@ export class TickerdClient extends EventTarget {
       if (this.counts.connects > 1) this.counts.reconnects++;
       this._setState('open');
       this._emit('open');
+      this._scheduleUpgrade();
       for (const w of this._readyWaiters.splice(0)) { clearTimeout(w.timer); w.resolve(this); }
       this._startPings();
       if (this.subscriptions.size) {
@@ -553,7 +572,8 @@ export class TickerdClient extends EventTarget {
 
   _startPings() {
     clearInterval(this._pingTimer);
-    if (!this.opts.pingInterval) return;
+    // Over SSE/polling a ping is answered locally: nothing to measure, nothing it could detect.
+    if (!this.opts.pingInterval || this.transport !== 'ws') return;
     const ws = this._ws;
     const once = () => this.ping().catch((e) => {
       // No ack in time on a socket that still claims to be open: treat it as dead (a browser may take
@@ -574,6 +594,8 @@ export class TickerdClient extends EventTarget {
     if (!ws) return;
     this._ws = null;
     clearTimeout(this._connectTimer);
+    clearTimeout(this._upgradeTimer);
+    if (this.transport !== 'ws') this._httpPosition = ws.position ?? this._httpPosition;
     // keep a no-op error handler: Node's ws throws on an 'error' event nobody listens to
     ws.onopen = ws.onmessage = ws.onclose = null;
     ws.onerror = () => {};
@@ -593,7 +615,55 @@ export class TickerdClient extends EventTarget {
     this._openedAt = 0;
     this.rtt = null;
     if (wasOpen) this._emit('close', { code, reason });
-    if (this.state !== 'closed') this._scheduleReconnect();
+    if (this.state === 'closed') return;
+    // Refused before it opened: the next way in, at once; after the last one, WebSocket again with the
+    // usual backoff (the server may just be down). A connection that opened keeps its transport.
+    const order = ['ws', 'sse', 'poll'];
+    if (this.opts.fallback && !wasOpen && code !== 4001) {
+      const next = order[order.indexOf(this.transport) + 1];
+      if (next) {
+        this._setTransport(next);
+        this._setState('reconnecting', 0);
+        this._retryTimer = setTimeout(() => this._connect(), 0);
+        return;
+      }
+      this._setTransport('ws');
+    }
+    this._scheduleReconnect();
+  }
+
+  _setTransport(transport) {
+    if (transport === this.transport) return;
+    const previous = this.transport;
+    this.transport = transport;
+    this._emit('transport', { transport, previous });
+  }
+
+  // On a fallback: now and then open a WebSocket on the side; if it opens, close it and reconnect over
+  // WebSocket (with options.resume the values in between are replayed).
+  _scheduleUpgrade() {
+    clearTimeout(this._upgradeTimer);
+    if (this.transport === 'ws' || !this.opts.upgradeInterval) return;
+    this._upgradeTimer = setTimeout(() => {
+      let probe;
+      try { probe = new this.opts.WebSocket(this.url, this.opts.protocols); } catch { return; }
+      const done = (up) => {
+        clearTimeout(timer);
+        probe.onopen = probe.onclose = null;
+        probe.onerror = () => {};
+        try { probe.close(); } catch { /* ignore */ }
+        if (up && this.state === 'open' && this.transport !== 'ws') {
+          this._setTransport('ws');
+          this._drop(4001, 'moving back to WebSocket');
+        } else if (this.state === 'open') {
+          this._scheduleUpgrade();
+        }
+      };
+      const timer = setTimeout(() => done(false), this.opts.connectTimeout);
+      probe.onopen = () => done(true);
+      probe.onclose = () => done(false);
+      probe.onerror = () => {};
+    }, this.opts.upgradeInterval);
   }
 
   _scheduleReconnect() {
