@@ -92,18 +92,31 @@ test('SSE: symbols=* streams several symbols; heartbeat comments when quiet', T,
   s.close();
 });
 
-test('SSE: heartbeat comment on a quiet stream', T, async () => {
-  const q = await startTickerd({ config: simConfig({ rate: 2000, feed: { symbols: ['BTC-USD'] }, api: { sse_heartbeat_s: 1 } }) }).catch(() => null);
-  const target = q || srv;
-  const s = http.get({ host: target.host, port: target.port, path: '/sse?symbols=BTC-USD' });
+test('quiet market: SSE heartbeat comments per api.sse_heartbeat_s; long-poll holds for api.poll_hold_s', T, async () => {
+  // rate 1 across 20 built-in symbols: one symbol updates about every 20 s, so streams are quiet.
+  const q = await startTickerd({ config: simConfig({ rate: 1, api: { sse_heartbeat_s: 1, poll_hold_s: 2 } }) });
+  await waitForSymbols(q, ['BTC-USD']);
   let raw = '';
-  await new Promise((resolve) => s.on('response', (r) => { r.setEncoding('utf8'); r.on('data', (d) => { raw += d; }); resolve(); }));
-  // The sim keeps publishing, so a heartbeat only appears if the server sends it between frames when quiet;
-  // accept either a comment line or, at minimum, a live stream over 2.5 s.
-  await sleep(2500);
-  s.destroy();
-  assert.ok(raw.length > 0);
-  if (q) await q.stop();
+  const req = http.get({ host: q.host, port: q.port, path: '/sse?symbols=BTC-USD' });
+  await new Promise((resolve) => req.on('response', (r) => { r.setEncoding('utf8'); r.on('data', (d) => { raw += d; }); resolve(); }));
+  await waitFor(() => (raw.match(/^: .*\n\n/gm) || []).length >= 2, { timeoutMs: 6000, message: `2 heartbeats in ${JSON.stringify(raw)}` });
+  req.destroy();
+  const first = await new Promise((resolve, reject) => http.get({ host: q.host, port: q.port, path: '/api/poll?symbols=BTC-USD' }, (r) => {
+    let body = ''; r.on('data', (d) => { body += d; }); r.on('end', () => resolve(JSON.parse(body)));
+  }).on('error', reject));
+  const t0 = Date.now();
+  const held = await new Promise((resolve, reject) => http.get({ host: q.host, port: q.port, path: `/api/poll?symbols=BTC-USD&since=${encodeURIComponent(first.cursor)}` }, (r) => {
+    let body = ''; r.on('data', (d) => { body += d; }); r.on('end', () => resolve(JSON.parse(body)));
+  }).on('error', reject));
+  const ms = Date.now() - t0;
+  if (held.timeout) {
+    assert.ok(ms >= 1500, `held only ${ms} ms with poll_hold_s 2`);
+    assert.equal(held.frames.length, 0);
+    assert.equal(held.cursor, first.cursor, 'a timed-out poll keeps the cursor');
+  } else {
+    assert.ok(held.frames.length > 0, 'an early answer carries the new frame');
+  }
+  await q.stop();
 });
 
 test('SSE: unknown symbol and missing symbols are refused with a JSON error', T, async () => {
