@@ -185,7 +185,8 @@ static int poll_begin(struct lws *wsi, poll_server *p, poll_req *r)
         if (sess_subscribe_csv(r->sess, list, cursor)) {
             sess_out out;
             if (sess_next(r->sess, &out) == SESS_OUT_REPLY) {
-                int unknown = strstr(out.data, "\"unknown_symbol\"") != NULL;
+                /* out.data is not NUL-terminated: search only its out.len bytes. */
+                int unknown = memmem(out.data, out.len, "\"unknown_symbol\"", 16) != NULL;
                 sbuf_append(&r->body, out.data, out.len);
                 r->status = unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST;
                 sess_count_error(p->srv, "poll", unknown ? "unknown_symbol" : "bad_request");

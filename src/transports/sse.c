@@ -224,7 +224,8 @@ static int sse_begin(struct lws *wsi, sse_server *sse, sse_session *s)
         /* The error is the only reply queued. */
         int r;
         if (sess_next(s->sess, &out) == SESS_OUT_REPLY) {
-            int unknown = strstr(out.data, "\"unknown_symbol\"") != NULL;
+            /* out.data is not NUL-terminated: search only its out.len bytes. */
+            int unknown = memmem(out.data, out.len, "\"unknown_symbol\"", 16) != NULL;
             r = sse_refuse(s, unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST,
                            unknown ? "unknown_symbol" : "bad_request", out.data, out.len);
         } else {
