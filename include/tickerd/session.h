@@ -185,9 +185,10 @@ bcast_client *sess_client(sess *s);
  * "", is a token from sess_position() (a Last-Event-ID, a poll cursor): its
  * epoch and seqs become the subscribe's "epoch" and "resume" (entries for
  * symbols not subscribed here are ignored), so the client gets a replay or
- * an explicit reset, never a silent gap. Returns 0 when subscribed, -1 when
- * refused (the error reply is queued; a malformed position is a
- * bad_request). */
+ * an explicit reset, never a silent gap. Returns 0 when subscribed, else
+ * 1 + the refusal's sess_error_code (the error reply is queued; a
+ * malformed position is a bad_request), so a transport can pick its HTTP
+ * status without parsing the reply. */
 int sess_subscribe_csv(sess *s, const char *symbols_csv, const char *position);
 /* The session's position token ("EPOCH,SYM:seq,..."; bcast_client_position):
  * what a client names to resume after what it was sent. Its length, or

@@ -182,11 +182,11 @@ static int poll_begin(struct lws *wsi, poll_server *p, poll_req *r)
         r->sess = sess_create(p->srv, &poll_transport, r, BCAST_ENC_JSON);
         if (!r->sess)
             return -1;
-        if (sess_subscribe_csv(r->sess, list, cursor)) {
+        int refused = sess_subscribe_csv(r->sess, list, cursor);
+        if (refused) {
             sess_out out;
             if (sess_next(r->sess, &out) == SESS_OUT_REPLY) {
-                /* out.data is not NUL-terminated: search only its out.len bytes. */
-                int unknown = memmem(out.data, out.len, "\"unknown_symbol\"", 16) != NULL;
+                int unknown = refused == 1 + SESS_ERR_UNKNOWN_SYMBOL;
                 sbuf_append(&r->body, out.data, out.len);
                 r->status = unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST;
                 sess_count_error(p->srv, "poll", unknown ? "unknown_symbol" : "bad_request");

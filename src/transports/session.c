@@ -724,17 +724,17 @@ int sess_subscribe_csv(sess *s, const char *symbols_csv, const char *position)
         json_decref(req);
         sess_err(s, NULL, SESS_ERR_BAD_REQUEST,
                  "the resume position (Last-Event-ID / cursor) is not one this server gave", NULL);
-        return -1;
+        return 1 + SESS_ERR_BAD_REQUEST;
     }
-    uint64_t errors = 0;
-    for (int e = 0; e < SESS_ERR_COUNT; e++)
-        errors += s->srv->stats.errors[e];
+    /* The refusal, if any, is the error counter that moved. */
+    uint64_t before[SESS_ERR_COUNT];
+    memcpy(before, s->srv->stats.errors, sizeof(before));
     sess_subscription(s, NULL, "subscribe", req);
     json_decref(req);
-    uint64_t after = 0;
     for (int e = 0; e < SESS_ERR_COUNT; e++)
-        after += s->srv->stats.errors[e];
-    return after == errors ? 0 : -1;
+        if (s->srv->stats.errors[e] != before[e])
+            return 1 + e;
+    return 0;
 }
 
 /* The "op" of a JSON frame, from its first bytes: every frame tickerd

@@ -219,13 +219,13 @@ static int sse_begin(struct lws *wsi, sse_server *sse, sse_session *s)
     s->sess = sess_create(sse->srv, &sse_transport, s, BCAST_ENC_JSON);
     if (!s->sess)
         return -1;
-    if (sess_subscribe_csv(s->sess, list, pos)) {
+    int refused = sess_subscribe_csv(s->sess, list, pos);
+    if (refused) {
         sess_out out;
         /* The error is the only reply queued. */
         int r;
         if (sess_next(s->sess, &out) == SESS_OUT_REPLY) {
-            /* out.data is not NUL-terminated: search only its out.len bytes. */
-            int unknown = memmem(out.data, out.len, "\"unknown_symbol\"", 16) != NULL;
+            int unknown = refused == 1 + SESS_ERR_UNKNOWN_SYMBOL;
             r = sse_refuse(s, unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST,
                            unknown ? "unknown_symbol" : "bad_request", out.data, out.len);
         } else {
