@@ -19,6 +19,7 @@ static const venue_preset *const venue_all[] = {
     &venue_coinbase,
     &venue_kraken,
     &venue_coingecko,
+    &venue_okx,
 };
 
 const venue_preset *venue_find(const char *name)

@@ -824,6 +824,124 @@ static void survives_deep_nesting_huge_and_truncated_input(void)
           strlen(tiny) == 3);
 }
 
+/* ---- OKX v5 ---- */
+
+static void okx_keeps_instrument_ids(void)
+{
+    CHECK(venue_find("okx") == &venue_okx);
+    CHECK(maps("okx", "BTC-USDT", "BTC-USDT"));
+    CHECK(maps("okx", "eth-usdc", "ETH-USDC"));
+    CHECK(spells("okx", "SOL-USDT", "SOL-USDT"));
+    CHECK(unmappable("okx", "BTCUSDT"));
+    CHECK(unmappable("okx", "BTC-USDT-SWAP"));
+    CHECK(unmappable("okx", ""));
+}
+
+static void okx_builds_public_path_tickers_subscribe_and_rest_paths(void)
+{
+    const char *syms[] = {"BTC-USDT", "ETH-USDT"};
+    char out[512];
+    CHECK(venue_okx.ws_path(syms, 2, out, sizeof(out)) > 0 && !strcmp(out, "/ws/v5/public"));
+    CHECK(venue_okx.ws_subscribe(syms, 2, out, sizeof(out)) > 0);
+    CHECK(!strcmp(out, "{\"op\":\"subscribe\",\"args\":[{\"channel\":\"tickers\",\"instId\":\"BTC-USDT\"},"
+                       "{\"channel\":\"tickers\",\"instId\":\"ETH-USDT\"}]}"));
+    CHECK(venue_okx.ws_ping && !strcmp(venue_okx.ws_ping, "ping"));
+    CHECK(venue_okx.ws_ping_interval_ms > 0 && venue_okx.ws_ping_interval_ms < 30000);
+    CHECK(venue_okx.rest_requests(2) == 2 && venue_okx.rest_requests(0) == 0);
+    CHECK(venue_okx.rest_path(syms, 2, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/api/v5/market/ticker?instId=ETH-USDT"));
+    CHECK(venue_okx.rest_path(syms, 2, 2, out, sizeof(out)) == -1);
+    const char *many[VENUE_OKX_REST_SINGLE + 1];
+    for (size_t i = 0; i < VENUE_OKX_REST_SINGLE + 1; i++)
+        many[i] = "BTC-USDT";
+    CHECK(venue_okx.rest_requests(VENUE_OKX_REST_SINGLE + 1) == 1);
+    CHECK(venue_okx.rest_path(many, VENUE_OKX_REST_SINGLE + 1, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/api/v5/market/tickers?instType=SPOT"));
+    const char *evil[] = {"BTC\",\"x"};
+    CHECK(venue_okx.ws_subscribe(evil, 1, out, sizeof(out)) == -1);
+    CHECK(venue_okx.ws_subscribe(syms, 0, out, sizeof(out)) == -1);
+    CHECK(venue_okx.ws_subscribe(syms, 2, out, 20) == -1 && out[0] == '\0');
+}
+
+static void okx_tickers_push_gives_prices_and_event_time(void)
+{
+    got g;
+    /* the documented tickers push */
+    CHECK(ws("okx",
+             "{\"arg\":{\"channel\":\"tickers\",\"instId\":\"BTC-USDT\"},\"data\":[{\"instType\":\"SPOT\","
+             "\"instId\":\"BTC-USDT\",\"last\":\"9999.99\",\"lastSz\":\"0.1\",\"askPx\":\"9999.99\","
+             "\"askSz\":\"11\",\"bidPx\":\"8888.88\",\"bidSz\":\"5\",\"open24h\":\"9000\",\"high24h\":"
+             "\"10000\",\"low24h\":\"8888.88\",\"volCcy24h\":\"2222\",\"vol24h\":\"2222\",\"sodUtc0\":"
+             "\"2222\",\"sodUtc8\":\"2222\",\"ts\":\"1597026383085\"}]}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "BTC-USDT") && g.u[0].source == SOURCE);
+    CHECK(g.u[0].last == 9999.99 && g.u[0].ask == 9999.99 && g.u[0].bid == 8888.88);
+    CHECK(g.u[0].open == 9000 && g.u[0].volume == 2222);
+    CHECK(g.u[0].ts_us == INT64_C(1597026383085000));
+    /* an empty side of the book is absent, not malformed; no ts: receive time */
+    CHECK(ws("okx",
+             "{\"arg\":{\"channel\":\"tickers\",\"instId\":\"X-USDT\"},\"data\":[{\"instId\":\"X-USDT\","
+             "\"last\":\"1.5\",\"bidPx\":\"\",\"askPx\":\"1.6\"}]}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && isnan(g.u[0].bid) && g.u[0].ask == 1.6 && g.u[0].ts_us == RECV_US);
+    /* all or nothing: one bad entry emits nothing */
+    CHECK(ws("okx",
+             "{\"arg\":{\"channel\":\"tickers\"},\"data\":[{\"instId\":\"A-B\",\"last\":\"1\"},"
+             "{\"instId\":\"C-D\",\"last\":1}]}",
+             &g) == VENUE_MSG_MALFORMED && g.n == 0);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"tickers\"},\"data\":[{\"instId\":\"A-B\"}]}", &g) ==
+              VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"tickers\"},\"data\":{}}", &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"tickers\"},\"data\":[{\"instId\":\"A-B\",\"last\":\"1\","
+                    "\"ts\":\"-5\"}]}",
+             &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"books5\"},\"data\":[]}", &g) == VENUE_MSG_IGNORED);
+}
+
+static void okx_classifies_pong_acks_errors_and_notices(void)
+{
+    got g;
+    CHECK(ws("okx", "pong", &g) == VENUE_MSG_HEARTBEAT && err[0] == '\0');
+    CHECK(ws("okx", "ping", &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx",
+             "{\"event\":\"subscribe\",\"arg\":{\"channel\":\"tickers\",\"instId\":\"BTC-USDT\"},"
+             "\"connId\":\"a4d3ae55\"}",
+             &g) == VENUE_MSG_ACK);
+    CHECK(ws("okx",
+             "{\"event\":\"error\",\"code\":\"60012\",\"msg\":\"Invalid request: {\\\"op\\\": "
+             "\\\"subscribe\\\"}\",\"connId\":\"a4d3ae55\"}",
+             &g) == VENUE_MSG_REJECT);
+    CHECK(!strncmp(err, "okx error 60012: Invalid request", 32));
+    CHECK(ws("okx",
+             "{\"event\":\"notice\",\"code\":\"64008\",\"msg\":\"The connection will soon be closed "
+             "for a service upgrade. Please reconnect.\",\"connId\":\"a4d3ae55\"}",
+             &g) == VENUE_MSG_SHUTDOWN);
+    CHECK(ws("okx", "{\"event\":\"channel-conn-count\",\"channel\":\"tickers\",\"connCount\":\"2\"}",
+             &g) == VENUE_MSG_IGNORED);
+    CHECK(ws("okx", "{\"event\":7}", &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "[1,2]", &g) == VENUE_MSG_MALFORMED);
+}
+
+static void okx_rest_reads_tickers_and_error_codes(void)
+{
+    got g;
+    CHECK(rest("okx", 200,
+               "{\"code\":\"0\",\"msg\":\"\",\"data\":[{\"instType\":\"SPOT\",\"instId\":\"ETH-USDT\","
+               "\"last\":\"3448.1\",\"askPx\":\"3448.2\",\"bidPx\":\"3448.1\",\"vol24h\":\"1000\","
+               "\"ts\":\"1711356299000\"}]}",
+               NULL, &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "ETH-USDT") && g.u[0].bid == 3448.1 &&
+          g.u[0].ts_us == INT64_C(1711356299000000));
+    CHECK(rest("okx", 200, "{\"code\":\"51001\",\"msg\":\"Instrument ID does not exist\",\"data\":[]}",
+               NULL, &g) == VENUE_MSG_ERROR);
+    CHECK(!strcmp(err, "okx error 51001: Instrument ID does not exist"));
+    CHECK(rest("okx", 429, "{\"msg\":\"Too Many Requests\",\"code\":\"50011\"}", NULL, &g) ==
+          VENUE_MSG_ERROR);
+    CHECK(rest("okx", 503, "<html>", NULL, &g) == VENUE_MSG_ERROR && !strcmp(err, "HTTP 503"));
+    CHECK(rest("okx", 200, "{\"msg\":\"\",\"data\":[]}", NULL, &g) == VENUE_MSG_MALFORMED);
+    CHECK(rest("okx", 200, "{\"code\":\"0\",\"data\":[]}", NULL, &g) == VENUE_MSG_DATA && g.n == 0);
+}
+
 /* ---- fixtures: recorded traffic replays cleanly ---- */
 
 typedef struct replay {
@@ -964,6 +1082,13 @@ static void fixtures_replay_without_surprises(void)
     RESET();
     replay_file("coingecko", "rest", c, &r);
     CHECK(c[VENUE_MSG_DATA] >= 8 && c[VENUE_MSG_ERROR] == 1 && r.updates == 3 * c[VENUE_MSG_DATA]);
+    RESET();
+    replay_file("okx", "ws", c, &r);
+    CHECK(c[VENUE_MSG_ACK] == 3 && c[VENUE_MSG_HEARTBEAT] >= 2 && c[VENUE_MSG_DATA] >= 6 &&
+          c[VENUE_MSG_SHUTDOWN] == 1);
+    RESET();
+    replay_file("okx", "rest", c, &r);
+    CHECK(c[VENUE_MSG_DATA] >= 10 && c[VENUE_MSG_ERROR] == 1 && r.updates == c[VENUE_MSG_DATA]);
 #undef RESET
 }
 
@@ -1040,6 +1165,11 @@ int main(void)
     RUN(coingecko_has_no_symbols_and_no_websocket);
     RUN(coingecko_price_is_last_bid_and_ask);
     RUN(coingecko_reports_rate_limits_and_bad_bodies);
+    RUN(okx_keeps_instrument_ids);
+    RUN(okx_builds_public_path_tickers_subscribe_and_rest_paths);
+    RUN(okx_tickers_push_gives_prices_and_event_time);
+    RUN(okx_classifies_pong_acks_errors_and_notices);
+    RUN(okx_rest_reads_tickers_and_error_codes);
     RUN(survives_deep_nesting_huge_and_truncated_input);
     RUN(fixtures_replay_without_surprises);
     return check_done();
