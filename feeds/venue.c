@@ -20,6 +20,7 @@ static const venue_preset *const venue_all[] = {
     &venue_kraken,
     &venue_coingecko,
     &venue_okx,
+    &venue_bybit,
 };
 
 const venue_preset *venue_find(const char *name)

@@ -63,6 +63,7 @@ typedef struct wsfeed {
     int port, tls;
     char *subscribe;     /* the subscribe message ("" = none) */
     int want_subscribe;
+    size_t sub_off;      /* next line of a multi-message subscribe */
     int want_ping;
     char *rx;            /* reassembly of a message split over callbacks */
     size_t rx_len;
@@ -108,7 +109,7 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
         goto fail;
     const venue_preset *v = venue_find(o->venue);
     if (!v || !v->ws_parse) {
-        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, okx", path);
+        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, okx, bybit", path);
         goto fail;
     }
     if (!o->ping_interval_ms)
@@ -338,6 +339,7 @@ static int wsfeed_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         log_info("feed %s: connected to %s:%d%.60s", w->env.name, w->host, w->port, w->path);
         if (w->subscribe[0]) {
             w->want_subscribe = 1;
+            w->sub_off = 0;
             lws_callback_on_writable(wsi);
         }
         w->want_ping = 0;
@@ -348,17 +350,21 @@ static int wsfeed_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         if (w->want_subscribe) {
-            size_t n = strlen(w->subscribe);
+            /* one line of the subscribe per WRITEABLE (Bybit: 10 args each) */
+            const char *line = w->subscribe + w->sub_off;
+            const char *nl = strchr(line, '\n');
+            size_t n = nl ? (size_t)(nl - line) : strlen(line);
             unsigned char *buf = malloc(LWS_PRE + n);
             if (!buf)
                 return -1;
-            memcpy(buf + LWS_PRE, w->subscribe, n);
+            memcpy(buf + LWS_PRE, line, n);
             int wrote = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
             free(buf);
-            w->want_subscribe = 0;
             if (wrote < (int)n)
                 return -1;
-            if (w->want_ping) /* one write per WRITEABLE: the ping goes next */
+            w->sub_off += n + (nl ? 1 : 0);
+            w->want_subscribe = nl != NULL;
+            if (w->want_subscribe || w->want_ping) /* one write per WRITEABLE */
                 lws_callback_on_writable(wsi);
         } else if (w->want_ping) {
             size_t n = strlen(w->preset->ws_ping);

@@ -102,7 +102,9 @@ typedef struct venue_preset {
     /* The subscribe message to send once connected: "" (length 0) when the URL
      * already subscribes (Binance combined streams); Coinbase: ticker +
      * heartbeat channels; Kraken: ticker with the symbol array. Returns the
-     * length, or -1 (bad symbol, n == 0, does not fit). */
+     * length, or -1 (bad symbol, n == 0, does not fit). Several messages
+     * (Bybit: at most VENUE_BYBIT_MAX_ARGS topics each) are separated by
+     * '\n'; the adapter sends each line as its own text frame. */
     int (*ws_subscribe)(const char *const *venue_symbols, size_t n, char *out, size_t cap);
     /* Parse one received WebSocket text message (msg need not be
      * NUL-terminated). recv_us is the local receive time (µs epoch), the
@@ -153,6 +155,7 @@ extern const venue_preset venue_coinbase;
 extern const venue_preset venue_kraken;
 extern const venue_preset venue_coingecko;
 extern const venue_preset venue_okx;
+extern const venue_preset venue_bybit;
 
 /* Binance allows 1024 streams per connection and ws_path asks for two per
  * symbol (bookTicker + miniTicker): an adapter with more symbols opens
@@ -161,6 +164,9 @@ extern const venue_preset venue_okx;
 /* OKX REST: up to this many symbols one /market/ticker request each (OKX
  * allows 20 per 2 s per IP), more in one /market/tickers?instType=SPOT. */
 #define VENUE_OKX_REST_SINGLE 10
+/* Bybit spot: topics per subscribe message (two per symbol: tickers and
+ * orderbook.1). */
+#define VENUE_BYBIT_MAX_ARGS 10
 /* The quote currency CoinGecko prices are requested in (vs_currencies). */
 #define VENUE_COINGECKO_VS "usd"
 

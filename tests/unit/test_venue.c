@@ -942,6 +942,80 @@ static void okx_rest_reads_tickers_and_error_codes(void)
     CHECK(rest("okx", 200, "{\"code\":\"0\",\"data\":[]}", NULL, &g) == VENUE_MSG_DATA && g.n == 0);
 }
 
+/* ---- Bybit v5 spot ---- */
+
+static void bybit_maps_symbols_and_builds_batched_subscribes(void)
+{
+    CHECK(venue_find("bybit") == &venue_bybit);
+    CHECK(maps("bybit", "BTCUSDT", "BTC-USDT"));
+    CHECK(maps("bybit", "ETHBTC", "ETH-BTC"));
+    CHECK(spells("bybit", "SOL-USDC", "SOLUSDC"));
+    CHECK(unmappable("bybit", "USDT"));
+    const char *syms[] = {"BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT"};
+    char out[1024];
+    CHECK(venue_bybit.ws_path(syms, 6, out, sizeof(out)) > 0 && !strcmp(out, "/v5/public/spot"));
+    CHECK(venue_bybit.ws_subscribe(syms, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "{\"op\":\"subscribe\",\"args\":[\"tickers.BTCUSDT\",\"orderbook.1.BTCUSDT\"]}"));
+    /* 6 symbols = 12 topics: two messages, at most 10 args each */
+    CHECK(venue_bybit.ws_subscribe(syms, 6, out, sizeof(out)) > 0);
+    char *nl = strchr(out, '\n');
+    CHECK(nl && !strchr(nl + 1, '\n'));
+    CHECK(!strcmp(nl + 1, "{\"op\":\"subscribe\",\"args\":[\"tickers.ADAUSDT\",\"orderbook.1.ADAUSDT\"]}"));
+    if (nl) {
+        *nl = '\0';
+        json_t *first = json_loads(out, 0, NULL);
+        CHECK(json_array_size(json_object_get(first, "args")) == VENUE_BYBIT_MAX_ARGS);
+        json_decref(first);
+    }
+    const char *lower[] = {"btcusdt"};
+    CHECK(venue_bybit.ws_subscribe(lower, 1, out, sizeof(out)) == -1);
+    CHECK(venue_bybit.ws_ping && !strcmp(venue_bybit.ws_ping, "{\"op\":\"ping\"}"));
+    CHECK(venue_bybit.rest_requests(6) == 1);
+    CHECK(venue_bybit.rest_path(syms, 6, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/v5/market/tickers?category=spot"));
+    CHECK(venue_bybit.rest_path(syms, 1, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/v5/market/tickers?category=spot&symbol=BTCUSDT"));
+}
+
+static void bybit_parses_tickers_orderbook_acks_and_rest(void)
+{
+    got g;
+    CHECK(ws("bybit",
+             "{\"topic\":\"tickers.BTCUSDT\",\"ts\":1673853746003,\"type\":\"snapshot\",\"cs\":2588407389,"
+             "\"data\":{\"symbol\":\"BTCUSDT\",\"lastPrice\":\"21109.77\",\"highPrice24h\":\"21426.99\","
+             "\"lowPrice24h\":\"20575\",\"prevPrice24h\":\"20704.93\",\"volume24h\":\"6780.866843\","
+             "\"turnover24h\":\"141946527.22907118\",\"price24hPcnt\":\"0.0196\"}}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "BTCUSDT") && g.u[0].last == 21109.77 &&
+          g.u[0].open == 20704.93 && isnan(g.u[0].bid) && g.u[0].ts_us == INT64_C(1673853746003000));
+    CHECK(ws("bybit",
+             "{\"topic\":\"orderbook.1.BTCUSDT\",\"type\":\"snapshot\",\"ts\":1672304484978,\"data\":{\"s\":"
+             "\"BTCUSDT\",\"b\":[[\"16493.50\",\"0.006\"]],\"a\":[[\"16611.00\",\"0.029\"]],\"u\":18521288,"
+             "\"seq\":7961638724},\"cts\":1672304484976}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].bid == 16493.5 && g.u[0].ask == 16611 && isnan(g.u[0].last));
+    CHECK(ws("bybit", "{\"topic\":\"orderbook.1.BTCUSDT\",\"data\":{\"s\":\"BTCUSDT\",\"b\":[[16493.5,\"1\"]],\"a\":[]}}",
+             &g) == VENUE_MSG_MALFORMED && g.n == 0);
+    CHECK(ws("bybit", "{\"success\":true,\"ret_msg\":\"subscribe\",\"conn_id\":\"x\",\"op\":\"subscribe\"}", &g) ==
+          VENUE_MSG_ACK);
+    CHECK(ws("bybit",
+             "{\"success\":false,\"ret_msg\":\"Invalid symbol :[tickers.NOPE]\",\"conn_id\":\"x\",\"op\":\"subscribe\"}",
+             &g) == VENUE_MSG_REJECT && strstr(err, "Invalid symbol"));
+    CHECK(ws("bybit", "{\"success\":true,\"ret_msg\":\"pong\",\"conn_id\":\"x\",\"op\":\"ping\"}", &g) ==
+          VENUE_MSG_HEARTBEAT);
+    CHECK(rest("bybit", 200,
+               "{\"retCode\":0,\"retMsg\":\"OK\",\"result\":{\"category\":\"spot\",\"list\":[{\"symbol\":\"BTCUSDT\","
+               "\"bid1Price\":\"20517.96\",\"bid1Size\":\"2\",\"ask1Price\":\"20527.77\",\"ask1Size\":\"1.8\","
+               "\"lastPrice\":\"20533.13\",\"prevPrice24h\":\"20393.48\",\"volume24h\":\"11801.27771\"}]},"
+               "\"retExtInfo\":{},\"time\":1673859087947}",
+               NULL, &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].bid == 20517.96 && g.u[0].ask == 20527.77 && g.u[0].last == 20533.13 &&
+          g.u[0].ts_us == INT64_C(1673859087947000));
+    CHECK(rest("bybit", 200, "{\"retCode\":10001,\"retMsg\":\"Not supported symbols\",\"result\":{}}", NULL,
+               &g) == VENUE_MSG_ERROR && !strcmp(err, "bybit error 10001: Not supported symbols"));
+    CHECK(rest("bybit", 403, "", NULL, &g) == VENUE_MSG_ERROR);
+}
+
 /* ---- fixtures: recorded traffic replays cleanly ---- */
 
 typedef struct replay {
@@ -1170,6 +1244,8 @@ int main(void)
     RUN(okx_tickers_push_gives_prices_and_event_time);
     RUN(okx_classifies_pong_acks_errors_and_notices);
     RUN(okx_rest_reads_tickers_and_error_codes);
+    RUN(bybit_maps_symbols_and_builds_batched_subscribes);
+    RUN(bybit_parses_tickers_orderbook_acks_and_rest);
     RUN(survives_deep_nesting_huge_and_truncated_input);
     RUN(fixtures_replay_without_surprises);
     return check_done();
