@@ -18,7 +18,7 @@ after(async () => {
   await stopAll();
 });
 
-const SYMBOLS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT'];
+const SYMBOLS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT', 'ADA-USDT'];
 const fakeExchange = () => startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS });
 
 /** The shipped example with every upstream URL's scheme and authority pointed at the fake (path kept). */
@@ -63,6 +63,13 @@ const EXPECT = {
     ws: ['GET /ws/v5/public HTTP/1.1', ['{"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"},{"channel":"tickers","instId":"ETH-USDT"},{"channel":"tickers","instId":"SOL-USDT"}]}']],
     rest: ['GET /api/v5/market/ticker?instId=BTC-USDT HTTP/1.1', 'GET /api/v5/market/ticker?instId=ETH-USDT HTTP/1.1', 'GET /api/v5/market/ticker?instId=SOL-USDT HTTP/1.1'],
     symbols: ['BTC-USDT', 'ETH-USDT', 'SOL-USDT'],
+  },
+  bybit: {
+    ws: ['GET /v5/public/spot HTTP/1.1', [
+      '{"op":"subscribe","args":["tickers.BTCUSDT","orderbook.1.BTCUSDT","tickers.ETHUSDT","orderbook.1.ETHUSDT","tickers.SOLUSDT","orderbook.1.SOLUSDT","tickers.XRPUSDT","orderbook.1.XRPUSDT","tickers.DOGEUSDT","orderbook.1.DOGEUSDT"]}',
+      '{"op":"subscribe","args":["tickers.ADAUSDT","orderbook.1.ADAUSDT"]}']],
+    rest: ['GET /v5/market/tickers?category=spot HTTP/1.1'],
+    symbols: ['BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT', 'ADA-USDT'],
   },
   coingecko: {
     rest: ['GET /api/v3/simple/price?ids=bitcoin,ethereum&vs_currencies=usd&include_24hr_vol=true&include_last_updated_at=true HTTP/1.1'],
@@ -221,4 +228,17 @@ test('the OKX fake validates the subscribe schema, answers ping with pong, limit
   const codes = [];
   for (let i = 0; i < 4; i++) codes.push(await rawUpgrade(limited.port, '/ws/v5/public', lh));
   assert.deepEqual(codes, [101, 101, 101, 429]);
+});
+
+test('Bybit: the {"op":"ping"} keepalive keeps a connection the venue would close for silence', T, async () => {
+  const fx = await startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS, bybitIdleMs: 1500 });
+  const srv = await startTickerd({ config: { feeds: [{ type: 'ws', name: 'bybit', venue: 'bybit', url: `${fx.wsUrl}/v5/public/spot`, symbols: ['BTC-USDT'], ping_interval_ms: 400, max_backoff_ms: 300 }] } });
+  await collectPrices(srv, ['BTC-USDT'], 1);
+  await new Promise((r) => setTimeout(r, 4000));
+  assert.equal(fx.state().connectionsTotal.bybit, 1, 'never dropped for silence');
+  const sent = fx.requests({ transport: 'ws', venue: 'bybit' })[0].received;
+  assert.ok(sent.filter((m) => m === '{"op":"ping"}').length >= 5, 'pings sent');
+  fx.fault({ venue: 'bybit', kind: 'disconnect' });
+  await waitFor(() => fx.state().connectionsTotal.bybit === 2 && fx.state().connections.bybit === 1, { message: 'reconnected' });
+  await collectPrices(srv, ['BTC-USDT'], 2);
 });
