@@ -13,7 +13,8 @@
  *   topic tickers.*      DATA: last = lastPrice, open = prevPrice24h,
  *                        volume = volume24h; ts = the message's ts (ms)
  *   topic orderbook.1.*  DATA: bid = b[0][0], ask = a[0][0] (an empty side:
- *                        NAN); ts = the message's ts
+ *                        NAN), last = the mid as for Binance bookTicker;
+ *                        ts = the message's ts
  *   op subscribe         success true → ACK, false → REJECT (ret_msg)
  *   op ping / pong       HEARTBEAT
  *   other                IGNORED
@@ -142,6 +143,7 @@ static venue_msg bybit_topic(const json_t *root, const char *topic, uint16_t sou
             return venue_fail(VENUE_MSG_MALFORMED, err, errcap, "bad orderbook");
         if (isnan(u.bid) && isnan(u.ask))
             return VENUE_MSG_DATA; /* an empty book says nothing */
+        u.last = (u.bid + u.ask) / 2; /* venue.h: a book without a trade price; NAN if one side is empty */
     } else {
         return VENUE_MSG_IGNORED;
     }

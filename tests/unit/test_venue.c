@@ -993,7 +993,7 @@ static void bybit_parses_tickers_orderbook_acks_and_rest(void)
              "\"BTCUSDT\",\"b\":[[\"16493.50\",\"0.006\"]],\"a\":[[\"16611.00\",\"0.029\"]],\"u\":18521288,"
              "\"seq\":7961638724},\"cts\":1672304484976}",
              &g) == VENUE_MSG_DATA);
-    CHECK(g.n == 1 && g.u[0].bid == 16493.5 && g.u[0].ask == 16611 && isnan(g.u[0].last));
+    CHECK(g.n == 1 && g.u[0].bid == 16493.5 && g.u[0].ask == 16611 && g.u[0].last == (16493.5 + 16611) / 2);
     CHECK(ws("bybit", "{\"topic\":\"orderbook.1.BTCUSDT\",\"data\":{\"s\":\"BTCUSDT\",\"b\":[[16493.5,\"1\"]],\"a\":[]}}",
              &g) == VENUE_MSG_MALFORMED && g.n == 0);
     CHECK(ws("bybit", "{\"success\":true,\"ret_msg\":\"subscribe\",\"conn_id\":\"x\",\"op\":\"subscribe\"}", &g) ==
@@ -1163,6 +1163,12 @@ static void fixtures_replay_without_surprises(void)
     RESET();
     replay_file("okx", "rest", c, &r);
     CHECK(c[VENUE_MSG_DATA] >= 10 && c[VENUE_MSG_ERROR] == 1 && r.updates == c[VENUE_MSG_DATA]);
+    RESET();
+    replay_file("bybit", "ws", c, &r);
+    CHECK(c[VENUE_MSG_ACK] == 1 && c[VENUE_MSG_HEARTBEAT] >= 2 && c[VENUE_MSG_DATA] >= 10);
+    RESET();
+    replay_file("bybit", "rest", c, &r);
+    CHECK(c[VENUE_MSG_DATA] >= 10 && c[VENUE_MSG_ERROR] == 1 && r.updates == 3 * c[VENUE_MSG_DATA]);
 #undef RESET
 }
 
