@@ -21,6 +21,7 @@ static const venue_preset *const venue_all[] = {
     &venue_coingecko,
     &venue_okx,
     &venue_bybit,
+    &venue_bitstamp,
 };
 
 const venue_preset *venue_find(const char *name)

@@ -109,7 +109,7 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
         goto fail;
     const venue_preset *v = venue_find(o->venue);
     if (!v || !v->ws_parse) {
-        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, okx, bybit", path);
+        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, okx, bybit, bitstamp", path);
         goto fail;
     }
     if (!o->ping_interval_ms)

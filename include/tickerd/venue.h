@@ -156,6 +156,7 @@ extern const venue_preset venue_kraken;
 extern const venue_preset venue_coingecko;
 extern const venue_preset venue_okx;
 extern const venue_preset venue_bybit;
+extern const venue_preset venue_bitstamp;
 
 /* Binance allows 1024 streams per connection and ws_path asks for two per
  * symbol (bookTicker + miniTicker): an adapter with more symbols opens

@@ -1016,6 +1016,67 @@ static void bybit_parses_tickers_orderbook_acks_and_rest(void)
     CHECK(rest("bybit", 403, "", NULL, &g) == VENUE_MSG_ERROR);
 }
 
+/* ---- Bitstamp v2 ---- */
+
+static void bitstamp_maps_pairs_and_subscribes_per_channel(void)
+{
+    CHECK(venue_find("bitstamp") == &venue_bitstamp);
+    CHECK(maps("bitstamp", "btcusd", "BTC-USD"));
+    CHECK(maps("bitstamp", "ethbtc", "ETH-BTC"));
+    CHECK(spells("bitstamp", "BTC-USD", "btcusd"));
+    const char *syms[] = {"btcusd", "ethusd"};
+    char out[512];
+    CHECK(venue_bitstamp.ws_path(syms, 2, out, sizeof(out)) == 1 && !strcmp(out, "/"));
+    CHECK(venue_bitstamp.ws_subscribe(syms, 1, out, sizeof(out)) > 0);
+    CHECK(!strcmp(out, "{\"event\":\"bts:subscribe\",\"data\":{\"channel\":\"live_trades_btcusd\"}}\n"
+                       "{\"event\":\"bts:subscribe\",\"data\":{\"channel\":\"order_book_btcusd\"}}"));
+    const char *upper[] = {"BTCUSD"};
+    CHECK(venue_bitstamp.ws_subscribe(upper, 1, out, sizeof(out)) == -1);
+    CHECK(venue_bitstamp.rest_requests(2) == 2);
+    CHECK(venue_bitstamp.rest_path(syms, 2, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/api/v2/ticker/ethusd/"));
+}
+
+static void bitstamp_parses_trades_book_top_events_and_rest(void)
+{
+    got g;
+    CHECK(ws("bitstamp",
+             "{\"data\":{\"id\":334441425,\"timestamp\":\"1711356299\",\"amount\":0.01,\"amount_str\":\"0.01\","
+             "\"price\":67190,\"price_str\":\"67190\",\"type\":0,\"microtimestamp\":\"1711356299123456\","
+             "\"buy_order_id\":1,\"sell_order_id\":2},\"channel\":\"live_trades_btcusd\",\"event\":\"trade\"}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "btcusd") && g.u[0].last == 67190 && isnan(g.u[0].bid) &&
+          g.u[0].ts_us == INT64_C(1711356299123456));
+    CHECK(ws("bitstamp",
+             "{\"data\":{\"timestamp\":\"1711356299\",\"microtimestamp\":\"1711356299000001\",\"bids\":"
+             "[[\"67189\",\"0.5\"],[\"67188\",\"1\"]],\"asks\":[[\"67191\",\"0.2\"]]},\"channel\":"
+             "\"order_book_btcusd\",\"event\":\"data\"}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].bid == 67189 && g.u[0].ask == 67191 && g.u[0].last == 67190);
+    CHECK(ws("bitstamp", "{\"data\":{\"bids\":[[67189,\"1\"]],\"asks\":[]},\"channel\":\"order_book_btcusd\","
+                         "\"event\":\"data\"}",
+             &g) == VENUE_MSG_MALFORMED && g.n == 0);
+    CHECK(ws("bitstamp", "{\"event\":\"bts:subscription_succeeded\",\"channel\":\"live_trades_btcusd\",\"data\":{}}",
+             &g) == VENUE_MSG_ACK);
+    CHECK(ws("bitstamp", "{\"event\":\"bts:error\",\"channel\":\"\",\"data\":{\"code\":null,\"message\":"
+                         "\"Bad subscription string.\"}}",
+             &g) == VENUE_MSG_REJECT && !strcmp(err, "bitstamp: Bad subscription string."));
+    CHECK(ws("bitstamp", "{\"event\":\"bts:request_reconnect\",\"channel\":\"\",\"data\":\"\"}", &g) ==
+          VENUE_MSG_SHUTDOWN);
+    CHECK(ws("bitstamp", "{\"event\":\"bts:heartbeat\",\"channel\":\"\",\"data\":{\"status\":\"success\"}}", &g) ==
+          VENUE_MSG_HEARTBEAT);
+    CHECK(rest("bitstamp", 200,
+               "{\"timestamp\":\"1711356299\",\"open\":\"65000\",\"high\":\"68000\",\"low\":\"64000\",\"last\":"
+               "\"67190\",\"volume\":\"1500.5\",\"vwap\":\"66000\",\"bid\":\"67189\",\"ask\":\"67191\",\"side\":\"0\","
+               "\"open_24\":\"65100\",\"percent_change_24\":\"3.2\"}",
+               "btcusd", &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "btcusd") && g.u[0].bid == 67189 && g.u[0].open == 65100 &&
+          g.u[0].ts_us == INT64_C(1711356299000000));
+    CHECK(rest("bitstamp", 200, "{\"last\":\"1\"}", NULL, &g) == VENUE_MSG_MALFORMED);
+    CHECK(rest("bitstamp", 404, "{\"message\":\"Not Found\"}", "nopeusd", &g) == VENUE_MSG_ERROR &&
+          !strcmp(err, "bitstamp: Not Found"));
+}
+
 /* ---- fixtures: recorded traffic replays cleanly ---- */
 
 typedef struct replay {
@@ -1252,6 +1313,8 @@ int main(void)
     RUN(okx_rest_reads_tickers_and_error_codes);
     RUN(bybit_maps_symbols_and_builds_batched_subscribes);
     RUN(bybit_parses_tickers_orderbook_acks_and_rest);
+    RUN(bitstamp_maps_pairs_and_subscribes_per_channel);
+    RUN(bitstamp_parses_trades_book_top_events_and_rest);
     RUN(survives_deep_nesting_huge_and_truncated_input);
     RUN(fixtures_replay_without_surprises);
     return check_done();
