@@ -233,7 +233,7 @@ static int replay_parse(const json_t *obj, const char *path, void **out, cfg_err
         goto fail;
     const venue_preset *v = venue_find(o->venue);
     if (!v) {
-        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, coingecko", path);
+        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, coingecko, okx, bybit, bitstamp", path);
         goto fail;
     }
     if (!o->file[0]) {

@@ -120,7 +120,7 @@ static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error
         goto fail;
     const venue_preset *v = venue_find(o->venue);
     if (!v || !v->rest_parse) {
-        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, coingecko", path);
+        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, coingecko, okx, bybit, bitstamp", path);
         goto fail;
     }
     if (!o->base_url[0])

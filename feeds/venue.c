@@ -19,6 +19,9 @@ static const venue_preset *const venue_all[] = {
     &venue_coinbase,
     &venue_kraken,
     &venue_coingecko,
+    &venue_okx,
+    &venue_bybit,
+    &venue_bitstamp,
 };
 
 const venue_preset *venue_find(const char *name)

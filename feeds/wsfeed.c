@@ -11,6 +11,8 @@
  * in [0, min(max_backoff_ms, 250 ms·2^k)], k = failures since the last data),
  * re-subscribing; a venue's announced disconnect (Binance serverShutdown)
  * reconnects at once, so a scheduled disconnect costs one reconnect.
+ * Venues that drop a client which sends nothing (OKX: 30 s) get the preset's
+ * text keepalive (ws_ping) every ping_interval_ms while connected.
  * Messages above max_message_bytes are discarded and counted.
  */
 #include <libwebsockets.h>
@@ -36,6 +38,7 @@ typedef struct wsfeed_opts {
     int silence_timeout_ms;
     int max_backoff_ms;
     int max_message_bytes;
+    int ping_interval_ms; /* 0 = the preset's; only for presets with ws_ping */
     char capture[512]; /* "" = off */
     venue_symbol_map *symbols;
     size_t nsymbols;
@@ -46,6 +49,7 @@ typedef enum { WSFEED_IDLE, WSFEED_CONNECTING, WSFEED_OPEN, WSFEED_STOPPED } wsf
 typedef struct wsfeed {
     lws_sorted_usec_list_t connect_sul; /* the next (re)connect */
     lws_sorted_usec_list_t check_sul;   /* silence watchdog */
+    lws_sorted_usec_list_t ping_sul;    /* the preset's text keepalive */
     feed_env env;
     wsfeed_opts o;
     const venue_preset *preset;
@@ -59,6 +63,8 @@ typedef struct wsfeed {
     int port, tls;
     char *subscribe;     /* the subscribe message ("" = none) */
     int want_subscribe;
+    size_t sub_off;      /* next line of a multi-message subscribe */
+    int want_ping;
     char *rx;            /* reassembly of a message split over callbacks */
     size_t rx_len;
     int rx_skip;
@@ -90,6 +96,7 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
         {"max_backoff_ms", CFG_INT, offsetof(wsfeed_opts, max_backoff_ms), 100, 3600000},
         {"max_message_bytes", CFG_INT, offsetof(wsfeed_opts, max_message_bytes), 1024, 67108864},
         {"capture", CFG_STRING, offsetof(wsfeed_opts, capture), 0, 512},
+        {"ping_interval_ms", CFG_INT, offsetof(wsfeed_opts, ping_interval_ms), 100, 3600000},
     };
     static const char *const handled[] = {"type", "name", "symbols", NULL};
     wsfeed_opts *o = calloc(1, sizeof(*o));
@@ -102,7 +109,13 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
         goto fail;
     const venue_preset *v = venue_find(o->venue);
     if (!v || !v->ws_parse) {
-        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken", path);
+        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, okx, bybit, bitstamp", path);
+        goto fail;
+    }
+    if (!o->ping_interval_ms)
+        o->ping_interval_ms = v->ws_ping_interval_ms;
+    else if (!v->ws_ping) {
+        cfg_fail(err, "%s.ping_interval_ms: venue %s has no text keepalive", path, v->name);
         goto fail;
     }
     if (!o->url[0])
@@ -303,6 +316,18 @@ static void wsfeed_check(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(w->env.lws, 0, &w->check_sul, wsfeed_check, WSFEED_CHECK_US);
 }
 
+/* Every ping_interval_ms while open: ask for a WRITEABLE that sends ws_ping. */
+static void wsfeed_ping(lws_sorted_usec_list_t *sul)
+{
+    wsfeed *w = lws_container_of(sul, wsfeed, ping_sul);
+    if (w->state != WSFEED_OPEN || !w->wsi)
+        return; /* re-armed on the next ESTABLISHED */
+    w->want_ping = 1;
+    lws_callback_on_writable(w->wsi);
+    lws_sul_schedule(w->env.lws, 0, &w->ping_sul, wsfeed_ping,
+                     (lws_usec_t)w->o.ping_interval_ms * 1000);
+}
+
 static int wsfeed_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
                            void *in, size_t len)
 {
@@ -314,21 +339,41 @@ static int wsfeed_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         log_info("feed %s: connected to %s:%d%.60s", w->env.name, w->host, w->port, w->path);
         if (w->subscribe[0]) {
             w->want_subscribe = 1;
+            w->sub_off = 0;
             lws_callback_on_writable(wsi);
         }
+        w->want_ping = 0;
+        if (w->preset->ws_ping)
+            lws_sul_schedule(w->env.lws, 0, &w->ping_sul, wsfeed_ping,
+                             (lws_usec_t)w->o.ping_interval_ms * 1000);
         return 0;
 
     case LWS_CALLBACK_CLIENT_WRITEABLE:
         if (w->want_subscribe) {
-            size_t n = strlen(w->subscribe);
+            /* one line of the subscribe per WRITEABLE (Bybit: 10 args each) */
+            const char *line = w->subscribe + w->sub_off;
+            const char *nl = strchr(line, '\n');
+            size_t n = nl ? (size_t)(nl - line) : strlen(line);
             unsigned char *buf = malloc(LWS_PRE + n);
             if (!buf)
                 return -1;
-            memcpy(buf + LWS_PRE, w->subscribe, n);
+            memcpy(buf + LWS_PRE, line, n);
             int wrote = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT);
             free(buf);
-            w->want_subscribe = 0;
             if (wrote < (int)n)
+                return -1;
+            w->sub_off += n + (nl ? 1 : 0);
+            w->want_subscribe = nl != NULL;
+            if (w->want_subscribe || w->want_ping) /* one write per WRITEABLE */
+                lws_callback_on_writable(wsi);
+        } else if (w->want_ping) {
+            size_t n = strlen(w->preset->ws_ping);
+            unsigned char buf[LWS_PRE + 32];
+            if (n > sizeof(buf) - LWS_PRE)
+                return -1;
+            memcpy(buf + LWS_PRE, w->preset->ws_ping, n);
+            w->want_ping = 0;
+            if (lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT) < (int)n)
                 return -1;
         }
         return 0;
@@ -345,6 +390,7 @@ static int wsfeed_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         /* fallthrough */
     case LWS_CALLBACK_CLIENT_CLOSED:
         w->wsi = NULL;
+        lws_sul_cancel(&w->ping_sul);
         free(w->rx);
         w->rx = NULL;
         w->rx_len = 0;
@@ -463,6 +509,7 @@ static void wsfeed_stop(void *self)
     w->state = WSFEED_STOPPED;
     lws_sul_cancel(&w->connect_sul);
     lws_sul_cancel(&w->check_sul);
+    lws_sul_cancel(&w->ping_sul);
     /* Outside any callback of this wsi: close it now, so no callback can
      * reach w after it is freed (CLOSED sees STOPPED and does nothing). */
     if (w->wsi)

@@ -1,6 +1,6 @@
 /*
  * venue.h — venue presets: the wire formats of real exchanges and price APIs
- * (Binance Spot, Coinbase Exchange, Kraken WS v2 + REST, CoinGecko), reduced
+ * (Binance Spot, Coinbase Exchange, Kraken WS v2 + REST, CoinGecko, OKX v5), reduced
  * to pure functions: symbol mapping, the URL/path/subscribe text to send, and
  * parsers turning one received message into `feed_update`s. No sockets, no
  * threads, no state: a WebSocket or REST adapter owns the connection and calls
@@ -102,7 +102,9 @@ typedef struct venue_preset {
     /* The subscribe message to send once connected: "" (length 0) when the URL
      * already subscribes (Binance combined streams); Coinbase: ticker +
      * heartbeat channels; Kraken: ticker with the symbol array. Returns the
-     * length, or -1 (bad symbol, n == 0, does not fit). */
+     * length, or -1 (bad symbol, n == 0, does not fit). Several messages
+     * (Bybit: at most VENUE_BYBIT_MAX_ARGS topics each) are separated by
+     * '\n'; the adapter sends each line as its own text frame. */
     int (*ws_subscribe)(const char *const *venue_symbols, size_t n, char *out, size_t cap);
     /* Parse one received WebSocket text message (msg need not be
      * NUL-terminated). recv_us is the local receive time (µs epoch), the
@@ -113,6 +115,13 @@ typedef struct venue_preset {
      * Kraken status HEARTBEAT ("system online"), else "". */
     venue_msg (*ws_parse)(const char *msg, size_t len, uint16_t source, int64_t recv_us,
                           const venue_emit *emit, char *err, size_t errcap);
+    /* Application keepalive: a text frame the adapter sends every
+     * ws_ping_interval_ms while connected, for venues that drop a client
+     * that has sent nothing for a while (OKX "ping" < 30 s). NULL: none
+     * (lws answers protocol pings). ws_parse classifies the answer as
+     * HEARTBEAT. */
+    const char *ws_ping;
+    int ws_ping_interval_ms;
 
     /* ---- REST ---- */
     const char *rest_base; /* e.g. "https://api.binance.com" */
@@ -145,11 +154,20 @@ extern const venue_preset venue_binance;
 extern const venue_preset venue_coinbase;
 extern const venue_preset venue_kraken;
 extern const venue_preset venue_coingecko;
+extern const venue_preset venue_okx;
+extern const venue_preset venue_bybit;
+extern const venue_preset venue_bitstamp;
 
 /* Binance allows 1024 streams per connection and ws_path asks for two per
  * symbol (bookTicker + miniTicker): an adapter with more symbols opens
  * several connections. */
 #define VENUE_BINANCE_MAX_SYMBOLS 512
+/* OKX REST: up to this many symbols one /market/ticker request each (OKX
+ * allows 20 per 2 s per IP), more in one /market/tickers?instType=SPOT. */
+#define VENUE_OKX_REST_SINGLE 10
+/* Bybit spot: topics per subscribe message (two per symbol: tickers and
+ * orderbook.1). */
+#define VENUE_BYBIT_MAX_ARGS 10
 /* The quote currency CoinGecko prices are requested in (vs_currencies). */
 #define VENUE_COINGECKO_VS "usd"
 

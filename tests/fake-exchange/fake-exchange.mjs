@@ -66,11 +66,15 @@ const DEFAULTS = {
   coinbaseConnsPerSec: 8,            // Coinbase: WS connection requests per second per IP ...
   coinbaseConnBurst: 20,             // ... with bursts up to this (token bucket; 0 = off), then HTTP 429
   coinbaseMaxMsgsPerSec: 100,        // Coinbase: client messages per second per IP (0 = off): error, then close
+  okxIdleMs: 30000,                  // OKX: close a connection that has sent nothing this long (0 = off)
+  okxConnsPerSec: 3,                 // OKX: WS connection requests per second per IP (0 = off), then HTTP 429
+  bybitIdleMs: 0,                    // Bybit: close a connection silent this long (0 = off; keep alive with {"op":"ping"})
+  bybitMaxArgs: 10,                  // Bybit spot: topics per subscribe message
   requestLogSize: 200,               // upgrades / REST requests remembered for fx.requests() (oldest dropped)
 };
 
-const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko'];
-const WS_VENUES = ['binance', 'coinbase', 'kraken'];
+const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko', 'okx', 'bybit'];
+const WS_VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit'];
 
 // =====================================================================================================
 // Small helpers: PRNG, time and number formatting, JSON text surgery
@@ -1117,6 +1121,218 @@ class Kraken {
 }
 
 // =====================================================================================================
+// OKX v5 (REST /api/v5/market/ticker(s), WebSocket /ws/v5/public)
+// =====================================================================================================
+
+const OKX_FIELDS = new Set(['op', 'args', 'id']);
+const OKX_ARG_FIELDS = new Set(['channel', 'instId', 'instType', 'instFamily']);
+
+/**
+ * OKX v5 public: one `subscribe` event per arg, then a `tickers` push on every change; the text frame `ping`
+ * is answered with `pong`; a client silent for okxIdleMs is closed. Errors are `{"event":"error",code,msg}`.
+ */
+class Okx {
+  constructor(ex) {
+    this.ex = ex;
+    this.name = 'okx';
+    this.byInst = new Map();
+    for (const b of ex.books.values()) this.byInst.set(`${b.base}-${b.quote}`, b);
+  }
+
+  routes() {
+    return {
+      '/api/v5/market/ticker': (q, req, opts) => {
+        const b = this.byInst.get(q.get('instId') || '');
+        if (!b) return { status: 200, body: { code: '51001', msg: 'Instrument ID does not exist', data: [] } };
+        return { status: 200, data: true, body: { code: '0', msg: '', data: [this.ticker(b, opts.snap(b), opts)] } };
+      },
+      '/api/v5/market/tickers': (q, req, opts) => {
+        if (q.get('instType') !== 'SPOT') return { status: 200, body: { code: '51000', msg: 'Parameter instType error', data: [] } };
+        return { status: 200, data: true, body: { code: '0', msg: '', data: [...this.byInst.values()].map((b) => this.ticker(b, opts.snap(b), opts)) } };
+      },
+    };
+  }
+
+  ticker(b, s, o) {
+    const p = (x) => fixed(x, b.dp);
+    return {
+      instType: 'SPOT', instId: `${b.base}-${b.quote}`, last: p(s.last), lastSz: trimmed(s.lastSize, 8),
+      askPx: o.wrongTypes ? s.ask : p(s.ask), askSz: trimmed(s.askQty, 8), bidPx: p(s.bid), bidSz: trimmed(s.bidQty, 8),
+      open24h: p(s.open), high24h: p(s.high), low24h: p(s.low), volCcy24h: fixed(s.quoteVolume, 2), vol24h: fixed(s.volume, 8),
+      ts: String(Math.floor(s.ts)), sodUtc0: p(s.open), sodUtc8: p(s.open),
+    };
+  }
+
+  faultBody(status) {
+    if (status === 429) return { msg: 'Too Many Requests', code: '50011' };
+    return { msg: http.STATUS_CODES[status] || 'Error', code: '50001' };
+  }
+
+  onOpen(conn) {
+    conn.subs = new Set();
+    conn.connId = (0x10000000 + conn.id).toString(16).slice(-8);
+    this.armIdle(conn);
+  }
+
+  /** OKX: "If there's no data return after connecting or subscribing, the connection breaks after 30 s." */
+  armIdle(conn) {
+    if (!(this.ex.o.okxIdleMs > 0)) return;
+    if (conn.idle) clearTimeout(conn.idle);
+    conn.idle = setTimeout(() => this.ex.closeConn(conn, 4004, 'No data received in 30s.'), this.ex.o.okxIdleMs);
+    conn.timers.push(conn.idle);
+  }
+
+  error(conn, code, msg) { this.ex.sendCtl(conn, { event: 'error', code, msg, connId: conn.connId }); }
+
+  onMessage(conn, text) {
+    this.armIdle(conn);
+    if (text === 'ping') { this.ex.sendCtl(conn, 'pong'); return; }
+    let msg;
+    try { msg = JSON.parse(text); } catch { this.error(conn, '60012', `Invalid request: ${text.slice(0, 100)}`); return; }
+    const bad = () => this.error(conn, '60012', `Invalid request: ${text.slice(0, 200)}`);
+    if (!msg || typeof msg !== 'object' || Array.isArray(msg)) { bad(); return; }
+    if (msg.op !== 'subscribe' && msg.op !== 'unsubscribe') { bad(); return; }
+    if (!Array.isArray(msg.args) || msg.args.length === 0) { bad(); return; }
+    if (this.ex.o.strictFields) {
+      if (Object.keys(msg).some((k) => !OKX_FIELDS.has(k))) { bad(); return; }
+      if (msg.args.some((a) => !a || typeof a !== 'object' || Array.isArray(a) || Object.keys(a).some((k) => !OKX_ARG_FIELDS.has(k)))) { bad(); return; }
+    }
+    if (Buffer.byteLength(text) > 64 * 1024) { this.error(conn, '60014', 'Requests too frequent.'); return; } // [FAKE] code
+    const rej = msg.op === 'subscribe' ? this.ex.faults.take('okx', 'reject_subscribe', 'ws') : null;
+    for (const a of msg.args) {
+      if (a.channel !== 'tickers' || typeof a.instId !== 'string') { this.error(conn, '60018', `Wrong URL or channel:${a.channel},instId:${a.instId} doesn't exist. Please use the correct URL, channel and parameters referring to API document.`); continue; }
+      const b = this.byInst.get(a.instId);
+      if (!b) { this.error(conn, '60018', `Wrong URL or channel:tickers,instId:${a.instId.slice(0, 40)} doesn't exist. Please use the correct URL, channel and parameters referring to API document.`); continue; }
+      if (rej) { this.error(conn, '60018', rej.reason || 'subscribe rejected'); continue; }
+      this.ex.sendCtl(conn, { event: msg.op, arg: { channel: 'tickers', instId: a.instId }, connId: conn.connId });
+      if (msg.op === 'subscribe') { conn.subs.add(a.instId); this.sendTicker(conn, b); } else conn.subs.delete(a.instId);
+    }
+  }
+
+  sendTicker(conn, b) {
+    this.ex.sendData(conn, b, (s, o) => ({ arg: { channel: 'tickers', instId: `${b.base}-${b.quote}` }, data: [this.ticker(b, s, o)] }));
+  }
+
+  onTick(changed) {
+    for (const conn of this.ex.conns.okx) for (const b of changed) if (conn.subs.has(`${b.base}-${b.quote}`)) this.sendTicker(conn, b);
+  }
+
+  onHeartbeat() {}
+
+  /** The documented notice (64008), then a close. */
+  shutdown(conn, graceMs) {
+    this.ex.sendCtl(conn, { event: 'notice', code: '64008', msg: 'The connection will soon be closed for a service upgrade. Please reconnect.', connId: conn.connId });
+    conn.timers.push(setTimeout(() => this.ex.closeConn(conn, 1001, 'Going away'), graceMs));
+  }
+}
+
+// =====================================================================================================
+// Bybit v5 spot (REST /v5/market/tickers, WebSocket /v5/public/spot)
+// =====================================================================================================
+
+const BYBIT_FIELDS = new Set(['op', 'args', 'req_id']);
+
+/** Bybit spot: `tickers.<SYM>` (last, 24 h) and `orderbook.1.<SYM>` (top of book) on each change. */
+class Bybit {
+  constructor(ex) {
+    this.ex = ex;
+    this.name = 'bybit';
+    this.bySym = new Map();
+    for (const b of ex.books.values()) this.bySym.set(b.base + b.quote, b);
+  }
+
+  routes() {
+    return {
+      '/v5/market/tickers': (q, req, opts) => {
+        if (q.get('category') !== 'spot') return { status: 200, body: { retCode: 10001, retMsg: 'Illegal category', result: {}, retExtInfo: {}, time: Date.now() } };
+        const one = q.get('symbol');
+        if (one !== null && !this.bySym.has(one)) return { status: 200, body: { retCode: 10001, retMsg: 'Not supported symbols', result: {}, retExtInfo: {}, time: Date.now() } };
+        const books = one !== null ? [this.bySym.get(one)] : [...this.bySym.values()];
+        const list = books.map((b) => {
+          const s = opts.snap(b);
+          const p = (x) => fixed(x, b.dp);
+          return { symbol: b.base + b.quote, bid1Price: opts.wrongTypes ? s.bid : p(s.bid), bid1Size: trimmed(s.bidQty, 8), ask1Price: p(s.ask), ask1Size: trimmed(s.askQty, 8),
+            lastPrice: p(s.last), prevPrice24h: p(s.open), price24hPcnt: fixed((s.last - s.open) / s.open, 4), highPrice24h: p(s.high), lowPrice24h: p(s.low),
+            turnover24h: fixed(s.quoteVolume, 8), volume24h: fixed(s.volume, 8) };
+        });
+        return { status: 200, data: true, body: { retCode: 0, retMsg: 'OK', result: { category: 'spot', list }, retExtInfo: {}, time: Math.floor(nowMs()) } };
+      },
+    };
+  }
+
+  faultBody(status) { return { retCode: 10006, retMsg: status === 429 ? 'Too many visits!' : (http.STATUS_CODES[status] || 'Error') }; }
+
+  onOpen(conn) {
+    conn.subs = new Set();
+    conn.connId = `bybit-${conn.id}`;
+    this.armIdle(conn);
+  }
+
+  armIdle(conn) {
+    if (!(this.ex.o.bybitIdleMs > 0)) return;
+    if (conn.idle) clearTimeout(conn.idle);
+    conn.idle = setTimeout(() => this.ex.closeConn(conn, 1000, 'idle'), this.ex.o.bybitIdleMs); // [FAKE] code
+    conn.timers.push(conn.idle);
+  }
+
+  reply(conn, op, success, retMsg, reqId) {
+    this.ex.sendCtl(conn, { success, ret_msg: retMsg, conn_id: conn.connId, ...(reqId !== undefined ? { req_id: reqId } : {}), op });
+  }
+
+  onMessage(conn, text) {
+    this.armIdle(conn);
+    let msg;
+    try { msg = JSON.parse(text); } catch { this.reply(conn, 'subscribe', false, 'Invalid JSON'); return; } // [FAKE] wording
+    if (!msg || typeof msg !== 'object' || Array.isArray(msg)) { this.reply(conn, 'subscribe', false, 'Invalid JSON'); return; }
+    if (msg.op === 'ping') { this.reply(conn, 'ping', true, 'pong', msg.req_id); return; }
+    if (msg.op !== 'subscribe' && msg.op !== 'unsubscribe') { this.reply(conn, String(msg.op).slice(0, 20), false, `Invalid op`, msg.req_id); return; } // [FAKE]
+    if (this.ex.o.strictFields && Object.keys(msg).some((k) => !BYBIT_FIELDS.has(k))) { this.reply(conn, msg.op, false, 'Invalid request', msg.req_id); return; } // [FAKE] wording
+    const args = msg.args;
+    if (!Array.isArray(args) || args.length === 0 || !args.every((a) => typeof a === 'string')) { this.reply(conn, msg.op, false, 'Invalid args', msg.req_id); return; }
+    if (args.length > this.ex.o.bybitMaxArgs) { this.reply(conn, msg.op, false, `args size >${this.ex.o.bybitMaxArgs}`, msg.req_id); return; }
+    const bad = args.find((a) => { const m = /^(tickers|orderbook\.1)\.([A-Z0-9]+)$/.exec(a); return !m || !this.bySym.has(m[2]); });
+    if (bad !== undefined) { this.reply(conn, msg.op, false, `Invalid symbol :[${bad.slice(0, 60)}]`, msg.req_id); return; }
+    const rej = msg.op === 'subscribe' ? this.ex.faults.take('bybit', 'reject_subscribe', 'ws') : null;
+    if (rej) { this.reply(conn, msg.op, false, rej.reason || 'rejected', msg.req_id); return; }
+    this.reply(conn, msg.op, true, '', msg.req_id);
+    for (const a of args) {
+      if (msg.op === 'unsubscribe') { conn.subs.delete(a); continue; }
+      conn.subs.add(a);
+      const sym = a.replace(/^(tickers|orderbook\.1)\./, '');
+      this.send(conn, this.bySym.get(sym), a.startsWith('tickers.') ? 'tickers' : 'book');
+    }
+  }
+
+  send(conn, b, kind) {
+    const sym = b.base + b.quote;
+    this.ex.sendData(conn, b, (s, o) => {
+      const p = (x) => fixed(x, b.dp);
+      if (kind === 'tickers') {
+        return { topic: `tickers.${sym}`, ts: Math.floor(s.ts), type: 'snapshot', cs: s.bnU,
+          data: { symbol: sym, lastPrice: o.wrongTypes ? s.last : p(s.last), highPrice24h: p(s.high), lowPrice24h: p(s.low), prevPrice24h: p(s.open),
+            volume24h: fixed(s.volume, 8), turnover24h: fixed(s.quoteVolume, 8), price24hPcnt: fixed((s.last - s.open) / s.open, 4) } };
+      }
+      return { topic: `orderbook.1.${sym}`, type: 'snapshot', ts: Math.floor(s.ts),
+        data: { s: sym, b: [[o.wrongTypes ? s.bid : p(s.bid), trimmed(s.bidQty, 8)]], a: [[p(s.ask), trimmed(s.askQty, 8)]], u: s.version, seq: s.bnU }, cts: Math.floor(s.ts) };
+    });
+  }
+
+  onTick(changed) {
+    for (const conn of this.ex.conns.bybit) {
+      for (const b of changed) {
+        const sym = b.base + b.quote;
+        if (conn.subs.has(`orderbook.1.${sym}`)) this.send(conn, b, 'book');
+        if (conn.subs.has(`tickers.${sym}`)) this.send(conn, b, 'tickers');
+      }
+    }
+  }
+
+  onHeartbeat() {}
+
+  shutdown(conn) { this.ex.closeConn(conn, 1001, 'Going away'); } // [FAKE]
+}
+
+// =====================================================================================================
 // CoinGecko
 // =====================================================================================================
 
@@ -1193,23 +1409,23 @@ class FakeExchange {
       const price = typeof spec === 'object' && spec.price > 0 ? spec.price : BASE_PRICES[base] || 100;
       this.books.set(sym, new Book(sym, price, this.seed));
     }
-    this.conns = { binance: new Set(), coinbase: new Set(), kraken: new Set() };
+    this.conns = { binance: new Set(), coinbase: new Set(), kraken: new Set(), okx: new Set(), bybit: new Set() };
     this.stats = {
-      connectionsTotal: { binance: 0, coinbase: 0, kraken: 0 },
-      messagesSent: { binance: 0, coinbase: 0, kraken: 0 },
-      messagesReceived: { binance: 0, coinbase: 0, kraken: 0 },
-      requestsServed: { binance: 0, coinbase: 0, kraken: 0, coingecko: 0 },
+      connectionsTotal: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0 },
+      messagesSent: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0 },
+      messagesReceived: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0 },
+      requestsServed: { binance: 0, coinbase: 0, kraken: 0, coingecko: 0, okx: 0, bybit: 0 },
       slowConsumersDropped: 0,
     };
     this.faults = new FaultBook(this);
-    this.venues = { binance: new Binance(this), coinbase: new Coinbase(this), kraken: new Kraken(this), coingecko: new CoinGecko(this) };
+    this.venues = { binance: new Binance(this), coinbase: new Coinbase(this), kraken: new Kraken(this), coingecko: new CoinGecko(this), okx: new Okx(this), bybit: new Bybit(this) };
     this.routes = new Map();   // path -> [venue, handler]
-    for (const v of ['binance', 'kraken', 'coingecko']) {
+    for (const v of ['binance', 'kraken', 'coingecko', 'okx', 'bybit']) {
       for (const [p, h] of Object.entries(this.venues[v].routes())) this.routes.set(p, [v, h]);
     }
     this.lastBody = {};        // venue -> last data body (for the REST duplicate fault)
     this.requestLog = [];      // bounded: what clients sent (request line, headers, first WS messages)
-    this.connTimes = { binance: [] };                  // Binance connection attempts in the last 5 minutes
+    this.connTimes = { binance: [], okx: [] };                  // Binance connection attempts in the last 5 minutes
     this.cbBucket = { tokens: this.o.coinbaseConnBurst, at: Date.now() };
     this.cbMsgs = { second: 0, n: 0 };
     this.held = [];            // REST requests held by a stall
@@ -1295,7 +1511,9 @@ class FakeExchange {
   wsVenue(pathname) {
     const { venue: forced, rest } = stripVenuePrefix(pathname);
     let v = null;
-    if (rest === '/stream' || rest === '/stream/' || rest === '/ws' || rest === '/ws/' || rest.startsWith('/ws/')) v = 'binance';
+    if (rest === '/ws/v5/public') v = 'okx';
+    else if (rest === '/v5/public/spot') v = 'bybit';
+    else if (rest === '/stream' || rest === '/stream/' || rest === '/ws' || rest === '/ws/' || rest.startsWith('/ws/')) v = 'binance';
     else if (rest === '/v2' || rest === '/v2/') v = 'kraken';
     else if (rest === '/' || rest === '/coinbase') v = 'coinbase';
     if (forced === 'coinbase' && rest === '/') v = 'coinbase';
@@ -1613,6 +1831,12 @@ class FakeExchange {
       if (t.length >= this.o.binanceMaxConnsPer5Min) return { code: -1003, msg: 'Too many new connections; current limit is 300 per 5 minutes.' }; // [FAKE] wording
       t.push(now);
     }
+    if (venue === 'okx' && this.o.okxConnsPerSec > 0) {
+      const t = this.connTimes.okx;
+      while (t.length && t[0] <= now - 1000) t.shift();
+      if (t.length >= this.o.okxConnsPerSec) return { msg: 'Too Many Requests', code: '50011' };
+      t.push(now);
+    }
     if (venue === 'coinbase' && this.o.coinbaseConnBurst > 0) {
       const b = this.cbBucket;
       b.tokens = Math.min(this.o.coinbaseConnBurst, b.tokens + ((now - b.at) / 1000) * this.o.coinbaseConnsPerSec);
@@ -1664,8 +1888,10 @@ class FakeExchange {
         coinbase: ['/products/{product_id}/ticker'],
         kraken: ['/0/public/Ticker', '/0/public/Time', '/0/public/AssetPairs'],
         coingecko: ['/api/v3/simple/price'],
+        okx: ['/api/v5/market/ticker?instId=...', '/api/v5/market/tickers?instType=SPOT'],
+        bybit: ['/v5/market/tickers?category=spot'],
       },
-      ws: { binance: ['/stream?streams=...', '/ws', '/ws/<stream>'], coinbase: ['/', '/coinbase'], kraken: ['/v2'] },
+      ws: { binance: ['/stream?streams=...', '/ws', '/ws/<stream>'], coinbase: ['/', '/coinbase'], kraken: ['/v2'], okx: ['/ws/v5/public'], bybit: ['/v5/public/spot'] },
       control: ['POST /_fault', 'GET /_state'],
       symbols: [...this.books.keys()],
     };

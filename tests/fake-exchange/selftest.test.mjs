@@ -606,6 +606,19 @@ test('fault reject_subscribe: each venue rejects in its own format, once per cou
   assert.equal(nack.req_id, 3);
   k.close();
 
+  const o = await Peer.open(ws(fx, '/ws/v5/public'));
+  o.send({ op: 'subscribe', args: [{ channel: 'tickers', instId: 'BTC-USDT' }] });
+  const oerr = await o.nextJson((j) => j.event === 'error' || j.event === 'subscribe');
+  assert.equal(oerr.event, 'error');
+  assert.equal(oerr.code, '60018');
+  o.close();
+
+  const y = await Peer.open(ws(fx, '/v5/public/spot'));
+  y.send({ op: 'subscribe', args: ['tickers.BTCUSDT'] });
+  const yerr = await y.nextJson((j) => j.op === 'subscribe');
+  assert.equal(yerr.success, false);
+  y.close();
+
   const b = await Peer.open(ws(fx, '/ws'));
   b.send({ method: 'SUBSCRIBE', params: ['btcusdt@bookTicker'], id: 5 });
   assert.deepEqual(await b.nextJson(), { error: { code: 2, msg: 'Invalid request: invalid stream' }, id: 5 });
@@ -621,7 +634,7 @@ test('fault server_shutdown: Binance serverShutdown + close, Kraken maintenance 
   await k.nextJson((j) => j.channel === 'status');
   const c = await Peer.open(ws(fx, '/'));
   const r = fx.fault({ venue: 'all', kind: 'server_shutdown' });
-  assert.deepEqual(r.applied.map((x) => x.venue), ['binance', 'coinbase', 'kraken']);
+  assert.deepEqual(r.applied.map((x) => x.venue), ['binance', 'coinbase', 'kraken', 'okx', 'bybit']);
   const ev = await b.nextJson((j) => j.e === 'serverShutdown');
   assert.ok(Number.isInteger(ev.E));
   assert.equal((await closedWithin(b, 1000)).code, 1001);

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { startTickerd, stopAll, closeAllClients, waitFor, collectPrices, startFake } from './lib/harness.mjs';
+import { startTickerd, stopAll, closeAllClients, waitFor, collectPrices, startFake, metrics } from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const T = { timeout: 45000 };
@@ -18,7 +18,7 @@ after(async () => {
   await stopAll();
 });
 
-const SYMBOLS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT'];
+const SYMBOLS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT', 'ADA-USDT'];
 const fakeExchange = () => startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS });
 
 /** The shipped example with every upstream URL's scheme and authority pointed at the fake (path kept). */
@@ -58,6 +58,18 @@ const EXPECT = {
     ws: ['GET /v2 HTTP/1.1', ['{"method":"subscribe","params":{"channel":"ticker","symbol":["BTC/USD","ETH/USD","SOL/USD"]}}']],
     rest: ['GET /0/public/Ticker?pair=XBTUSD,ETHUSD,SOLUSD HTTP/1.1'],
     symbols: ['BTC-USD', 'ETH-USD', 'SOL-USD'],
+  },
+  okx: {
+    ws: ['GET /ws/v5/public HTTP/1.1', ['{"op":"subscribe","args":[{"channel":"tickers","instId":"BTC-USDT"},{"channel":"tickers","instId":"ETH-USDT"},{"channel":"tickers","instId":"SOL-USDT"}]}']],
+    rest: ['GET /api/v5/market/ticker?instId=BTC-USDT HTTP/1.1', 'GET /api/v5/market/ticker?instId=ETH-USDT HTTP/1.1', 'GET /api/v5/market/ticker?instId=SOL-USDT HTTP/1.1'],
+    symbols: ['BTC-USDT', 'ETH-USDT', 'SOL-USDT'],
+  },
+  bybit: {
+    ws: ['GET /v5/public/spot HTTP/1.1', [
+      '{"op":"subscribe","args":["tickers.BTCUSDT","orderbook.1.BTCUSDT","tickers.ETHUSDT","orderbook.1.ETHUSDT","tickers.SOLUSDT","orderbook.1.SOLUSDT","tickers.XRPUSDT","orderbook.1.XRPUSDT","tickers.DOGEUSDT","orderbook.1.DOGEUSDT"]}',
+      '{"op":"subscribe","args":["tickers.ADAUSDT","orderbook.1.ADAUSDT"]}']],
+    rest: ['GET /v5/market/tickers?category=spot HTTP/1.1'],
+    symbols: ['BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT', 'ADA-USDT'],
   },
   coingecko: {
     rest: ['GET /api/v3/simple/price?ids=bitcoin,ethereum&vs_currencies=usd&include_24hr_vol=true&include_last_updated_at=true HTTP/1.1'],
@@ -153,4 +165,80 @@ test('the fake enforces connection-rate limits (Coinbase: burst of 20, then HTTP
   const codes = [];
   for (let i = 0; i < 5; i++) codes.push(await rawUpgrade(fx.port, '/', host));
   assert.deepEqual(codes, [101, 101, 101, 429, 429]);
+});
+
+test('OKX: the text ping keeps a connection open that the venue closes when the client is silent', T, async () => {
+  const fx = await startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS, okxIdleMs: 1500 });
+  const feed = (name, extra) => ({ type: 'ws', name, venue: 'okx', url: `${fx.wsUrl}/ws/v5/public`, symbols: ['BTC-USDT'], max_backoff_ms: 300, ...extra });
+  const srv = await startTickerd({ config: { feeds: [feed('okx-ping', { ping_interval_ms: 400 })] } });
+  await collectPrices(srv, ['BTC-USDT'], 1);
+  await new Promise((r) => setTimeout(r, 4000));   // well past okxIdleMs: only the pings keep it open
+  const st = fx.state();
+  assert.equal(st.connectionsTotal.okx, 1, 'never dropped for silence');
+  const ups = fx.requests({ transport: 'ws', venue: 'okx' });
+  assert.ok(ups[0].received.filter((m) => m === 'ping').length >= 5, 'text pings sent');
+  assert.ok(st.messagesReceived.okx >= 6);
+});
+
+test('OKX: recovers from a drop, a service-upgrade notice and a rejected subscribe', T, async () => {
+  const fx = await fakeExchange();
+  const srv = await startTickerd({ config: { feeds: [{ type: 'ws', name: 'okx', venue: 'okx', url: `${fx.wsUrl}/ws/v5/public`, symbols: ['BTC-USDT', 'ETH-USDT'], max_backoff_ms: 300 }] } });
+  await collectPrices(srv, ['BTC-USDT', 'ETH-USDT'], 1);
+  for (const kind of ['disconnect', 'server_shutdown']) {
+    const before = fx.state().connectionsTotal.okx;
+    fx.fault({ venue: 'okx', kind });
+    await waitFor(() => fx.state().connectionsTotal.okx > before && fx.state().connections.okx === 1, { message: `reconnected after ${kind}` });
+    await collectPrices(srv, ['BTC-USDT', 'ETH-USDT'], 2);
+  }
+  // A rejected subscribe leaves a silent connection: the next connection subscribes afresh.
+  fx.fault({ venue: 'okx', kind: 'reject_subscribe', count: 1 });
+  fx.fault({ venue: 'okx', kind: 'disconnect' });
+  await waitFor(() => fx.state().faults.every((f) => f.kind !== 'reject_subscribe'), { message: 'the rejection was used' });
+  // the rejection is counted as a feed error (REJECT), not dropped silently
+  await waitFor(async () => /tickerd_feed_errors_total\{[^}]*feed="okx"[^}]*\} [1-9]/.test((await metrics(srv)).text), { message: 'the rejection counted' });
+  fx.fault({ venue: 'okx', kind: 'disconnect' });
+  await collectPrices(srv, ['BTC-USDT', 'ETH-USDT'], 2);
+});
+
+test('the OKX fake validates the subscribe schema, answers ping with pong, limits connections to 3/s', T, async () => {
+  const fx = await startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS, okxConnsPerSec: 0 });
+  const { WebSocket } = await import('ws');
+  const replies = (send, n) => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${fx.wsUrl}/ws/v5/public`);
+    const got = [];
+    ws.on('open', () => ws.send(send));
+    ws.on('message', (d) => { got.push(d.toString()); if (got.length >= n) { ws.close(); resolve(got); } });
+    ws.on('error', reject);
+  });
+  assert.deepEqual(await replies('ping', 1), ['pong']);
+  const extra = JSON.parse((await replies(JSON.stringify({ op: 'subscribe', args: [{ channel: 'tickers', instId: 'BTC-USDT', depth: 5 }] }), 1))[0]);
+  assert.equal(extra.event, 'error');
+  assert.equal(extra.code, '60012');
+  const unknown = JSON.parse((await replies(JSON.stringify({ op: 'subscribe', args: [{ channel: 'tickers', instId: 'NOPE-USDT' }] }), 1))[0]);
+  assert.equal(unknown.code, '60018');
+  const ok = (await replies(JSON.stringify({ op: 'subscribe', args: [{ channel: 'tickers', instId: 'BTC-USDT' }] }), 2)).map((m) => JSON.parse(m));
+  assert.equal(ok[0].event, 'subscribe');
+  assert.equal(ok[1].arg.channel, 'tickers');
+  assert.match(ok[1].data[0].bidPx, /^\d+\.\d+$/);
+  const host = { Host: `127.0.0.1:${fx.port}` };
+  assert.equal(await rawUpgrade(fx.port, '/ws/v5/public', host), 101);
+  assert.notEqual(await rawUpgrade(fx.port, '/ws/v5/public/ws/v5/public', host), 101, 'the doubled path is refused');
+  const limited = await startFake({ seed: 14, tickMs: 0, symbols: SYMBOLS });
+  const lh = { Host: `127.0.0.1:${limited.port}` };
+  const codes = [];
+  for (let i = 0; i < 4; i++) codes.push(await rawUpgrade(limited.port, '/ws/v5/public', lh));
+  assert.deepEqual(codes, [101, 101, 101, 429]);
+});
+
+test('Bybit: the {"op":"ping"} keepalive keeps a connection the venue would close for silence', T, async () => {
+  const fx = await startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS, bybitIdleMs: 1500 });
+  const srv = await startTickerd({ config: { feeds: [{ type: 'ws', name: 'bybit', venue: 'bybit', url: `${fx.wsUrl}/v5/public/spot`, symbols: ['BTC-USDT'], ping_interval_ms: 400, max_backoff_ms: 300 }] } });
+  await collectPrices(srv, ['BTC-USDT'], 1);
+  await new Promise((r) => setTimeout(r, 4000));
+  assert.equal(fx.state().connectionsTotal.bybit, 1, 'never dropped for silence');
+  const sent = fx.requests({ transport: 'ws', venue: 'bybit' })[0].received;
+  assert.ok(sent.filter((m) => m === '{"op":"ping"}').length >= 5, 'pings sent');
+  fx.fault({ venue: 'bybit', kind: 'disconnect' });
+  await waitFor(() => fx.state().connectionsTotal.bybit === 2 && fx.state().connections.bybit === 1, { message: 'reconnected' });
+  await collectPrices(srv, ['BTC-USDT'], 2);
 });

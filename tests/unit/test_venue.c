@@ -824,6 +824,259 @@ static void survives_deep_nesting_huge_and_truncated_input(void)
           strlen(tiny) == 3);
 }
 
+/* ---- OKX v5 ---- */
+
+static void okx_keeps_instrument_ids(void)
+{
+    CHECK(venue_find("okx") == &venue_okx);
+    CHECK(maps("okx", "BTC-USDT", "BTC-USDT"));
+    CHECK(maps("okx", "eth-usdc", "ETH-USDC"));
+    CHECK(spells("okx", "SOL-USDT", "SOL-USDT"));
+    CHECK(unmappable("okx", "BTCUSDT"));
+    CHECK(unmappable("okx", "BTC-USDT-SWAP"));
+    CHECK(unmappable("okx", ""));
+}
+
+static void okx_builds_public_path_tickers_subscribe_and_rest_paths(void)
+{
+    const char *syms[] = {"BTC-USDT", "ETH-USDT"};
+    char out[512];
+    CHECK(venue_okx.ws_path(syms, 2, out, sizeof(out)) > 0 && !strcmp(out, "/ws/v5/public"));
+    CHECK(venue_okx.ws_subscribe(syms, 2, out, sizeof(out)) > 0);
+    CHECK(!strcmp(out, "{\"op\":\"subscribe\",\"args\":[{\"channel\":\"tickers\",\"instId\":\"BTC-USDT\"},"
+                       "{\"channel\":\"tickers\",\"instId\":\"ETH-USDT\"}]}"));
+    CHECK(venue_okx.ws_ping && !strcmp(venue_okx.ws_ping, "ping"));
+    CHECK(venue_okx.ws_ping_interval_ms > 0 && venue_okx.ws_ping_interval_ms < 30000);
+    CHECK(venue_okx.rest_requests(2) == 2 && venue_okx.rest_requests(0) == 0);
+    CHECK(venue_okx.rest_path(syms, 2, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/api/v5/market/ticker?instId=ETH-USDT"));
+    CHECK(venue_okx.rest_path(syms, 2, 2, out, sizeof(out)) == -1);
+    const char *many[VENUE_OKX_REST_SINGLE + 1];
+    for (size_t i = 0; i < VENUE_OKX_REST_SINGLE + 1; i++)
+        many[i] = "BTC-USDT";
+    CHECK(venue_okx.rest_requests(VENUE_OKX_REST_SINGLE + 1) == 1);
+    CHECK(venue_okx.rest_path(many, VENUE_OKX_REST_SINGLE + 1, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/api/v5/market/tickers?instType=SPOT"));
+    const char *evil[] = {"BTC\",\"x"};
+    CHECK(venue_okx.ws_subscribe(evil, 1, out, sizeof(out)) == -1);
+    CHECK(venue_okx.ws_subscribe(syms, 0, out, sizeof(out)) == -1);
+    CHECK(venue_okx.ws_subscribe(syms, 2, out, 20) == -1 && out[0] == '\0');
+}
+
+static void okx_tickers_push_gives_prices_and_event_time(void)
+{
+    got g;
+    /* the documented tickers push */
+    CHECK(ws("okx",
+             "{\"arg\":{\"channel\":\"tickers\",\"instId\":\"BTC-USDT\"},\"data\":[{\"instType\":\"SPOT\","
+             "\"instId\":\"BTC-USDT\",\"last\":\"9999.99\",\"lastSz\":\"0.1\",\"askPx\":\"9999.99\","
+             "\"askSz\":\"11\",\"bidPx\":\"8888.88\",\"bidSz\":\"5\",\"open24h\":\"9000\",\"high24h\":"
+             "\"10000\",\"low24h\":\"8888.88\",\"volCcy24h\":\"2222\",\"vol24h\":\"2222\",\"sodUtc0\":"
+             "\"2222\",\"sodUtc8\":\"2222\",\"ts\":\"1597026383085\"}]}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "BTC-USDT") && g.u[0].source == SOURCE);
+    CHECK(g.u[0].last == 9999.99 && g.u[0].ask == 9999.99 && g.u[0].bid == 8888.88);
+    CHECK(g.u[0].open == 9000 && g.u[0].volume == 2222);
+    CHECK(g.u[0].ts_us == INT64_C(1597026383085000));
+    /* an empty side of the book is absent, not malformed; no ts: receive time */
+    CHECK(ws("okx",
+             "{\"arg\":{\"channel\":\"tickers\",\"instId\":\"X-USDT\"},\"data\":[{\"instId\":\"X-USDT\","
+             "\"last\":\"1.5\",\"bidPx\":\"\",\"askPx\":\"1.6\"}]}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && isnan(g.u[0].bid) && g.u[0].ask == 1.6 && g.u[0].ts_us == RECV_US);
+    /* all or nothing: one bad entry emits nothing */
+    CHECK(ws("okx",
+             "{\"arg\":{\"channel\":\"tickers\"},\"data\":[{\"instId\":\"A-B\",\"last\":\"1\"},"
+             "{\"instId\":\"C-D\",\"last\":1}]}",
+             &g) == VENUE_MSG_MALFORMED && g.n == 0);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"tickers\"},\"data\":[{\"instId\":\"A-B\"}]}", &g) ==
+              VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"tickers\"},\"data\":{}}", &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"tickers\"},\"data\":[{\"instId\":\"A-B\",\"last\":\"1\","
+                    "\"ts\":\"-5\"}]}",
+             &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "{\"arg\":{\"channel\":\"books5\"},\"data\":[]}", &g) == VENUE_MSG_IGNORED);
+}
+
+static void okx_classifies_pong_acks_errors_and_notices(void)
+{
+    got g;
+    CHECK(ws("okx", "pong", &g) == VENUE_MSG_HEARTBEAT && err[0] == '\0');
+    CHECK(ws("okx", "ping", &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx",
+             "{\"event\":\"subscribe\",\"arg\":{\"channel\":\"tickers\",\"instId\":\"BTC-USDT\"},"
+             "\"connId\":\"a4d3ae55\"}",
+             &g) == VENUE_MSG_ACK);
+    CHECK(ws("okx",
+             "{\"event\":\"error\",\"code\":\"60012\",\"msg\":\"Invalid request: {\\\"op\\\": "
+             "\\\"subscribe\\\"}\",\"connId\":\"a4d3ae55\"}",
+             &g) == VENUE_MSG_REJECT);
+    CHECK(!strncmp(err, "okx error 60012: Invalid request", 32));
+    CHECK(ws("okx",
+             "{\"event\":\"notice\",\"code\":\"64008\",\"msg\":\"The connection will soon be closed "
+             "for a service upgrade. Please reconnect.\",\"connId\":\"a4d3ae55\"}",
+             &g) == VENUE_MSG_SHUTDOWN);
+    CHECK(ws("okx", "{\"event\":\"channel-conn-count\",\"channel\":\"tickers\",\"connCount\":\"2\"}",
+             &g) == VENUE_MSG_IGNORED);
+    CHECK(ws("okx", "{\"event\":7}", &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("okx", "[1,2]", &g) == VENUE_MSG_MALFORMED);
+}
+
+static void okx_rest_reads_tickers_and_error_codes(void)
+{
+    got g;
+    CHECK(rest("okx", 200,
+               "{\"code\":\"0\",\"msg\":\"\",\"data\":[{\"instType\":\"SPOT\",\"instId\":\"ETH-USDT\","
+               "\"last\":\"3448.1\",\"askPx\":\"3448.2\",\"bidPx\":\"3448.1\",\"vol24h\":\"1000\","
+               "\"ts\":\"1711356299000\"}]}",
+               NULL, &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "ETH-USDT") && g.u[0].bid == 3448.1 &&
+          g.u[0].ts_us == INT64_C(1711356299000000));
+    CHECK(rest("okx", 200, "{\"code\":\"51001\",\"msg\":\"Instrument ID does not exist\",\"data\":[]}",
+               NULL, &g) == VENUE_MSG_ERROR);
+    CHECK(!strcmp(err, "okx error 51001: Instrument ID does not exist"));
+    CHECK(rest("okx", 429, "{\"msg\":\"Too Many Requests\",\"code\":\"50011\"}", NULL, &g) ==
+          VENUE_MSG_ERROR);
+    CHECK(rest("okx", 503, "<html>", NULL, &g) == VENUE_MSG_ERROR && !strcmp(err, "HTTP 503"));
+    CHECK(rest("okx", 200, "{\"msg\":\"\",\"data\":[]}", NULL, &g) == VENUE_MSG_MALFORMED);
+    CHECK(rest("okx", 200, "{\"code\":\"0\",\"data\":[]}", NULL, &g) == VENUE_MSG_DATA && g.n == 0);
+}
+
+/* ---- Bybit v5 spot ---- */
+
+static void bybit_maps_symbols_and_builds_batched_subscribes(void)
+{
+    CHECK(venue_find("bybit") == &venue_bybit);
+    CHECK(maps("bybit", "BTCUSDT", "BTC-USDT"));
+    CHECK(maps("bybit", "ETHBTC", "ETH-BTC"));
+    CHECK(spells("bybit", "SOL-USDC", "SOLUSDC"));
+    CHECK(unmappable("bybit", "USDT"));
+    const char *syms[] = {"BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT"};
+    char out[1024];
+    CHECK(venue_bybit.ws_path(syms, 6, out, sizeof(out)) > 0 && !strcmp(out, "/v5/public/spot"));
+    CHECK(venue_bybit.ws_subscribe(syms, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "{\"op\":\"subscribe\",\"args\":[\"tickers.BTCUSDT\",\"orderbook.1.BTCUSDT\"]}"));
+    /* 6 symbols = 12 topics: two messages, at most 10 args each */
+    CHECK(venue_bybit.ws_subscribe(syms, 6, out, sizeof(out)) > 0);
+    char *nl = strchr(out, '\n');
+    CHECK(nl && !strchr(nl + 1, '\n'));
+    CHECK(!strcmp(nl + 1, "{\"op\":\"subscribe\",\"args\":[\"tickers.ADAUSDT\",\"orderbook.1.ADAUSDT\"]}"));
+    if (nl) {
+        *nl = '\0';
+        json_t *first = json_loads(out, 0, NULL);
+        CHECK(json_array_size(json_object_get(first, "args")) == VENUE_BYBIT_MAX_ARGS);
+        json_decref(first);
+    }
+    const char *lower[] = {"btcusdt"};
+    CHECK(venue_bybit.ws_subscribe(lower, 1, out, sizeof(out)) == -1);
+    CHECK(venue_bybit.ws_ping && !strcmp(venue_bybit.ws_ping, "{\"op\":\"ping\"}"));
+    CHECK(venue_bybit.rest_requests(6) == 1);
+    CHECK(venue_bybit.rest_path(syms, 6, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/v5/market/tickers?category=spot"));
+    CHECK(venue_bybit.rest_path(syms, 1, 0, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/v5/market/tickers?category=spot&symbol=BTCUSDT"));
+}
+
+static void bybit_parses_tickers_orderbook_acks_and_rest(void)
+{
+    got g;
+    CHECK(ws("bybit",
+             "{\"topic\":\"tickers.BTCUSDT\",\"ts\":1673853746003,\"type\":\"snapshot\",\"cs\":2588407389,"
+             "\"data\":{\"symbol\":\"BTCUSDT\",\"lastPrice\":\"21109.77\",\"highPrice24h\":\"21426.99\","
+             "\"lowPrice24h\":\"20575\",\"prevPrice24h\":\"20704.93\",\"volume24h\":\"6780.866843\","
+             "\"turnover24h\":\"141946527.22907118\",\"price24hPcnt\":\"0.0196\"}}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "BTCUSDT") && g.u[0].last == 21109.77 &&
+          g.u[0].open == 20704.93 && isnan(g.u[0].bid) && g.u[0].ts_us == INT64_C(1673853746003000));
+    CHECK(ws("bybit",
+             "{\"topic\":\"orderbook.1.BTCUSDT\",\"type\":\"snapshot\",\"ts\":1672304484978,\"data\":{\"s\":"
+             "\"BTCUSDT\",\"b\":[[\"16493.50\",\"0.006\"]],\"a\":[[\"16611.00\",\"0.029\"]],\"u\":18521288,"
+             "\"seq\":7961638724},\"cts\":1672304484976}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].bid == 16493.5 && g.u[0].ask == 16611 && g.u[0].last == (16493.5 + 16611) / 2);
+    CHECK(ws("bybit", "{\"topic\":\"orderbook.1.BTCUSDT\",\"data\":{\"s\":\"BTCUSDT\",\"b\":[[16493.5,\"1\"]],\"a\":[]}}",
+             &g) == VENUE_MSG_MALFORMED && g.n == 0);
+    CHECK(ws("bybit", "{\"success\":true,\"ret_msg\":\"subscribe\",\"conn_id\":\"x\",\"op\":\"subscribe\"}", &g) ==
+          VENUE_MSG_ACK);
+    CHECK(ws("bybit",
+             "{\"success\":false,\"ret_msg\":\"Invalid symbol :[tickers.NOPE]\",\"conn_id\":\"x\",\"op\":\"subscribe\"}",
+             &g) == VENUE_MSG_REJECT && strstr(err, "Invalid symbol"));
+    CHECK(ws("bybit", "{\"success\":true,\"ret_msg\":\"pong\",\"conn_id\":\"x\",\"op\":\"ping\"}", &g) ==
+          VENUE_MSG_HEARTBEAT);
+    CHECK(rest("bybit", 200,
+               "{\"retCode\":0,\"retMsg\":\"OK\",\"result\":{\"category\":\"spot\",\"list\":[{\"symbol\":\"BTCUSDT\","
+               "\"bid1Price\":\"20517.96\",\"bid1Size\":\"2\",\"ask1Price\":\"20527.77\",\"ask1Size\":\"1.8\","
+               "\"lastPrice\":\"20533.13\",\"prevPrice24h\":\"20393.48\",\"volume24h\":\"11801.27771\"}]},"
+               "\"retExtInfo\":{},\"time\":1673859087947}",
+               NULL, &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].bid == 20517.96 && g.u[0].ask == 20527.77 && g.u[0].last == 20533.13 &&
+          g.u[0].ts_us == INT64_C(1673859087947000));
+    CHECK(rest("bybit", 200, "{\"retCode\":10001,\"retMsg\":\"Not supported symbols\",\"result\":{}}", NULL,
+               &g) == VENUE_MSG_ERROR && !strcmp(err, "bybit error 10001: Not supported symbols"));
+    CHECK(rest("bybit", 403, "", NULL, &g) == VENUE_MSG_ERROR);
+}
+
+/* ---- Bitstamp v2 ---- */
+
+static void bitstamp_maps_pairs_and_subscribes_per_channel(void)
+{
+    CHECK(venue_find("bitstamp") == &venue_bitstamp);
+    CHECK(maps("bitstamp", "btcusd", "BTC-USD"));
+    CHECK(maps("bitstamp", "ethbtc", "ETH-BTC"));
+    CHECK(spells("bitstamp", "BTC-USD", "btcusd"));
+    const char *syms[] = {"btcusd", "ethusd"};
+    char out[512];
+    CHECK(venue_bitstamp.ws_path(syms, 2, out, sizeof(out)) == 1 && !strcmp(out, "/"));
+    CHECK(venue_bitstamp.ws_subscribe(syms, 1, out, sizeof(out)) > 0);
+    CHECK(!strcmp(out, "{\"event\":\"bts:subscribe\",\"data\":{\"channel\":\"live_trades_btcusd\"}}\n"
+                       "{\"event\":\"bts:subscribe\",\"data\":{\"channel\":\"order_book_btcusd\"}}"));
+    const char *upper[] = {"BTCUSD"};
+    CHECK(venue_bitstamp.ws_subscribe(upper, 1, out, sizeof(out)) == -1);
+    CHECK(venue_bitstamp.rest_requests(2) == 2);
+    CHECK(venue_bitstamp.rest_path(syms, 2, 1, out, sizeof(out)) > 0 &&
+          !strcmp(out, "/api/v2/ticker/ethusd/"));
+}
+
+static void bitstamp_parses_trades_book_top_events_and_rest(void)
+{
+    got g;
+    CHECK(ws("bitstamp",
+             "{\"data\":{\"id\":334441425,\"timestamp\":\"1711356299\",\"amount\":0.01,\"amount_str\":\"0.01\","
+             "\"price\":67190,\"price_str\":\"67190\",\"type\":0,\"microtimestamp\":\"1711356299123456\","
+             "\"buy_order_id\":1,\"sell_order_id\":2},\"channel\":\"live_trades_btcusd\",\"event\":\"trade\"}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "btcusd") && g.u[0].last == 67190 && isnan(g.u[0].bid) &&
+          g.u[0].ts_us == INT64_C(1711356299123456));
+    CHECK(ws("bitstamp",
+             "{\"data\":{\"timestamp\":\"1711356299\",\"microtimestamp\":\"1711356299000001\",\"bids\":"
+             "[[\"67189\",\"0.5\"],[\"67188\",\"1\"]],\"asks\":[[\"67191\",\"0.2\"]]},\"channel\":"
+             "\"order_book_btcusd\",\"event\":\"data\"}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].bid == 67189 && g.u[0].ask == 67191 && g.u[0].last == 67190);
+    CHECK(ws("bitstamp", "{\"data\":{\"bids\":[[67189,\"1\"]],\"asks\":[]},\"channel\":\"order_book_btcusd\","
+                         "\"event\":\"data\"}",
+             &g) == VENUE_MSG_MALFORMED && g.n == 0);
+    CHECK(ws("bitstamp", "{\"event\":\"bts:subscription_succeeded\",\"channel\":\"live_trades_btcusd\",\"data\":{}}",
+             &g) == VENUE_MSG_ACK);
+    CHECK(ws("bitstamp", "{\"event\":\"bts:error\",\"channel\":\"\",\"data\":{\"code\":null,\"message\":"
+                         "\"Bad subscription string.\"}}",
+             &g) == VENUE_MSG_REJECT && !strcmp(err, "bitstamp: Bad subscription string."));
+    CHECK(ws("bitstamp", "{\"event\":\"bts:request_reconnect\",\"channel\":\"\",\"data\":\"\"}", &g) ==
+          VENUE_MSG_SHUTDOWN);
+    CHECK(ws("bitstamp", "{\"event\":\"bts:heartbeat\",\"channel\":\"\",\"data\":{\"status\":\"success\"}}", &g) ==
+          VENUE_MSG_HEARTBEAT);
+    CHECK(rest("bitstamp", 200,
+               "{\"timestamp\":\"1711356299\",\"open\":\"65000\",\"high\":\"68000\",\"low\":\"64000\",\"last\":"
+               "\"67190\",\"volume\":\"1500.5\",\"vwap\":\"66000\",\"bid\":\"67189\",\"ask\":\"67191\",\"side\":\"0\","
+               "\"open_24\":\"65100\",\"percent_change_24\":\"3.2\"}",
+               "btcusd", &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && !strcmp(g.sym[0], "btcusd") && g.u[0].bid == 67189 && g.u[0].open == 65100 &&
+          g.u[0].ts_us == INT64_C(1711356299000000));
+    CHECK(rest("bitstamp", 200, "{\"last\":\"1\"}", NULL, &g) == VENUE_MSG_MALFORMED);
+    CHECK(rest("bitstamp", 404, "{\"message\":\"Not Found\"}", "nopeusd", &g) == VENUE_MSG_ERROR &&
+          !strcmp(err, "bitstamp: Not Found"));
+}
+
 /* ---- fixtures: recorded traffic replays cleanly ---- */
 
 typedef struct replay {
@@ -964,6 +1217,19 @@ static void fixtures_replay_without_surprises(void)
     RESET();
     replay_file("coingecko", "rest", c, &r);
     CHECK(c[VENUE_MSG_DATA] >= 8 && c[VENUE_MSG_ERROR] == 1 && r.updates == 3 * c[VENUE_MSG_DATA]);
+    RESET();
+    replay_file("okx", "ws", c, &r);
+    CHECK(c[VENUE_MSG_ACK] == 3 && c[VENUE_MSG_HEARTBEAT] >= 2 && c[VENUE_MSG_DATA] >= 6 &&
+          c[VENUE_MSG_SHUTDOWN] == 1);
+    RESET();
+    replay_file("okx", "rest", c, &r);
+    CHECK(c[VENUE_MSG_DATA] >= 10 && c[VENUE_MSG_ERROR] == 1 && r.updates == c[VENUE_MSG_DATA]);
+    RESET();
+    replay_file("bybit", "ws", c, &r);
+    CHECK(c[VENUE_MSG_ACK] == 1 && c[VENUE_MSG_HEARTBEAT] >= 2 && c[VENUE_MSG_DATA] >= 10);
+    RESET();
+    replay_file("bybit", "rest", c, &r);
+    CHECK(c[VENUE_MSG_DATA] >= 10 && c[VENUE_MSG_ERROR] == 1 && r.updates == 3 * c[VENUE_MSG_DATA]);
 #undef RESET
 }
 
@@ -1040,6 +1306,15 @@ int main(void)
     RUN(coingecko_has_no_symbols_and_no_websocket);
     RUN(coingecko_price_is_last_bid_and_ask);
     RUN(coingecko_reports_rate_limits_and_bad_bodies);
+    RUN(okx_keeps_instrument_ids);
+    RUN(okx_builds_public_path_tickers_subscribe_and_rest_paths);
+    RUN(okx_tickers_push_gives_prices_and_event_time);
+    RUN(okx_classifies_pong_acks_errors_and_notices);
+    RUN(okx_rest_reads_tickers_and_error_codes);
+    RUN(bybit_maps_symbols_and_builds_batched_subscribes);
+    RUN(bybit_parses_tickers_orderbook_acks_and_rest);
+    RUN(bitstamp_maps_pairs_and_subscribes_per_channel);
+    RUN(bitstamp_parses_trades_book_top_events_and_rest);
     RUN(survives_deep_nesting_huge_and_truncated_input);
     RUN(fixtures_replay_without_surprises);
     return check_done();
