@@ -90,6 +90,7 @@ test('WebSocket and SSE refused: long-polling, with every value of a symbol', T,
   await waitFor(() => c.lastSeq('BTC-USD') > 20, { message: 'BTC-USD values over long-polling' });
   assert.ok(proxy.counts.poll >= 2);
   assert.equal(c.skippedFor('BTC-USD'), 0, 'every value of one symbol at 20/s arrives over polling');
+  c.close();
 });
 
 test('on a fallback the SDK moves back to WebSocket once the upgrade works again', T, async () => {
