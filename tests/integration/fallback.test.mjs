@@ -6,11 +6,19 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import WebSocket from 'ws';
 import { startTickerd, stopAll, waitFor, waitForSymbols, simConfig } from './lib/harness.mjs';
+import { chromium } from 'playwright-core';
 import { TickerdClient } from '../../web/tickerd-client.js';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
+  '--disable-renderer-backgrounding'];
 
 const T = { timeout: 90000 };
 const proxies = [];
-after(async () => { for (const p of proxies) p.close(); await stopAll(); });
+let browser;
+after(async () => { await browser?.close(); for (const p of proxies) p.close(); await stopAll(); });
 
 /** A proxy to srv; blocked: {upgrade: true} refuses WebSocket upgrades, {sse: true} answers /sse with 502. */
 async function startProxy(srv, blocked) {
@@ -132,4 +140,31 @@ test('on a fallback the SDK moves back to WebSocket once the upgrade works again
   const s = c.lastSeq('BTC-USD');
   await waitFor(() => c.lastSeq('BTC-USD') > s, { message: 'values over WebSocket again' });
   c.close();
+});
+
+test('the page behind a proxy that refuses WebSocket shows live prices over SSE, then over polling, and says which', T, async () => {
+  const srv = await startTickerd({ config: simConfig({ rate: 400 }) });
+  await waitForSymbols(srv, ['BTC-USD']);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  for (const [blocked, says] of [[{ upgrade: true }, 'SSE'], [{ upgrade: true, sse: true }, 'long-polling']]) {
+    const proxy = await startProxy(srv, blocked);
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`http://127.0.0.1:${proxy.port}/`);
+    await page.waitForFunction((want) => document.getElementById('status-text').textContent === `live · ${want}`,
+      says, { timeout: 20000 }).catch(async (e) => {
+      throw new Error(`${e.message}; status: ${await page.textContent('#status-text')}, transport ${await page.evaluate(() => window.tickerd?.client.transport)}`);
+    });
+    // Prices move in the table: a row's last price changes.
+    const row = 'tr[data-symbol="BTC-USD"] td.c-last .v';
+    await page.waitForSelector(row, { timeout: 10000 });
+    const first = await page.textContent(row);
+    await page.waitForFunction(([sel, was]) => document.querySelector(sel)?.textContent !== was, [row, first], { timeout: 10000 });
+    assert.equal(await page.evaluate(() => window.tickerd.client.transport), blocked.sse ? 'poll' : 'sse');
+    assert.ok(proxy.counts.upgrades >= 1, 'the page tried WebSocket first');
+    assert.deepEqual(errors, []);
+    await page.close();
+    proxy.close();
+  }
 });
