@@ -60,9 +60,17 @@ class HttpSocket {
     }
   }
 
+  // Requests that arrive together (a page adding its symbols one by one) change the stream once: each
+  // reopen costs a connection, and a browser allows only six per host over HTTP/1.1.
   send(text) {
-    const req = JSON.parse(text);
-    this._queue = this._queue.then(() => this._handle(req)).catch((e) => this._fail(e));
+    this._batch ??= [];
+    this._batch.push(JSON.parse(text));
+    if (this._batch.length > 1) return;
+    setTimeout(() => {
+      const batch = this._batch;
+      this._batch = null;
+      this._queue = this._queue.then(() => this._handle(batch)).catch((e) => this._fail(e));
+    }, 0);
   }
 
   close() {
@@ -72,32 +80,54 @@ class HttpSocket {
     this._run = null;
   }
 
-  async _handle(req) {
-    const { op, id } = req;
-    const reply = (m) => this._deliver(JSON.stringify({ id, ...m }));
-    const ack = (extra = {}) => reply({ op: 'ack', req: op, ...extra, ...(this.epoch ? { epoch: this.epoch } : {}) });
-    if (op === 'ping') return ack();
-    if (op !== 'subscribe' && op !== 'unsubscribe') {
-      return reply({ op: 'error', code: 'unknown_op', message: `${op}: not available over ${this.kind}` });
+  _reply(req, m) { this._deliver(JSON.stringify({ id: req.id, ...m })); }
+
+  _ack(req, extra = {}) {
+    this._reply(req, { op: 'ack', req: req.op, ...extra, ...(this.epoch ? { epoch: this.epoch } : {}) });
+  }
+
+  async _handle(batch) {
+    const changes = [];
+    for (const req of batch) {
+      const { op } = req;
+      if (op === 'ping') this._ack(req);
+      else if (op !== 'subscribe' && op !== 'unsubscribe') {
+        this._reply(req, { op: 'error', code: 'unknown_op', message: `${op}: not available over ${this.kind}` });
+      } else if (op === 'subscribe' && req.history) {
+        this._reply(req, { op: 'error', req: op, code: 'bad_request', message: `history is not offered over ${this.kind}` });
+      } else {
+        req.names = Array.isArray(req.symbols) ? req.symbols.filter((s) => typeof s === 'string') : [];
+        changes.push(req);
+      }
     }
-    const names = Array.isArray(req.symbols) ? req.symbols.filter((s) => typeof s === 'string') : [];
-    if (op === 'subscribe' && req.history) {
-      return reply({ op: 'error', req: op, code: 'bad_request', message: `history is not offered over ${this.kind}` });
+    // Apply them in order; a refused one (unknown symbols) is answered with the server's error and left
+    // out, and the rest tried again: tickerd's subscribes are atomic, each request stays so here.
+    while (changes.length) {
+      const next = new Set(this._symbols);
+      const fresh = [];
+      for (const req of changes) {
+        if (req.op === 'subscribe') {
+          for (const s of req.names) { if (this._symbols.has(s)) fresh.push(s); next.add(s); }
+        } else if (req.names.includes('*')) next.clear();
+        else for (const s of req.names) next.delete(s);
+      }
+      // A subscribe of what is streamed already is answered with fresh snapshots by tickerd: reopen
+      // without a position for those, so the caller gets what it asked for.
+      const err = await this._restart([...next], fresh);
+      if (!err) {
+        this._symbols = next;
+        for (const req of changes) this._ack(req, { symbols: req.names });
+        return;
+      }
+      const bad = new Set(err.symbols || []);
+      const refused = changes.filter((r) => r.op === 'subscribe' && r.names.some((s) => bad.has(s)));
+      for (const req of refused.length ? refused : [...changes]) {
+        const mine = (err.symbols || []).filter((s) => req.names.includes(s));
+        this._reply(req, { ...err, ...(mine.length ? { symbols: mine } : {}), op: 'error', req: req.op });
+        changes.splice(changes.indexOf(req), 1);
+      }
+      if (!changes.length) await this._restart([...this._symbols]); // the old set goes on where it was
     }
-    const next = new Set(this._symbols);
-    if (op === 'subscribe') for (const s of names) next.add(s);
-    else if (names.includes('*')) next.clear();
-    else for (const s of names) next.delete(s);
-    // A subscribe of what is streamed already is answered with fresh snapshots by tickerd: reopen
-    // without a position for those, so the caller gets what it asked for.
-    const same = next.size === this._symbols.size && [...next].every((s) => this._symbols.has(s));
-    const err = await this._restart([...next], op === 'subscribe' && same ? names : []);
-    if (err) {
-      await this._restart([...this._symbols]); // the old set goes on where it was
-      return reply({ ...err, op: 'error', req: op });
-    }
-    this._symbols = next;
-    return ack({ symbols: names });
   }
 
   // Replace the stream by one for `symbols` from the current position (minus `fresh`, which restart
