@@ -393,6 +393,17 @@ int venue_all_ok(const char *const *syms, size_t n, int (*ok)(const char *))
     return 1;
 }
 
+int venue_fixed_path(const char *const *syms, size_t n, int (*ok)(const char *), const char *path,
+                     char *out, size_t cap)
+{
+    venue_out o;
+    venue_out_init(&o, out, cap);
+    if (!venue_all_ok(syms, n, ok))
+        return -1;
+    venue_out_puts(&o, path);
+    return venue_out_end(&o);
+}
+
 /* ---- WebSocket request target and Host ---- */
 
 int venue_ws_target(const char *url_path, const char *preset_path, char *out, size_t cap)

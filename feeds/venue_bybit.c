@@ -62,12 +62,7 @@ static int bybit_symbol_ok(const char *s)
 
 static int bybit_ws_path(const char *const *syms, size_t n, char *out, size_t cap)
 {
-    venue_out o;
-    venue_out_init(&o, out, cap);
-    if (!venue_all_ok(syms, n, bybit_symbol_ok))
-        return -1;
-    venue_out_puts(&o, "/v5/public/spot");
-    return venue_out_end(&o);
+    return venue_fixed_path(syms, n, bybit_symbol_ok, "/v5/public/spot", out, cap);
 }
 
 static int bybit_ws_subscribe(const char *const *syms, size_t n, char *out, size_t cap)

@@ -74,12 +74,7 @@ static int okx_symbol_ok(const char *s)
 
 static int okx_ws_path(const char *const *syms, size_t n, char *out, size_t cap)
 {
-    venue_out o;
-    venue_out_init(&o, out, cap);
-    if (!venue_all_ok(syms, n, okx_symbol_ok))
-        return -1;
-    venue_out_puts(&o, "/ws/v5/public");
-    return venue_out_end(&o);
+    return venue_fixed_path(syms, n, okx_symbol_ok, "/ws/v5/public", out, cap);
 }
 
 static int okx_ws_subscribe(const char *const *syms, size_t n, char *out, size_t cap)

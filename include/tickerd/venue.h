@@ -277,5 +277,10 @@ void venue_out_lower(venue_out *o, const char *s);
 void venue_out_upper(venue_out *o, const char *s);
 /* The final length, or -1 when something did not fit (out holds "" then). */
 int venue_out_end(venue_out *o);
+/* A WebSocket path that does not depend on the symbols (the venues that
+ * subscribe by message): path into out once every symbol passes ok();
+ * the length, or -1. */
+int venue_fixed_path(const char *const *syms, size_t n, int (*ok)(const char *), const char *path,
+                     char *out, size_t cap);
 
 #endif
