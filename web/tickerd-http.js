@@ -45,9 +45,16 @@ class HttpSocket {
   async _start() {
     try {
       if (this._symbols.size) {
-        const err = await this._restart([...this._symbols]);
+        let err = await this._restart([...this._symbols]);
+        // Symbols this server does not know (yet) do not make the transport unusable: open without them;
+        // the client's re-subscribe then gets their unknown_symbol error and retries them as it would.
+        while (err?.code === 'unknown_symbol' && err.symbols?.some((x) => this._symbols.has(x))) {
+          for (const x of err.symbols) this._symbols.delete(x);
+          err = this._symbols.size ? await this._restart([...this._symbols]) : null;
+        }
         if (err) throw new Error(`${this.kind}: ${err.code}: ${err.message}`);
-      } else {
+      }
+      if (!this._symbols.size) {
         // Nothing to stream yet: open once the server answers at all.
         const r = await fetch(`${this.base}/healthz`, { cache: 'no-store' });
         await r.body?.cancel();
