@@ -55,9 +55,12 @@ class HttpSocket {
         if (err) throw new Error(`${this.kind}: ${err.code}: ${err.message}`);
       }
       if (!this._symbols.size) {
-        // Nothing to stream yet: open once the server answers at all.
-        const r = await fetch(`${this.base}/healthz`, { cache: 'no-store' });
-        await r.body?.cancel();
+        // Nothing to stream yet: ask the endpoint itself without symbols. tickerd answers that with its
+        // own 400 bad_request, which proves the way through; a proxy that refuses it answers otherwise.
+        const path = this.kind === 'sse' ? '/sse' : '/api/poll';
+        const r = await fetch(`${this.base}${path}`, { cache: 'no-store' });
+        const err = await this._refused(r);
+        if (r.status !== 400 || err.code !== 'bad_request') throw new Error(`${path}: ${err.message}`);
       }
       if (this.readyState !== 0) return;
       this.readyState = OPEN;
@@ -126,6 +129,8 @@ class HttpSocket {
         for (const req of changes) this._ack(req, { symbols: req.names });
         return;
       }
+      // Not tickerd's answer (a proxy's 502, a lost connection): this way in does not work after all.
+      if (err.code.startsWith('http_') || err.code === 'transport_error') throw new Error(`${this.kind}: ${err.message}`);
       const bad = new Set(err.symbols || []);
       const refused = changes.filter((r) => r.op === 'subscribe' && r.names.some((s) => bad.has(s)));
       for (const req of refused.length ? refused : [...changes]) {
