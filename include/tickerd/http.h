@@ -17,6 +17,7 @@
 #include "tickerd/feed.h"
 #include "tickerd/history.h"
 #include "tickerd/norm.h"
+#include "tickerd/guard.h"
 #include "tickerd/session.h"
 #include "tickerd/ws.h"
 
@@ -28,6 +29,7 @@ typedef struct http_sources {
     const norm *const *norm;
     const bcast *const *bcast;
     const ws_server *const *ws;
+    const guard *const *guard;
     const sess_server *const *sess;
     feed *const *const *feeds;
     const size_t *nfeeds;

@@ -42,4 +42,17 @@ void sbuf_free(sbuf *b);
 void sbuf_append(sbuf *b, const char *s, size_t n);
 void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Removes later repeats of a name from names[0..n) in place, keeping the
+ * order of first appearance. Returns the new count, or (size_t)-1 when out
+ * of memory (names unchanged). O(n log n): lists can be long (a 1 MiB
+ * subscribe holds 350k names), and a repeated name must not cost twice. */
+size_t tk_dedupe_names(const char **names, size_t n);
+
+/* Incremental UTF-8 validation (RFC 3629: no overlongs, no surrogates,
+ * nothing above U+10FFFF), for text that arrives in pieces. Start with
+ * *state = 0 and feed every piece; after the last one the text is valid
+ * when *state is 0 again. Returns -1 at the first invalid byte (the state
+ * is then meaningless), else 0. */
+int tk_utf8_feed(uint32_t *state, const unsigned char *p, size_t len);
+
 #endif

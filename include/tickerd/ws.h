@@ -40,6 +40,8 @@ typedef struct ws_stats {
     uint64_t stall_closes;          /* closed 1008 for accepting nothing */
     uint64_t connections_rejected;  /* closed 1013 at max_connections */
     uint64_t ping_timeouts;         /* closed: silent, no pong, for twice ping_interval */
+    uint64_t utf8_closes;           /* closed 1007: a text message that is not UTF-8 */
+    uint64_t rx_bytes_held;         /* gauge: bytes held reassembling unfinished messages */
     uint32_t sessions;
 } ws_stats;
 

@@ -24,6 +24,7 @@
 #include "tickerd/sio.h"
 #include "tickerd/sse.h"
 #include "tickerd/poll.h"
+#include "tickerd/guard.h"
 
 #define APP_HOUSEKEEPING_US 250000
 
@@ -34,7 +35,9 @@ struct app {
     uv_loop_t loop; /* ours, lent to lws (a "foreign" loop) so app_service can run it once */
     int use_uv;
 #endif
-    struct lws_vhost *vhost;
+    struct lws_vhost *vhost;  /* serves HTTP and WebSocket; listens on nothing itself */
+    struct lws_vhost *listen; /* the port: accepted sockets meet the guard first */
+    guard *guard;
     norm *norm;
     bcast *bcast;
     sess_server *sess; /* sessions of every transport */
@@ -50,6 +53,7 @@ struct app {
     feed **feeds;
     size_t nfeeds;
     struct lws_protocols protocols[9];
+    struct lws_protocols guard_protocols[2];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -406,14 +410,16 @@ static int app_listen(app *a)
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     if (!strchr(c->server.bind, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+    /* Every head the guard lets through fits (see guard.h). */
+    info.max_http_header_data = GUARD_LWS_HEADER_SPACE;
     a->ctx = app_create_context(a, &info);
     if (!a->ctx) {
         log_error("lws context creation failed");
         return -1;
     }
+    /* The serving vhost: it only adopts what the guard passes. */
     info.vhost_name = "tickerd";
-    info.port = c->server.port;
-    info.iface = c->server.bind;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = a->protocols;
     info.mounts = http_mounts(a->http,
                               eio_mount(a->eio, sse_mount(a->sse, poll_mount(a->poll, &a->page_mount))));
@@ -428,10 +434,29 @@ static int app_listen(app *a)
     info.pvo = &a->ws_pvo;
     a->vhost = lws_create_vhost(a->ctx, &info);
     if (!a->vhost) {
+        log_error("lws vhost creation failed");
+        return -1;
+    }
+    guard_set_target(a->guard, a->vhost);
+
+    /* The listening vhost: each accepted socket is a raw one bound to the
+     * guard until its first request head has been checked. */
+    struct lws_context_creation_info li;
+    memset(&li, 0, sizeof(li));
+    li.options = info.options | LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+    li.vhost_name = "tickerd-listen";
+    li.port = c->server.port;
+    li.iface = c->server.bind;
+    a->guard_protocols[0] = guard_protocol(a->guard);
+    li.protocols = a->guard_protocols;
+    li.listen_accept_role = "raw-skt";
+    li.listen_accept_protocol = GUARD_PROTOCOL_NAME;
+    a->listen = lws_create_vhost(a->ctx, &li);
+    if (!a->listen) {
         log_error("cannot listen on %s:%d", c->server.bind, c->server.port);
         return -1;
     }
-    a->port = lws_get_vhost_listen_port(a->vhost);
+    a->port = lws_get_vhost_listen_port(a->listen);
     return 0;
 }
 
@@ -472,6 +497,7 @@ app *app_create(cfg_t *cfg)
                           a->cfg.normalizer.flush_interval_ms, &sink);
     a->sess = a->bcast ? sess_server_create(a->bcast, &sl) : NULL;
     a->ws = a->sess ? ws_create(a->sess, &wl) : NULL;
+    a->guard = guard_create();
     eio_limits el = app_eio_limits(&a->cfg);
     a->eio = a->sess ? eio_create(&el, sio_upper(), a->sess) : NULL;
     sse_limits ssel = app_sse_limits(&a->cfg);
@@ -500,6 +526,7 @@ app *app_create(cfg_t *cfg)
         .norm = (const norm *const *)&a->norm,
         .bcast = (const bcast *const *)&a->bcast,
         .ws = (const ws_server *const *)&a->ws,
+        .guard = (const guard *const *)&a->guard,
         .sess = (const sess_server *const *)&a->sess,
         .feeds = (feed *const *const *)&a->feeds,
         .nfeeds = &a->nfeeds,
@@ -507,7 +534,7 @@ app *app_create(cfg_t *cfg)
     };
     a->http = http_create(&src);
     a->feeds = calloc(a->cfg.nfeeds ? a->cfg.nfeeds : 1, sizeof(*a->feeds));
-    if (!a->bcast || !a->norm || !a->ws || !a->sse || !a->poll || !a->hist || !a->http || !a->feeds) {
+    if (!a->bcast || !a->norm || !a->ws || !a->guard || !a->sse || !a->poll || !a->hist || !a->http || !a->feeds) {
         log_error("out of memory");
         goto fail;
     }
@@ -709,6 +736,7 @@ void app_destroy(app *a)
     http_destroy(a->http);
     hist_destroy(a->hist);
     ws_destroy(a->ws);
+    guard_destroy(a->guard);
     eio_destroy(a->eio);
     sse_destroy(a->sse);
     poll_destroy(a->poll);

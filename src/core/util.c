@@ -71,3 +71,82 @@ void sbuf_printf(sbuf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
 }
+
+/* ---- name lists ---- */
+
+typedef struct tk_name_ref {
+    const char *name;
+    size_t at;
+} tk_name_ref;
+
+static int tk_name_ref_cmp(const void *a, const void *b)
+{
+    const tk_name_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->at > y->at) - (x->at < y->at); /* first appearance first */
+}
+
+size_t tk_dedupe_names(const char **names, size_t n)
+{
+    if (n < 2)
+        return n;
+    tk_name_ref *refs = malloc(n * sizeof(*refs));
+    if (!refs)
+        return (size_t)-1;
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (tk_name_ref){names[i], i};
+    qsort(refs, n, sizeof(*refs), tk_name_ref_cmp);
+    /* Mark repeats by clearing their slot, then close the gaps in order. */
+    for (size_t i = 1; i < n; i++)
+        if (!strcmp(refs[i].name, refs[i - 1].name))
+            names[refs[i].at] = NULL;
+    free(refs);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++)
+        if (names[i])
+            names[kept++] = names[i];
+    return kept;
+}
+
+/* ---- UTF-8 ---- */
+
+/* The state packs what the sequence in progress still needs: the count of
+ * continuation bytes left (bits 0-7) and the allowed range of the next one
+ * (bits 8-15 low bound, 16-23 high bound), which is narrower than 80..BF
+ * right after E0, ED, F0 and F4 (overlongs, surrogates, > U+10FFFF). */
+int tk_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
+{
+    uint32_t st = *state;
+    for (size_t i = 0; i < len; i++) {
+        unsigned c = p[i];
+        if (st) {
+            unsigned lo = (st >> 8) & 0xff, hi = (st >> 16) & 0xff, left = st & 0xff;
+            if (c < lo || c > hi)
+                return -1;
+            st = left > 1 ? (0xbfu << 16 | 0x80u << 8 | (left - 1)) : 0;
+            continue;
+        }
+        if (c < 0x80)
+            continue;
+        unsigned lo = 0x80, hi = 0xbf, need;
+        if (c >= 0xc2 && c <= 0xdf)
+            need = 1;
+        else if (c >= 0xe0 && c <= 0xef) {
+            need = 2;
+            if (c == 0xe0)
+                lo = 0xa0;
+            else if (c == 0xed)
+                hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            need = 3;
+            if (c == 0xf0)
+                lo = 0x90;
+            else if (c == 0xf4)
+                hi = 0x8f;
+        } else
+            return -1;
+        st = hi << 16 | lo << 8 | need;
+    }
+    *state = st;
+    return 0;
+}

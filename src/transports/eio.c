@@ -17,6 +17,7 @@
 
 #include "tickerd/eio_parse.h"
 #include "tickerd/log.h"
+#include "tickerd/ws_rx.h"
 
 #define EIO_BUCKETS 1024
 #define EIO_HDR_ROOM 512
@@ -72,9 +73,7 @@ struct eio_wsref {
     uint8_t kind;
     uint8_t probe_reply_due;
     char sid[EIO_SID_LEN + 1];
-    char *rx;
-    size_t rx_len;
-    uint8_t rx_over;
+    ws_rx rx; /* message reassembly (zeroed by calloc: nothing held) */
 };
 
 struct eio_server {
@@ -796,34 +795,40 @@ static int eio_ws_callback(eio_server *e, struct lws *wsi, enum lws_callback_rea
     case LWS_CALLBACK_RECEIVE: {
         if (!r->c)
             return -1;
-        if (lws_frame_is_binary(wsi)) { /* tickerd takes no binary from clients */
+        ws_rx_piece piece = {
+            .data = in,
+            .len = len,
+            .frame_remaining = lws_remaining_packet_payload(wsi),
+            .final_fragment = (uint8_t)lws_is_final_fragment(wsi),
+            .binary = (uint8_t)lws_frame_is_binary(wsi),
+        };
+        if (piece.binary) { /* tickerd takes no binary from clients */
             eio_conn_close(r->c, EIO_E_INVALID_PACKET);
             return -1;
         }
-        size_t max = e->limits.max_payload_bytes + 16;
-        int final = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-        if (!r->rx_len && final)
-            return eio_ws_message(r, in, len);
-        if (r->rx_len + len > max) {
-            free(r->rx);
-            r->rx = NULL;
-            r->rx_len = 0;
+        const char *msg;
+        size_t msg_len;
+        switch (ws_rx_feed(&r->rx, &piece, (uint32_t)e->limits.max_payload_bytes + 16, &msg,
+                           &msg_len)) {
+        case WS_RX_MORE:
+            return 0;
+        case WS_RX_MESSAGE: {
+            int rc = eio_ws_message(r, msg, msg_len);
+            ws_rx_consumed(&r->rx);
+            return rc;
+        }
+        case WS_RX_BAD_UTF8:
+            eio_conn_close(r->c, EIO_E_INVALID_PACKET);
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, (unsigned char *)"invalid UTF-8",
+                             13);
+            return -1;
+        case WS_RX_TOO_LARGE:
             eio_conn_close(r->c, EIO_E_TOO_LARGE);
             return -1;
-        }
-        char *p = realloc(r->rx, r->rx_len + len + 1);
-        if (!p)
+        default:
+            eio_conn_close(r->c, EIO_E_INVALID_PACKET);
             return -1;
-        memcpy(p + r->rx_len, in, len);
-        r->rx = p;
-        r->rx_len += len;
-        if (!final)
-            return 0;
-        int rc = eio_ws_message(r, r->rx, r->rx_len);
-        free(r->rx);
-        r->rx = NULL;
-        r->rx_len = 0;
-        return rc;
+        }
     }
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return eio_ws_writeable(wsi, r);
@@ -841,7 +846,7 @@ static int eio_ws_callback(eio_server *e, struct lws *wsi, enum lws_callback_rea
             }
         }
         /* lws does not always bring WSI_DESTROY to this protocol: free here */
-        free(r->rx);
+        ws_rx_free(&r->rx);
         free(r);
         lws_set_opaque_user_data(wsi, NULL);
         break;
@@ -853,7 +858,7 @@ static int eio_ws_callback(eio_server *e, struct lws *wsi, enum lws_callback_rea
                 r->c->ws = NULL;
         }
         if (r) {
-            free(r->rx);
+            ws_rx_free(&r->rx);
             free(r);
         }
         lws_set_opaque_user_data(wsi, NULL);

@@ -505,6 +505,7 @@ static void sess_subscription(sess *s, const json_t *id, const char *op, const j
     size_t n = json_array_size(syms);
     bcast_resume *resume = NULL;
     size_t nresume = 0;
+    json_t *deduped = NULL; /* syms without repeats, when it had some */
     if (!json_is_array(syms) || n == 0) {
         sess_err(s, id, SESS_ERR_BAD_REQUEST, "\"symbols\" must be a non-empty array of strings",
                  NULL);
@@ -526,6 +527,20 @@ static void sess_subscription(sess *s, const json_t *id, const char *op, const j
             sess_err(s, id, SESS_ERR_BAD_REQUEST, "\"symbols\" must hold only strings", NULL);
             goto done;
         }
+    }
+    /* A name given twice is subscribed, acked and answered (history) once:
+     * a repeated list must not cost more than the list without repeats. */
+    size_t distinct = tk_dedupe_names(names, n);
+    if (distinct == (size_t)-1)
+        goto oom;
+    if (distinct < n) {
+        n = distinct;
+        deduped = json_array();
+        for (size_t i = 0; deduped && i < n; i++)
+            json_array_append_new(deduped, json_string(names[i]));
+        if (!deduped)
+            goto oom;
+        syms = deduped;
     }
     if (subscribe) {
         int history = 0;
@@ -586,10 +601,12 @@ static void sess_subscription(sess *s, const json_t *id, const char *op, const j
     bcast_unsubscribe(s->client, names, n);
     sess_ack(s, id, op, json_pack("{s:O}", "symbols", syms));
 done:
+    json_decref(deduped);
     free(names);
     free(resume);
     return;
 oom:
+    json_decref(deduped);
     free(names);
     free(resume);
     sess_err(s, id, SESS_ERR_INTERNAL, "out of memory", NULL);

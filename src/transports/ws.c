@@ -14,6 +14,7 @@
 
 #include "tickerd/log.h"
 #include "tickerd/util.h"
+#include "tickerd/ws_rx.h"
 
 #define WS_LINGER_US 1000000   /* longest wait for a closing peer to go quiet */
 #define WS_LINGER_POLL_US 10000
@@ -33,11 +34,8 @@ struct ws_session {
     ws_server *ws;
     sess *sess; /* NULL for a connection refused at max_connections */
     ws_session *next, *prev;
-    /* message reassembly */
-    char *rx;
-    uint32_t rx_len;
-    uint32_t rx_limit; /* max_message_bytes when this message began (reload-proof) */
-    uint8_t in_msg, rx_binary, rx_skip, rx_paused;
+    ws_rx rx; /* message reassembly */
+    uint8_t rx_paused;
     int64_t want_write_since_us; /* 0 = not waiting for the socket */
     int outq;                    /* unsent bytes in the kernel at the last sweep */
     uint16_t close_code;
@@ -175,48 +173,41 @@ static int ws_writeable(ws_session *s)
 static void ws_receive(ws_session *s, const char *in, size_t len)
 {
     ws_server *ws = s->ws;
-    if (!s->in_msg) {
-        s->in_msg = 1;
-        s->rx_binary = (uint8_t)lws_frame_is_binary(s->wsi);
-        s->rx_skip = 0;
-        s->rx_len = 0;
-        s->rx_limit = ws->limits.max_message_bytes;
-    }
-    int final = lws_is_final_fragment(s->wsi) && !lws_remaining_packet_payload(s->wsi);
-    size_t incoming = len + lws_remaining_packet_payload(s->wsi);
-
-    if (!s->rx_binary && !s->rx_skip && s->rx_len + incoming > s->rx_limit) {
-        s->rx_skip = 1; /* discard the rest of this message as it arrives */
-        free(s->rx);
-        s->rx = NULL;
-    }
-    if (!s->rx_binary && !s->rx_skip) {
-        if (final && !s->rx_len) {
-            sess_request(s->sess, in, len); /* common case: no copy */
-        } else {
-            if (!s->rx)
-                s->rx = malloc(s->rx_limit);
-            if (!s->rx) {
-                s->rx_skip = 1;
-            } else {
-                memcpy(s->rx + s->rx_len, in, len);
-                s->rx_len += (uint32_t)len;
-                if (final)
-                    sess_request(s->sess, s->rx, s->rx_len);
-            }
-        }
-    }
-    if (!final)
-        return;
-    if (s->rx_binary)
-        sess_error(s->sess, SESS_ERR_BINARY_NOT_SUPPORTED,
-                   "binary frames are not supported; send JSON text");
-    else if (s->rx_skip)
+    ws_rx_piece piece = {
+        .data = in,
+        .len = len,
+        .frame_remaining = lws_remaining_packet_payload(s->wsi),
+        .final_fragment = (uint8_t)lws_is_final_fragment(s->wsi),
+        .binary = (uint8_t)lws_frame_is_binary(s->wsi),
+    };
+    const char *msg;
+    size_t msg_len;
+    switch (ws_rx_feed(&s->rx, &piece, ws->limits.max_message_bytes, &msg, &msg_len)) {
+    case WS_RX_MORE:
+        break;
+    case WS_RX_MESSAGE:
+        sess_request(s->sess, msg, msg_len);
+        ws_rx_consumed(&s->rx);
+        break;
+    case WS_RX_TOO_LARGE:
         sess_error(s->sess, SESS_ERR_MESSAGE_TOO_LARGE,
                    "message larger than limits.max_message_bytes; discarded");
-    free(s->rx); /* idle connections hold no receive buffer */
-    s->rx = NULL;
-    s->in_msg = 0;
+        break;
+    case WS_RX_NOMEM:
+        sess_error(s->sess, SESS_ERR_INTERNAL, "out of memory; message discarded");
+        break;
+    case WS_RX_BINARY:
+        sess_error(s->sess, SESS_ERR_BINARY_NOT_SUPPORTED,
+                   "binary frames are not supported; send JSON text");
+        break;
+    case WS_RX_BAD_UTF8:
+        /* RFC 6455 §8.1: 1007, after the error reply says why. */
+        ws->stats.utf8_closes++;
+        sess_count_error(ws->srv, "ws", "bad_utf8");
+        sess_error(s->sess, SESS_ERR_BAD_JSON, "text frame is not valid UTF-8; closing (1007)");
+        ws_close(s, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "invalid UTF-8", 1);
+        break;
+    }
 }
 
 /* ---- connection lifecycle ---- */
@@ -273,6 +264,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         s->wsi = wsi;
         s->ws = ws;
         s->heard_us = tk_mono_us();
+        ws_rx_init(&s->rx, ws->limits.max_message_bytes, &ws->stats.rx_bytes_held);
         /* Linked before anything can fail: CLOSED follows ESTABLISHED always
          * and unlinks. Refused connections linger until closed but do not
          * count against the limit (bcast's client count is the live one). */
@@ -317,7 +309,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             return 0;
         ws_unlink(s);
         sess_destroy(s->sess);
-        free(s->rx);
+        ws_rx_free(&s->rx);
         memset(s, 0, sizeof(*s));
         return 0;
 

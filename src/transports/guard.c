@@ -1,0 +1,348 @@
+/* guard.c — see guard.h. */
+#include "tickerd/guard.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tickerd/log.h"
+
+/* The most lws hands to one RAW_RX (its per-thread receive buffer). */
+#define GUARD_RX_CHUNK 4096
+#define GUARD_LINGER_S 1 /* after answering: read and discard this long, then close */
+
+struct guard {
+    struct lws_vhost *serving;
+    guard_stats stats;
+};
+
+typedef struct guard_conn {
+    guard *g;
+    char *buf;
+    size_t len, cap;
+    guard_verdict verdict; /* an error verdict once decided */
+    uint8_t pending;       /* counted in stats.pending */
+    uint8_t answered;
+} guard_conn;
+
+/* ---- the check ---- */
+
+static int guard_tchar(unsigned char c)
+{
+    /* RFC 9110 §5.6.2 token characters */
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int guard_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The request line "METHOD SP target SP HTTP/1.x" in buf[0..n) (n bytes,
+ * without the line end when complete). Checks as far as the bytes go, so
+ * garbage (a TLS hello on the plain port) is refused at once. Sets *args
+ * to the query's '&'/';' count. */
+static guard_verdict guard_check_line(const char *buf, size_t n, int complete, int *args)
+{
+    static const char version[] = "HTTP/1.";
+    size_t i = 0;
+    while (i < n && i < 32 && guard_tchar((unsigned char)buf[i]))
+        i++;
+    if (i == n)
+        return complete || i >= 32 ? GUARD_BAD_REQUEST : GUARD_INCOMPLETE;
+    if (!i || buf[i] != ' ')
+        return GUARD_BAD_REQUEST;
+    size_t target = ++i;
+    *args = 0;
+    for (; i < n && buf[i] != ' '; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c < 0x21 || c == 0x7f)
+            return GUARD_BAD_REQUEST;
+        if (c == '&' || c == ';')
+            ++*args;
+        if (c != '%')
+            continue;
+        /* lws decodes %XX while parsing: %00 would end its copy of the
+         * path, a non-hex escape it refuses with a bare 403. */
+        for (size_t k = 1; k <= 2 && i + k < n; k++)
+            if (!guard_hex((unsigned char)buf[i + k]))
+                return GUARD_BAD_REQUEST;
+        if (i + 2 < n && buf[i + 1] == '0' && buf[i + 2] == '0')
+            return GUARD_BAD_REQUEST;
+    }
+    if (i - target > GUARD_LINE_MAX || (i == n && n > GUARD_LINE_MAX))
+        return GUARD_URI_TOO_LONG;
+    if (i == n)
+        return complete ? GUARD_BAD_REQUEST : GUARD_INCOMPLETE;
+    if (i == target)
+        return GUARD_BAD_REQUEST;
+    i++; /* the SP */
+    for (size_t k = 0; k < sizeof(version) - 1; k++, i++)
+        if (i == n)
+            return complete ? GUARD_BAD_REQUEST : GUARD_INCOMPLETE;
+        else if (buf[i] != version[k])
+            return GUARD_BAD_REQUEST;
+    if (i == n)
+        return complete ? GUARD_BAD_REQUEST : GUARD_INCOMPLETE;
+    if ((buf[i] != '0' && buf[i] != '1') || i + 1 != n)
+        return complete || i + 1 < n ? GUARD_BAD_REQUEST : GUARD_INCOMPLETE;
+    if (n > GUARD_LINE_MAX)
+        return GUARD_URI_TOO_LONG;
+    return complete ? GUARD_PASS : GUARD_INCOMPLETE;
+}
+
+/* One header field line (without its line end). */
+static guard_verdict guard_check_field(const char *p, size_t n, int *upgrade_ws, int *version13,
+                                       int *has_version)
+{
+    size_t colon = 0;
+    while (colon < n && guard_tchar((unsigned char)p[colon]))
+        colon++;
+    /* no name, a space before the colon, or a folded line (RFC 9112 §5) */
+    if (!colon || colon == n || p[colon] != ':')
+        return GUARD_BAD_REQUEST;
+    const char *v = p + colon + 1, *end = p + n;
+    for (const char *c = v; c < end; c++)
+        if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+            return GUARD_BAD_REQUEST;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    if (colon == 7 && !strncasecmp(p, "upgrade", 7)) {
+        for (size_t k = 0; k + 9 <= vlen; k++)
+            if (!strncasecmp(v + k, "websocket", 9))
+                *upgrade_ws = 1;
+    } else if (colon == 21 && !strncasecmp(p, "sec-websocket-version", 21)) {
+        *has_version = 1;
+        *version13 = vlen == 2 && !memcmp(v, "13", 2);
+    }
+    return GUARD_PASS;
+}
+
+static const char *guard_eol(const char *p, const char *end)
+{
+    return memchr(p, '\n', (size_t)(end - p));
+}
+
+/* The length of a line up to its '\n', without a CR before it. */
+static size_t guard_line_len(const char *start, const char *lf)
+{
+    size_t n = (size_t)(lf - start);
+    return n && start[n - 1] == '\r' ? n - 1 : n;
+}
+
+guard_verdict guard_check_head(const char *buf, size_t len, size_t *head_len)
+{
+    const char *end = buf + len;
+    const char *lf = guard_eol(buf, end);
+    int args = 0;
+    guard_verdict v = guard_check_line(buf, lf ? guard_line_len(buf, lf) : len, lf != NULL, &args);
+    if (v != GUARD_PASS)
+        return v;
+    if (args >= GUARD_FIELDS_MAX)
+        return GUARD_URI_TOO_LONG;
+    int fields = args, upgrade_ws = 0, version13 = 0, has_version = 0;
+    for (const char *p = lf + 1;; p = lf + 1) {
+        lf = guard_eol(p, end);
+        if (!lf)
+            return len > GUARD_HEAD_MAX ? GUARD_FIELDS_TOO_LARGE : GUARD_INCOMPLETE;
+        if ((size_t)(lf + 1 - buf) > GUARD_HEAD_MAX)
+            return GUARD_FIELDS_TOO_LARGE;
+        size_t n = guard_line_len(p, lf);
+        if (!n)
+            break; /* the blank line: the head is complete */
+        if (memchr(p, '\r', n))
+            return GUARD_BAD_REQUEST; /* a bare CR inside a line */
+        if (++fields > GUARD_FIELDS_MAX)
+            return GUARD_FIELDS_TOO_LARGE;
+        v = guard_check_field(p, n, &upgrade_ws, &version13, &has_version);
+        if (v != GUARD_PASS)
+            return v;
+    }
+    /* RFC 6455 §4.4: name the version spoken instead of accepting 8. */
+    if (upgrade_ws && (!has_version || !version13))
+        return GUARD_UPGRADE_REQUIRED;
+    *head_len = (size_t)(lf + 1 - buf);
+    return GUARD_PASS;
+}
+
+int guard_status(guard_verdict v)
+{
+    switch (v) {
+    case GUARD_BAD_REQUEST: return 400;
+    case GUARD_URI_TOO_LONG: return 414;
+    case GUARD_UPGRADE_REQUIRED: return 426;
+    case GUARD_FIELDS_TOO_LARGE: return 431;
+    default: return 0;
+    }
+}
+
+const char *guard_reason(guard_verdict v)
+{
+    switch (v) {
+    case GUARD_BAD_REQUEST: return "bad_request";
+    case GUARD_URI_TOO_LONG: return "uri_too_long";
+    case GUARD_UPGRADE_REQUIRED: return "upgrade_required";
+    case GUARD_FIELDS_TOO_LARGE: return "header_fields_too_large";
+    default: return "";
+    }
+}
+
+/* ---- the connection ---- */
+
+static int guard_answer(struct lws *wsi, guard_conn *c)
+{
+    static const struct {
+        const char *status, *extra, *message;
+    } answers[GUARD_VERDICT_COUNT] = {
+        [GUARD_BAD_REQUEST] = {"400 Bad Request", "",
+                               "malformed request line or header field (control byte, NUL or %00)"},
+        [GUARD_URI_TOO_LONG] = {"414 URI Too Long", "",
+                                "request line over 4096 bytes or query over 64 arguments"},
+        [GUARD_UPGRADE_REQUIRED] = {"426 Upgrade Required",
+                                    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+                                    "WebSocket version 13 only (RFC 6455)"},
+        [GUARD_FIELDS_TOO_LARGE] = {"431 Request Header Fields Too Large", "",
+                                    "request head over 8192 bytes or 64 fields"},
+    };
+    char body[200], out[LWS_PRE + 512];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}\n",
+                        guard_reason(c->verdict), answers[c->verdict].message);
+    int n = snprintf(out + LWS_PRE, sizeof(out) - LWS_PRE,
+                     "HTTP/1.1 %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     answers[c->verdict].status, answers[c->verdict].extra, blen, body);
+    c->answered = 1;
+    if (lws_write(wsi, (unsigned char *)out + LWS_PRE, (size_t)n, LWS_WRITE_RAW) < n)
+        return -1;
+    /* FIN after the answer, then keep reading (and dropping) what the
+     * client still sends until it closes or GUARD_LINGER_S passes: closing
+     * with unread input would make the kernel reset the connection and the
+     * client could lose the answer (nginx's lingering close). */
+    shutdown(lws_get_socket_fd(wsi), SHUT_WR);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, GUARD_LINGER_S);
+    return 0;
+}
+
+static void guard_not_pending(guard_conn *c)
+{
+    if (c->pending) {
+        c->pending = 0;
+        c->g->stats.pending--;
+    }
+}
+
+/* A head that passed: the serving vhost takes the connection with every
+ * byte read so far. Returns -1 so lws closes this (raw) wsi's descriptor;
+ * the dup keeps the socket open. */
+static int guard_pass(struct lws *wsi, guard_conn *c)
+{
+    guard *g = c->g;
+    guard_not_pending(c);
+    g->stats.passed++;
+    int fd = dup(lws_get_socket_fd(wsi));
+    if (fd < 0) {
+        log_warn("guard: dup failed; connection dropped");
+        return -1;
+    }
+    /* On failure lws closes fd itself. */
+    if (!lws_adopt_socket_vhost_readbuf(g->serving, fd, c->buf, c->len))
+        log_warn("guard: the serving vhost could not adopt a connection");
+    return -1;
+}
+
+static int guard_receive(struct lws *wsi, guard_conn *c, const char *in, size_t len)
+{
+    if (c->verdict)
+        return 0; /* answered: discarding while lingering */
+    if (c->len + len > c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 1024;
+        while (cap < c->len + len)
+            cap *= 2;
+        char *p = realloc(c->buf, cap);
+        if (!p)
+            return -1;
+        c->buf = p;
+        c->cap = cap;
+    }
+    memcpy(c->buf + c->len, in, len);
+    c->len += len;
+    size_t head_len = 0;
+    guard_verdict v = guard_check_head(c->buf, c->len, &head_len);
+    if (v == GUARD_INCOMPLETE)
+        return 0;
+    if (v == GUARD_PASS)
+        return guard_pass(wsi, c);
+    c->verdict = v;
+    c->g->stats.rejected[v]++;
+    guard_not_pending(c);
+    free(c->buf);
+    c->buf = NULL;
+    c->len = c->cap = 0;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int guard_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
+{
+    guard_conn *c = user;
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    guard *g = proto ? proto->user : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_RAW_ADOPT:
+        memset(c, 0, sizeof(*c));
+        c->g = g;
+        c->pending = 1;
+        g->stats.pending++;
+        /* Slowloris: a head trickled byte by byte is cut off here. */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, GUARD_HEAD_TIMEOUT_S);
+        return 0;
+    case LWS_CALLBACK_RAW_RX:
+        /* A head over the limit is decided by GUARD_HEAD_MAX + 1 bytes, so
+         * the buffer never holds more than that and one chunk. */
+        return c->g ? guard_receive(wsi, c, in, len) : -1;
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        if (c->g && c->verdict && !c->answered)
+            return guard_answer(wsi, c);
+        return 0;
+    case LWS_CALLBACK_RAW_CLOSE:
+        if (!c->g)
+            return 0;
+        if (c->pending && c->len)
+            g->stats.head_timeouts++; /* gave up (or timed out) mid-head */
+        guard_not_pending(c);
+        free(c->buf);
+        memset(c, 0, sizeof(*c));
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+guard *guard_create(void) { return calloc(1, sizeof(guard)); }
+
+void guard_destroy(guard *g) { free(g); }
+
+void guard_set_target(guard *g, struct lws_vhost *serving) { g->serving = serving; }
+
+const guard_stats *guard_get_stats(const guard *g) { return &g->stats; }
+
+struct lws_protocols guard_protocol(guard *g)
+{
+    struct lws_protocols p = {
+        .name = GUARD_PROTOCOL_NAME,
+        .callback = guard_callback,
+        .per_session_data_size = sizeof(guard_conn),
+        .rx_buffer_size = GUARD_RX_CHUNK,
+        .user = g,
+    };
+    return p;
+}
