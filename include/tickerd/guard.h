@@ -6,11 +6,11 @@
  * space, or a NUL in the path, by closing the connection with no status
  * line, and it accepts WebSocket upgrades of version 8. Clients and proxies
  * are owed a reason (RFC 9110 §15.5.15, RFC 6585 §5, RFC 6455 §4.4). So the
- * listener's vhost binds accepted sockets to this raw-socket protocol, which
- * buffers the head (bounded by GUARD_HEAD_MAX, and by a deadline), answers
- * 400 / 414 / 426 / 431 itself, and hands a head that passes, with every
- * byte read so far, to the serving vhost (lws_adopt_socket_vhost_readbuf on
- * a dup of the descriptor: raw-socket wsi close without a shutdown()).
+ * listener's vhost binds accepted sockets to this protocol, which looks at
+ * the head with MSG_PEEK (at most GUARD_HEAD_MAX + 1 bytes, within a
+ * deadline), answers 400 / 414 / 426 / 431 itself, and lets the serving
+ * vhost adopt a connection whose head passes, with every byte still unread
+ * (see guard.c for why nothing is read).
  *
  * Only a connection's first request passes here; later requests on a
  * keep-alive connection meet lws' own limits (header space is sized so that

@@ -94,6 +94,7 @@ typedef struct sess_transport_stats {
 /* Counters over every session of every transport. */
 typedef struct sess_stats {
     uint64_t messages_in;
+    uint64_t control_frames_in; /* pings counted by the transports (sess_control_frames) */
     uint64_t errors[SESS_ERR_COUNT];
     uint64_t abuse_closes;    /* closed for repeated errors */
     uint64_t replies_dropped; /* reply list overflow (should stay 0) */
@@ -170,6 +171,11 @@ void sess_request(sess *s, const char *msg, size_t len);
 /* A transport-level error: answered as {"op":"error",...} and counted
  * against the error budget (which may close the session). */
 void sess_error(sess *s, sess_error_code code, const char *message);
+/* n control frames (WebSocket pings) the client sent, which lws answers
+ * itself: they count against the message rate like requests, and a
+ * session over it gets a rate_limited error (counted against the error
+ * budget, so a flood ends in a 1008 close). */
+void sess_control_frames(sess *s, uint32_t n);
 /* The next thing to write, see sess_out. Returns out->kind. */
 sess_out_kind sess_next(sess *s, sess_out *out);
 /* Is anything due (replies, history, frames)? */

@@ -52,7 +52,7 @@ struct app {
     char history_error[256];
     feed **feeds;
     size_t nfeeds;
-    struct lws_protocols protocols[9];
+    struct lws_protocols protocols[10];
     struct lws_protocols guard_protocols[2];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
@@ -392,6 +392,7 @@ static int app_listen(app *a)
     eio_take_upgrades(a->eio, &a->protocols[1]);
     a->protocols[6] = sse_protocol(a->sse);
     a->protocols[7] = poll_protocol(a->poll);
+    a->protocols[8] = guard_protocol(a->guard); /* connections still sending their first head */
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;

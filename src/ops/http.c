@@ -156,6 +156,9 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            "Memory held by the per-symbol resume rings (broadcast.resume_depth)", bs->ring_bytes);
     metric(o, "tickerd_bytes_out_total", "counter", "WebSocket payload bytes sent", ws->bytes_out);
     metric(o, "tickerd_messages_in_total", "counter", "Client messages received", ss_->messages_in);
+    metric(o, "tickerd_control_frames_in_total", "counter",
+           "Client WebSocket control frames (pings) counted against the message rate",
+           ss_->control_frames_in);
     metric_head(o, "tickerd_client_errors_total", "counter", "Error replies sent to clients");
     for (int e = 0; e < SESS_ERR_COUNT; e++)
         metric_labelled(o, "tickerd_client_errors_total", "code",

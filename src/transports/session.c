@@ -352,7 +352,11 @@ static void sess_ack(sess *s, const json_t *id, const char *req, json_t *extra_k
     sess_queue_reply(s, r);
 }
 
-static int sess_rate_ok(sess *s)
+/* Takes n tokens from the session's message-rate bucket
+ * (limits.max_messages_per_sec, refilled continuously, holding at most a
+ * second's worth). Returns 0 when there were not n: then the bucket is
+ * left empty, so a flood pays for itself. */
+static int sess_rate_take(sess *s, double n)
 {
     double rate = s->srv->limits.max_messages_per_sec;
     int64_t now = tk_mono_us();
@@ -364,10 +368,27 @@ static int sess_rate_ok(sess *s)
             s->tokens = rate;
     }
     s->tokens_at_us = now;
-    if (s->tokens < 1)
+    if (s->tokens < n) {
+        if (n > 1)
+            s->tokens = 0;
         return 0;
-    s->tokens -= 1;
+    }
+    s->tokens -= n;
     return 1;
+}
+
+static int sess_rate_ok(sess *s) { return sess_rate_take(s, 1); }
+
+void sess_control_frames(sess *s, uint32_t n)
+{
+    if (s->closing || !n)
+        return;
+    s->srv->stats.control_frames_in += n;
+    if (!sess_rate_take(s, n))
+        sess_err(s, NULL, SESS_ERR_RATE_LIMITED,
+                 "too many control frames (pings) per second; they count against "
+                 "limits.max_messages_per_sec",
+                 NULL);
 }
 
 /* The optional "resume" of a subscribe: {"SYMBOL": last seq seen, ...}.

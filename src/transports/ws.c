@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <stddef.h>
 #include <sys/ioctl.h>
 
 #include "tickerd/log.h"
@@ -23,6 +25,7 @@ typedef struct ws_session ws_session;
 
 struct ws_server {
     sess_server *srv;
+    uint32_t sweeps;
     ws_limits limits;
     ws_stats stats;
     ws_session *sessions; /* every open connection, for sweep and shutdown */
@@ -44,6 +47,11 @@ struct ws_session {
     int64_t close_by_us;         /* lingering deadline, see ws_close_now */
     int64_t heard_us;            /* last frame (or pong) from the peer: keepalive */
     uint8_t ping_due, ping_sent;
+    /* Control-frame accounting (ws_count_control_frames). */
+    uint64_t tcp_base;        /* bytes the kernel had received at ESTABLISHED (the handshake) */
+    uint64_t wire_in;         /* wire bytes of the data frames and pongs lws delivered */
+    uint64_t control_charged; /* bytes already counted as control frames */
+    size_t frame_left;        /* payload of the current data frame still to come */
 };
 
 const ws_stats *ws_get_stats(const ws_server *ws) { return &ws->stats; }
@@ -170,6 +178,66 @@ static int ws_writeable(ws_session *s)
     return 0;
 }
 
+/* ---- control frames ----
+ *
+ * lws 4.1.6 answers pings itself and tells the protocol nothing about them,
+ * yet a ping flood costs a write per ping. So they are counted from the
+ * outside: the kernel's count of bytes received on the connection, minus
+ * the bytes not read yet, minus the wire size of every data frame and pong
+ * lws delivered, is what went into control frames; each 6 bytes of it (the
+ * smallest client ping: 2 header bytes and the 4-byte mask) count as one
+ * frame against the message rate. That over-counts pings that carry a
+ * payload, which only a flood sends in numbers. (With permessage-deflate
+ * the delivered bytes are inflated ones, so pings there go uncounted.) */
+#define WS_CLIENT_FRAME_HEADER 6 /* 2 bytes + the mask, payloads under 126 bytes */
+#define WS_CONTROL_EVERY 4       /* sweeps: each connection is looked at once a second */
+
+static void ws_count_data_frame(ws_session *s, size_t len)
+{
+    size_t remaining = lws_remaining_packet_payload(s->wsi);
+    if (!s->frame_left) { /* the first piece of a frame: its header too */
+        size_t total = len + remaining;
+        s->wire_in += WS_CLIENT_FRAME_HEADER + (total < 126 ? 0 : total < 65536 ? 2 : 8);
+    }
+    s->wire_in += len;
+    s->frame_left = remaining;
+}
+
+/* Bytes the kernel has received on the connection and lws has read (0 when
+ * unknown); also checking the unread part costs a second call, so only
+ * when there is something to explain (read_at_least). */
+static uint64_t ws_bytes_read(ws_session *s, uint64_t read_at_least)
+{
+    int fd = lws_get_socket_fd(s->wsi);
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) ||
+        tl < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+        return 0;
+    uint64_t got = ti.tcpi_bytes_received;
+    if (got - s->tcp_base <= read_at_least && read_at_least)
+        return got;
+    int unread = 0;
+    if (ioctl(fd, SIOCINQ, &unread) || unread < 0)
+        unread = 0;
+    return got - (uint64_t)unread;
+}
+
+static void ws_count_control_frames(ws_session *s)
+{
+    if (!s->sess || s->close_code || s->rx_paused || !s->tcp_base)
+        return;
+    uint64_t explained = s->wire_in + s->control_charged;
+    uint64_t read = ws_bytes_read(s, explained);
+    if (read < s->tcp_base || read - s->tcp_base <= explained)
+        return;
+    uint64_t frames = (read - s->tcp_base - explained) / WS_CLIENT_FRAME_HEADER;
+    if (!frames)
+        return;
+    s->control_charged += frames * WS_CLIENT_FRAME_HEADER;
+    sess_control_frames(s->sess, frames > UINT32_MAX ? UINT32_MAX : (uint32_t)frames);
+}
+
 static void ws_receive(ws_session *s, const char *in, size_t len)
 {
     ws_server *ws = s->ws;
@@ -265,6 +333,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         s->ws = ws;
         s->heard_us = tk_mono_us();
         ws_rx_init(&s->rx, ws->limits.max_message_bytes, &ws->stats.rx_bytes_held);
+        s->tcp_base = ws_bytes_read(s, 0);
         /* Linked before anything can fail: CLOSED follows ESTABLISHED always
          * and unlinks. Refused connections linger until closed but do not
          * count against the limit (bcast's client count is the live one). */
@@ -288,6 +357,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_RECEIVE:
         s->heard_us = tk_mono_us();
         s->ping_sent = 0;
+        ws_count_data_frame(s, len);
         if (!s->close_code && s->sess)
             ws_receive(s, in, len);
         return 0;
@@ -295,6 +365,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     case LWS_CALLBACK_RECEIVE_PONG:
         s->heard_us = tk_mono_us();
         s->ping_sent = 0;
+        s->wire_in += WS_CLIENT_FRAME_HEADER + len;
         return 0;
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -371,8 +442,11 @@ void ws_sweep(ws_server *ws)
     int64_t now = tk_mono_us();
     int64_t limit = (int64_t)ws->limits.stall_timeout_ms * 1000;
     int64_t ping_us = (int64_t)ws->limits.ping_interval_ms * 1000;
+    uint32_t turn = ws->sweeps++ % WS_CONTROL_EVERY, i = 0;
     for (ws_session *s = ws->sessions; s; s = s->next) {
         ws_keepalive(s, now, ping_us);
+        if (i++ % WS_CONTROL_EVERY == turn)
+            ws_count_control_frames(s);
         if (!s->want_write_since_us)
             continue;
         /* Slow is not stalled: while lws drains a partly sent frame no
