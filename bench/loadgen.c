@@ -784,7 +784,14 @@ static enum msg_kind classify_plain(const char *p, size_t len, size_t *scan_from
  */
 static enum msg_kind classify_socketio(const char *p, size_t len, size_t *scan_from)
 {
-	static const char price[] = "42[\"price\",";
+	/* The Node peer emits "price" with one flat update object; tickerd's
+	 * /socket.io/ emits "update" / "snapshot" carrying the native frame,
+	 * whose update objects start after its own outer '{'. */
+	static const struct { const char *v; enum msg_kind k; bool wrapped; } events[] = {
+		{ "42[\"price\",", MK_UPDATE, false },
+		{ "42[\"update\",", MK_UPDATE, true },
+		{ "42[\"snapshot\",", MK_SNAPSHOT, true },
+	};
 	if (!len)
 		return MK_OTHER;
 	if (p[0] == '0')
@@ -798,10 +805,15 @@ static enum msg_kind classify_socketio(const char *p, size_t len, size_t *scan_f
 	case '3': return MK_ACK;
 	case '4': return MK_ERROR;
 	case '2':
-		if (len < sizeof price - 1 || memcmp(p, price, sizeof price - 1))
-			return MK_IGNORED; /* another event */
-		*scan_from = sizeof price - 1;
-		return MK_UPDATE;
+		for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
+			size_t l = strlen(events[i].v);
+			if (len < l || memcmp(p, events[i].v, l))
+				continue;
+			const char *o = events[i].wrapped ? memchr(p + l, '{', len - l) : NULL;
+			*scan_from = !events[i].wrapped ? l : o ? (size_t)(o + 1 - p) : len;
+			return events[i].k;
+		}
+		return MK_IGNORED; /* another event */
 	default: return MK_IGNORED; /* 41 disconnect, binary events */
 	}
 }

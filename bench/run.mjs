@@ -5,6 +5,8 @@
 //   node bench/run.mjs --peers [--out docs/performance.md]
 //                                    the issue-6 matrix against the ws and Socket.IO peers, written between
 //                                    the BENCH:peers markers (what bench/run runs)
+//   node bench/run.mjs --sio [--out docs/performance.md]
+//                                    Socket.IO clients: tickerd's /socket.io/ against the Socket.IO peer
 //   node bench/run.mjs --quick       each server for a few seconds (ctest bench_quick): proves the bench
 //                                    works, judges no speed
 //   node bench/run.mjs [--n 1000,5000,10000] [--flush 10,50] [--out FILE]
@@ -17,7 +19,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fullMatrix, quickMatrix, runOne, K, S } from './lib/matrix.mjs';
+import { fullMatrix, quickMatrix, sioMatrix, runOne, K, S } from './lib/matrix.mjs';
 import * as rep from './lib/report.mjs';
 import { BIN, LOADGEN, TMP, fdHardLimit, installPeers, peerVersion, probeHistory } from './lib/servers.mjs';
 
@@ -33,6 +35,7 @@ function args() {
     if (num[v[i]]) a.m[num[v[i]]] = Number(next());
     else if (v[i] === '--quick') a.mode = 'quick';
     else if (v[i] === '--peers') a.mode = 'peers';
+    else if (v[i] === '--sio') a.mode = 'sio';
     else if (v[i] === '--out') a.out = next();
     else if (v[i] === '--n') a.m.n = list(next());
     else if (v[i] === '--steps') a.m.steps = list(next());
@@ -123,6 +126,16 @@ async function main() {
     console.log(rep.sideTable(rows));
     const bad = rows.filter(failedRow);
     if (bad.length) { log(`bench: quick run failed: ${bad.map((r) => r.label).join(', ')}`); process.exit(1); }
+    return;
+  }
+  if (a.mode === 'sio') {
+    const rows = await sioMatrix(ctx, a.m);
+    const md = `Run ${new Date(started).toISOString().slice(0, 16)}Z on ${machine()}; S=${S}, K=${K}, U=1000, `
+      + `${a.m.duration ?? 8} s measured per row; the same load tool in Socket.IO mode (WebSocket transport) `
+      + `against both; server on CPU 0, load tool on CPU 1.\n\n${rep.sideTable(rows)}\n`;
+    console.log(md);
+    if (a.out) writeSection(a.out, 'sio', md);
+    if (rows.some(failedRow)) process.exit(1);
     return;
   }
   if (a.mode === 'core') {

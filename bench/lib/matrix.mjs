@@ -13,6 +13,7 @@ export const PEER_NAMES = { ws: 'ws', socketio: 'Socket.IO' };
 
 /** Display name of a run's server, e.g. "tickerd (coalescing off)". */
 export function serverLabel(spec) {
+  if (spec.server === 'tickerd_sio') return `tickerd /socket.io/ (coalescing ${spec.flush === 0 ? 'off' : `${spec.flush} ms`})`;
   if (spec.server !== 'tickerd') return PEER_NAMES[spec.server];
   const parts = [spec.flush === 0 ? 'coalescing off' : `coalescing ${spec.flush} ms`];
   if (spec.history !== undefined) parts.push(`history ${spec.history ? 'on' : 'off'}`);
@@ -20,7 +21,7 @@ export function serverLabel(spec) {
 }
 
 function unavailable(ctx, spec) {
-  if (spec.server !== 'tickerd' && !ctx.peers[spec.server]) return 'not installed (npm ci in bench/peers/ failed)';
+  if (!spec.server.startsWith('tickerd') && !ctx.peers[spec.server]) return 'not installed (npm ci in bench/peers/ failed)';
   if (spec.server === 'tickerd' && spec.history !== undefined && !ctx.history.supported) {
     return `pending: this tickerd does not accept the history key (${ctx.history.why || 'exit 2'})`;
   }
@@ -104,6 +105,17 @@ export async function fullMatrix(ctx, o = {}) {
     for (const history of [true, false]) await run(res.history, { server: 'tickerd', flush: 10, history, n, k: K, s: S, u: 1000, duration: d });
   }
   return res;
+}
+
+/** Socket.IO clients against tickerd's /socket.io/ and against the Node Socket.IO peer, same load. */
+export async function sioMatrix(ctx, o = {}) {
+  const rows = [];
+  for (const n of o.n ?? [1000, 5000]) {
+    for (const server of ['tickerd_sio', 'socketio']) {
+      rows.push(await runOne(ctx, { server, flush: 0, n, k: K, s: S, u: 1000, duration: o.duration ?? 8 }));
+    }
+  }
+  return rows;
 }
 
 /** Quick mode: each server briefly, through two load processes (proves the whole path, not the speed). */

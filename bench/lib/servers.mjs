@@ -26,6 +26,8 @@ export function pinned(cpu, cmd, argv) {
 /** The kinds of server, each with the load tool's protocol and URL path. */
 export const KINDS = {
   tickerd: { proto: 'tickerd', path: '/ws' },
+  // tickerd's own Socket.IO endpoint, driven exactly like the Socket.IO peer
+  tickerd_sio: { proto: 'socketio', path: '/socket.io/?EIO=4&transport=websocket' },
   ws: { proto: 'plain', path: '/ws', script: 'ws-server.mjs', pkg: 'ws' },
   socketio: { proto: 'socketio', path: '/socket.io/?EIO=4&transport=websocket', script: 'socketio-server.mjs', pkg: 'socket.io' },
 };
@@ -99,7 +101,7 @@ export function tickerdConfig({ s, u, flush, history }, historySupported) {
  * gets the real rate by a config reload (SIGHUP applies feed rates at once, without dropping a client).
  */
 function launch(kind, opts, historySupported) {
-  if (kind === 'tickerd') {
+  if (kind.startsWith('tickerd')) {
     const file = path.join(TMP, `tickerd-${process.pid}-${Date.now()}.json`);
     const cfg = tickerdConfig(opts, historySupported);
     fs.writeFileSync(file, JSON.stringify({ ...cfg, feeds: [{ ...cfg.feeds[0], rate: Math.min(opts.u, opts.s) }] }));
