@@ -559,8 +559,11 @@ static int eio_http_begin(eio_server *e, struct lws *wsi, eio_http *h)
         h->kind = EIO_HTTP_GET;
         h->c = c;
         c->get = h;
-        /* held until something is due: at the latest the next ping */
+        /* held until something is due: at the latest the next ping. The
+         * request's headers are not needed again: give their buffer (the
+         * size of the whole head lws may take) back while the GET waits. */
         lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+        lws_http_headers_detach(wsi);
         if (c->upgrading || c->ping_due || e->upper.pending(c->up))
             lws_callback_on_writable(wsi);
         return 0;
