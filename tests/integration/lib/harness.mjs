@@ -163,12 +163,13 @@ export function tempDir() {
  * `listening on http://HOST:PORT/`. Rejects (with the collected stderr) if the process exits first or does
  * not become ready within readyTimeoutMs.
  */
-export async function startTickerd({ config = {}, args = [], env = {}, stateDir, readyTimeoutMs = 10000, bin = TICKERD_BIN } = {}) {
+export async function startTickerd({ config = {}, args = [], env = {}, stateDir, readyTimeoutMs = 10000, bin = TICKERD_BIN, logLevel = 'info' } = {}) {
   const dir = makeTempDir();
   const configPath = path.join(dir, 'tickerd.json');
   writeConfigFile(configPath, config);
 
-  const argv = ['-c', configPath, '--port', '0', '--log-level', 'info', ...args];
+  // logLevel null: no --log-level, so the config's log.level rules (and reloads)
+  const argv = ['-c', configPath, '--port', '0', ...(logLevel ? ['--log-level', logLevel] : []), ...args];
   const proc = spawn(bin, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: stateEnv(stateDir || dir, env),
