@@ -47,8 +47,9 @@ typedef enum {
     WS_RX_NOMEM,        /* out of memory: the message was discarded */
 } ws_rx_result;
 
-void ws_rx_init(ws_rx *rx, uint32_t limit, uint64_t *held);
-/* limit applies from the next message on. */
+void ws_rx_init(ws_rx *rx, uint64_t *held);
+/* One piece; limit (max message bytes) is read when a message begins, so a
+ * change applies from the next message on. */
 ws_rx_result ws_rx_feed(ws_rx *rx, const ws_rx_piece *piece, uint32_t limit, const char **msg,
                         size_t *msg_len);
 /* The message handed out has been handled: frees its buffer. */

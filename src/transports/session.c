@@ -354,8 +354,9 @@ static void sess_ack(sess *s, const json_t *id, const char *req, json_t *extra_k
 
 /* Takes n tokens from the session's message-rate bucket
  * (limits.max_messages_per_sec, refilled continuously, holding at most a
- * second's worth). Returns 0 when there were not n: then the bucket is
- * left empty, so a flood pays for itself. */
+ * second's worth). Returns 0 when there were not n. A refused charge of
+ * several frames (sess_control_frames) also empties the bucket, so a ping
+ * flood pays for itself; a refused message leaves what is there (< 1). */
 static int sess_rate_take(sess *s, double n)
 {
     double rate = s->srv->limits.max_messages_per_sec;

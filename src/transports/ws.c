@@ -332,7 +332,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         s->wsi = wsi;
         s->ws = ws;
         s->heard_us = tk_mono_us();
-        ws_rx_init(&s->rx, ws->limits.max_message_bytes, &ws->stats.rx_bytes_held);
+        ws_rx_init(&s->rx, &ws->stats.rx_bytes_held);
         s->tcp_base = ws_bytes_read(s, 0);
         /* Linked before anything can fail: CLOSED follows ESTABLISHED always
          * and unlinks. Refused connections linger until closed but do not

@@ -10,10 +10,9 @@
 
 enum { WS_RX_SKIP_TOO_LARGE = 1, WS_RX_SKIP_NOMEM = 2 };
 
-void ws_rx_init(ws_rx *rx, uint32_t limit, uint64_t *held)
+void ws_rx_init(ws_rx *rx, uint64_t *held)
 {
     memset(rx, 0, sizeof(*rx));
-    rx->limit = limit;
     rx->held = held;
 }
 

@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t limit = 1 + data[0] * 4u; /* 1..1021 bytes */
     uint64_t held = 0;
     ws_rx rx;
-    ws_rx_init(&rx, limit, &held);
+    ws_rx_init(&rx, &held);
     size_t pos = 1;
     while (pos + 2 <= size) {
         uint8_t flags = data[pos], len = data[pos + 1];

@@ -89,7 +89,7 @@ static void reassembly_holds_what_arrived_not_what_was_announced(void)
 {
     uint64_t held = 0;
     ws_rx rx;
-    ws_rx_init(&rx, 1 << 20, &held);
+    ws_rx_init(&rx, &held);
     const char *msg;
     size_t len;
     ws_rx_piece p = {.data = "{\"o", .len = 3, .frame_remaining = 0, .final_fragment = 0};
