@@ -178,6 +178,8 @@ export class Chart {
   setState(state) {
     const d = this.dlg.dataset;
     d.state = state;
+    // with the state, not only at the next frame's draw: a reader of "ready" sees the candles it holds
+    d.points = String(this.candles.length);
     d.range = this.range.id;
     d.interval = this.range.interval;
     d.kind = this.kind;
