@@ -60,6 +60,13 @@ feed *feed_create(const feed_cfg *cfg, const feed_env *env)
     return f;
 }
 
+int feed_cfg_symbols(const feed_cfg *cfg, feed_symbol_fn each, void *arg)
+{
+    if (!cfg->type || !cfg->type->symbols)
+        return -1;
+    return cfg->type->symbols(cfg->opts, each, arg);
+}
+
 int feed_start(feed *f)
 {
     int rc = f->type->start(f->self);

@@ -617,6 +617,15 @@ static void replay_status(const void *self, feed_status *st)
     }
 }
 
+static int replay_symbols(const void *opts, feed_symbol_fn each, void *arg)
+{
+    const replay_opts *o = opts;
+    if (!o->symbols)
+        return -1; /* every symbol the file holds: not known before it is read */
+    venue_symbols_each(o->symbols, o->nsymbols, each, arg);
+    return 0;
+}
+
 const feed_type feed_replay_type = {
     .name = "replay",
     .parse = replay_parse,
@@ -627,5 +636,6 @@ const feed_type feed_replay_type = {
     .stop = replay_stop,
     .destroy = replay_destroy,
     .status = replay_status,
+    .symbols = replay_symbols,
     .wake = replay_wake,
 };

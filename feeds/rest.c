@@ -474,6 +474,13 @@ static void rest_status(const void *self, feed_status *st)
     }
 }
 
+static int rest_symbols(const void *opts, feed_symbol_fn each, void *arg)
+{
+    const rest_opts *o = opts;
+    venue_symbols_each(o->symbols, o->nsymbols, each, arg);
+    return 0;
+}
+
 const feed_type feed_rest_type = {
     .name = "rest",
     .parse = rest_parse,
@@ -484,5 +491,6 @@ const feed_type feed_rest_type = {
     .stop = rest_stop,
     .destroy = rest_destroy,
     .status = rest_status,
+    .symbols = rest_symbols,
     .wake = rest_wake,
 };

@@ -267,6 +267,12 @@ static void sim_symbol_init(sim *s, sim_symbol *y, const sim_symbol_cfg *c, int6
     y->last_us = now;
 }
 
+/* The name of generated symbol i (from 0). */
+static void sim_generated_name(char *buf, size_t cap, size_t i)
+{
+    snprintf(buf, cap, "G%05zu-USD", i + 1);
+}
+
 /* Build the symbol set for opts, keeping the state of symbols that survive a
  * reload so their prices continue. Declares new symbols downstream. */
 static int sim_build(sim *s, const sim_opts *o)
@@ -299,9 +305,8 @@ static int sim_build(sim *s, const sim_opts *o)
             c = o->symbols[i - (o->include_defaults ? FEED_SIM_DEFAULT_SYMBOLS : 0)];
         } else {
             /* Generated symbols for benchmarks: log-uniform prices 1..1000. */
-            size_t g = i - (n - (size_t)o->generated_symbols) + 1;
             memset(&c, 0, sizeof(c));
-            snprintf(c.symbol, sizeof(c.symbol), "G%05zu-USD", g);
+            sim_generated_name(c.symbol, sizeof(c.symbol), i - (n - (size_t)o->generated_symbols));
             c.price = exp(log(1000.0) * sim_uniform(s));
             c.volatility = 0.3 + 0.5 * sim_uniform(s);
             c.spread_bps = 2.0;
@@ -398,6 +403,21 @@ static void sim_status(const void *self, feed_status *st)
         snprintf(st->detail, sizeof(st->detail), "stopped");
 }
 
+static int sim_symbols(const void *opts, feed_symbol_fn each, void *arg)
+{
+    const sim_opts *o = opts;
+    for (size_t i = 0; o->include_defaults && i < FEED_SIM_DEFAULT_SYMBOLS; i++)
+        each(arg, sim_defaults[i].symbol);
+    for (size_t i = 0; i < o->nsymbols; i++)
+        each(arg, o->symbols[i].symbol);
+    for (size_t i = 0; i < (size_t)o->generated_symbols; i++) {
+        char name[sizeof(o->symbols[0].symbol)];
+        sim_generated_name(name, sizeof(name), i);
+        each(arg, name);
+    }
+    return 0;
+}
+
 const feed_type feed_sim_type = {
     .name = "sim",
     .parse = sim_parse,
@@ -408,4 +428,5 @@ const feed_type feed_sim_type = {
     .stop = sim_stop,
     .destroy = sim_destroy,
     .status = sim_status,
+    .symbols = sim_symbols,
 };

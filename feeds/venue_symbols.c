@@ -62,3 +62,10 @@ long venue_symbol_index(const venue_preset *v, const venue_symbol_map *m, size_t
             return (long)i;
     return -1;
 }
+
+void venue_symbols_each(const venue_symbol_map *m, size_t n, void (*each)(void *arg, const char *canonical),
+                        void *arg)
+{
+    for (size_t i = 0; i < n; i++)
+        each(arg, m[i].canonical);
+}

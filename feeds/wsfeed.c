@@ -561,6 +561,13 @@ static void wsfeed_status(const void *self, feed_status *st)
         snprintf(st->detail, sizeof(st->detail), "%s", w->detail[0] ? w->detail : "connecting");
 }
 
+static int wsfeed_symbols(const void *opts, feed_symbol_fn each, void *arg)
+{
+    const wsfeed_opts *o = opts;
+    venue_symbols_each(o->symbols, o->nsymbols, each, arg);
+    return 0;
+}
+
 const feed_type feed_ws_type = {
     .name = "ws",
     .parse = wsfeed_parse,
@@ -571,4 +578,5 @@ const feed_type feed_ws_type = {
     .stop = wsfeed_stop,
     .destroy = wsfeed_destroy,
     .status = wsfeed_status,
+    .symbols = wsfeed_symbols,
 };

@@ -145,10 +145,29 @@ const char *bcast_reset_name(bcast_reset_reason r);
 int bcast_symbol_added(bcast *b, uint32_t id, const char *symbol);
 void bcast_publish(bcast *b, uint32_t id, const norm_quote *q);
 
+/* A reload removed symbols ids[0..n) from every feed: they stop being
+ * offered (unknown to subscribe, left out of "*", bcast_symbol_id says
+ * UINT32_MAX, status "removed"), and every client holding any of them loses
+ * those subscriptions. told(wake_arg, names, nnames, arg) is called once per
+ * such client with the names it lost, so its session can say so. Values and
+ * seqs are kept: a symbol restored later continues its seq. 0, or -1 when
+ * out of memory (nothing changed). */
+typedef void (*bcast_removed_fn)(void *wake_arg, const char *const *names, size_t nnames,
+                                 void *arg);
+int bcast_symbols_remove(bcast *b, const uint32_t *ids, size_t n, bcast_removed_fn told, void *arg);
+/* Offer a removed symbol again (a reload brought a feed of it back):
+ * wildcard clients take it back with a snapshot. -1 when out of memory for
+ * some wildcard client (that client misses it). */
+int bcast_symbol_restore(bcast *b, uint32_t id);
+int bcast_symbol_removed(const bcast *b, uint32_t id);
 /* --- read side, for HTTP endpoints --- */
+/* Symbol ids are dense: 0 .. bcast_symbol_count() - 1, removed ones included. */
 uint32_t bcast_symbol_count(const bcast *b);
+/* Symbols offered to clients: the count less the removed ones. */
+uint32_t bcast_symbols_offered(const bcast *b);
 const char *bcast_symbol_name(const bcast *b, uint32_t id);
-/* "live", "stale" (no fresh source: the last known value) or "no_data". */
+/* "live", "stale" (no fresh source: the last known value), "no_data", or
+ * "removed" (bcast_symbols_remove). */
 const char *bcast_symbol_status(const bcast *b, uint32_t id);
 /* Latest encoded value of symbol id; NULL when it has none yet. */
 const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len);

@@ -60,6 +60,8 @@ typedef struct feed_sink {
 
 typedef enum { FEED_STARTING = 0, FEED_LIVE, FEED_DOWN } feed_state;
 
+typedef void (*feed_symbol_fn)(void *arg, const char *canonical);
+
 typedef struct feed_status {
     feed_state state;
     uint64_t updates;       /* emitted since start */
@@ -99,11 +101,20 @@ typedef struct feed_type {
     /* Optional: the service loop was woken (lws_cancel_service); adapters
      * with a thread of their own drain their feed_mailbox here. */
     void (*wake)(void *self);
+    /* Optional: the canonical symbols a feed with these opts serves, each
+     * through each(arg, canonical); -1 when the config alone does not say
+     * (a replay without a list). A reload compares these sets to find the
+     * symbols no feed serves any more. */
+    int (*symbols)(const void *opts, feed_symbol_fn each, void *arg);
 } feed_type;
 
 /* The registry of adapter types known to this build. */
 const feed_type *feed_type_find(const char *name);
 const char *feed_state_name(feed_state s);
+
+/* The canonical symbols cfg's feed serves (feed_type.symbols); -1 when its
+ * type cannot say from the config. */
+int feed_cfg_symbols(const feed_cfg *cfg, feed_symbol_fn each, void *arg);
 
 /* A running feed instance: an opaque handle over one adapter. */
 typedef struct feed feed;

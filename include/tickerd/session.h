@@ -69,6 +69,7 @@ typedef enum {
     SESS_ERR_RATE_LIMITED,
     SESS_ERR_INTERNAL,
     SESS_ERR_BUSY, /* history requests at their limit: retry later */
+    SESS_ERR_SYMBOL_REMOVED, /* a reload took the symbol's last feed away (not the client's fault) */
     SESS_ERR_COUNT
 } sess_error_code;
 
@@ -161,6 +162,12 @@ const char *sess_error_name(sess_error_code code);
  * register, so a transport shows up at 0 before its first client). */
 void sess_count_error(sess_server *srv, const char *transport, const char *reason);
 
+/* A reload removed symbols ids[0..n) (no feed serves them any more): every
+ * session holding any of them loses those subscriptions and is told in one
+ * error reply, code "symbol_removed", listing them in "symbols" (id null;
+ * not counted against its error budget). Returns the sessions told, or -1
+ * when out of memory (nothing changed). */
+long sess_symbols_removed(sess_server *srv, const uint32_t *ids, size_t n);
 /* A new session. NULL when out of memory. */
 sess *sess_create(sess_server *srv, const sess_transport *ops, void *arg, bcast_enc enc);
 /* Releases everything the session holds (history requests included). */

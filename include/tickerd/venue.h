@@ -206,6 +206,9 @@ int venue_parse_symbols(const json_t *arr, const char *path, const venue_preset 
 /* Index into m of the configured symbol an update names (the configured
  * spelling first, then the preset's mapping: Kraken answers XBTUSD with
  * XXBTZUSD), or -1 for a symbol the feed did not ask for. */
+/* Each configured symbol's canonical name (feed_type.symbols). */
+void venue_symbols_each(const venue_symbol_map *m, size_t n, void (*each)(void *arg, const char *canonical),
+                        void *arg);
 long venue_symbol_index(const venue_preset *v, const venue_symbol_map *m, size_t n,
                         const char *venue_symbol);
 

@@ -2,6 +2,7 @@
 #include "tickerd/app.h"
 
 #include <libwebsockets.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -18,6 +19,7 @@
 #include "tickerd/log.h"
 #include "tickerd/norm.h"
 #include "tickerd/store.h"
+#include "tickerd/symtab.h"
 #include "tickerd/util.h"
 #include "tickerd/ws.h"
 #include "tickerd/eio.h"
@@ -639,6 +641,67 @@ static void app_reload_feeds(app *a, const cfg_t *nc)
     a->nfeeds = nnext;
 }
 
+static void app_served_add(void *arg, const char *canonical) { symtab_intern(arg, canonical, NULL); }
+
+/* The canonical symbols c's feeds serve, as far as the config says (a feed
+ * type that cannot say contributes none); NULL when out of memory. */
+static symtab *app_served_symbols(const cfg_t *c)
+{
+    symtab *t = symtab_new(UINT32_MAX - 1);
+    for (size_t i = 0; t && i < c->nfeeds; i++)
+        feed_cfg_symbols(&c->feeds[i], app_served_add, t);
+    return t;
+}
+
+/* After a reload: a symbol the old config served and the new one does not
+ * has lost its last feed, so it stops being offered and its clients are told
+ * (symbol_removed) rather than left with a stream that silently went stale;
+ * one served again is offered again, its seq continuing. A symbol only a
+ * feed of unknown set served (a replay without a list) is never removed. */
+static void app_reload_symbols(app *a, const cfg_t *was_cfg, const cfg_t *now_cfg)
+{
+    symtab *was = app_served_symbols(was_cfg), *now = app_served_symbols(now_cfg);
+    uint32_t n = bcast_symbol_count(a->bcast);
+    uint32_t *gone = malloc((n ? n : 1) * sizeof(*gone));
+    if (!was || !now || !gone) {
+        log_error("reload: out of memory; no symbol removed");
+        goto out;
+    }
+    size_t ngone = 0;
+    for (uint32_t id = 0; id < n; id++) {
+        const char *name = bcast_symbol_name(a->bcast, id);
+        int served = symtab_find(now, name) != SYMTAB_NONE;
+        if (bcast_symbol_removed(a->bcast, id)) {
+            if (served) {
+                if (bcast_symbol_restore(a->bcast, id))
+                    log_error("reload: out of memory giving %s back to \"*\" clients", name);
+                log_info("reload: %s is served again", name);
+            }
+        } else if (!served && symtab_find(was, name) != SYMTAB_NONE) {
+            gone[ngone++] = id;
+        }
+    }
+    if (ngone) {
+        long told = sess_symbols_removed(a->sess, gone, ngone);
+        if (told < 0) {
+            log_error("reload: out of memory; no symbol removed");
+        } else {
+            char names[256];
+            size_t len = 0;
+            for (size_t i = 0; i < ngone && len < sizeof(names); i++)
+                len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s", i ? ", " : "",
+                                        bcast_symbol_name(a->bcast, gone[i]));
+            log_info("reload: %zu symbol(s) no longer served (%s%s); %ld client(s) told "
+                     "symbol_removed",
+                     ngone, names, len >= sizeof(names) ? "..." : "", told);
+        }
+    }
+out:
+    symtab_free(was);
+    symtab_free(now);
+    free(gone);
+}
+
 int app_reload(app *a, cfg_t *nc)
 {
     app_fit_connections_to_fds(nc);
@@ -695,13 +758,14 @@ int app_reload(app *a, cfg_t *nc)
         log_warn("reload: normalizer.max_symbols changes need a restart");
     nc->normalizer.max_symbols = a->cfg.normalizer.max_symbols;
     app_reload_feeds(a, nc);
+    app_reload_symbols(a, &a->cfg, nc);
     app_apply_priorities(a, nc);
 
     cfg_free(&a->cfg);
     a->cfg = *nc;
     memset(nc, 0, sizeof(*nc));
     log_info("configuration reloaded: %zu feed(s), %u symbols", a->nfeeds,
-             bcast_symbol_count(a->bcast));
+             bcast_symbols_offered(a->bcast));
     return 0;
 }
 

@@ -72,6 +72,7 @@ typedef struct bcast_symbol {
     uint32_t ring_depth;
     uint32_t ring_count; /* values held: seqs seq - ring_count + 1 .. seq */
     uint8_t stale;       /* the latest value is a stale re-publication */
+    uint8_t removed;     /* no configured feed serves it any more (bcast_symbols_remove) */
 } bcast_symbol;
 
 typedef struct bcast_sub {
@@ -95,6 +96,7 @@ struct bcast_client {
     uint8_t wildcard;
     uint8_t wake_requested;
     uint8_t enc; /* bcast_enc of its frames */
+    uint8_t losing; /* on bcast_symbols_remove's list of clients to tell */
     bcast_wake_fn wake;
     void *wake_arg;
     bcast_client *wnext, *wprev; /* list of wildcard clients */
@@ -106,6 +108,7 @@ struct bcast {
     bcast_symbol *syms;
     uint32_t nsyms, syms_cap;
     bcast_client *wildcards;
+    uint32_t nremoved; /* symbols with removed set */
     bcast_stats stats;
     char epoch[BCAST_EPOCH_LEN + 1];
     uint8_t bin_rings; /* a binary client has connected: keep binary rings too */
@@ -203,15 +206,25 @@ const char *bcast_reset_name(bcast_reset_reason r)
     return (unsigned)r < BCAST_RESET_COUNT ? names[r] : "unknown";
 }
 uint32_t bcast_symbol_count(const bcast *b) { return b->nsyms; }
+uint32_t bcast_symbols_offered(const bcast *b) { return b->nsyms - b->nremoved; }
 const char *bcast_symbol_status(const bcast *b, uint32_t id)
 {
     const bcast_symbol *s = &b->syms[id];
-    return !s->seq ? "no_data" : s->stale ? "stale" : "live";
+    return s->removed ? "removed" : !s->seq ? "no_data" : s->stale ? "stale" : "live";
+}
+
+int bcast_symbol_removed(const bcast *b, uint32_t id) { return id < b->nsyms && b->syms[id].removed; }
+
+/* The id of a symbol clients may use: removed ones are unknown to them. */
+static uint32_t offered_id(const bcast *b, const char *name)
+{
+    uint32_t id = symtab_find(b->names, name);
+    return id == SYMTAB_NONE || b->syms[id].removed ? SYMTAB_NONE : id;
 }
 
 uint32_t bcast_symbol_id(const bcast *b, const char *name)
 {
-    uint32_t id = symtab_find(b->names, name);
+    uint32_t id = offered_id(b, name);
     return id == SYMTAB_NONE ? UINT32_MAX : id;
 }
 const char *bcast_symbol_name(const bcast *b, uint32_t id) { return symtab_name(b->names, id); }
@@ -622,7 +635,7 @@ bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_
             star = 1;
             continue;
         }
-        uint32_t id = symtab_find(b->names, names[i]);
+        uint32_t id = offered_id(b, names[i]);
         if (id == SYMTAB_NONE) {
             unknown[(*nunknown)++] = i;
             continue;
@@ -634,7 +647,7 @@ bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_
         }
     }
     for (size_t j = 0; j < nresume; j++) {
-        at[j].id = symtab_find(b->names, resume[j].symbol);
+        at[j].id = offered_id(b, resume[j].symbol);
         at[j].seq = resume[j].seq;
         if (at[j].id == SYMTAB_NONE)
             unknown[(*nunknown)++] = n + j;
@@ -675,12 +688,12 @@ bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_
     }
     if (star) {
         for (uint32_t id = 0; id < b->nsyms && rc == BCAST_OK; id++)
-            if (!HELD(want, id) && sub_add(c, id, 1))
+            if (!HELD(want, id) && !b->syms[id].removed && sub_add(c, id, 1))
                 rc = BCAST_ENOMEM;
         wildcard_link(c);
     } else {
         for (size_t i = 0; i < n && rc == BCAST_OK; i++) {
-            uint32_t id = symtab_find(b->names, names[i]);
+            uint32_t id = offered_id(b, names[i]);
             if (id != SYMTAB_NONE && HELD(want, id)) {
                 want[id / 8] &= (uint8_t)~(1u << (id % 8)); /* named twice: once */
                 if (sub_add(c, id, 1))
@@ -803,6 +816,78 @@ int bcast_symbol_added(bcast *b, uint32_t id, const char *symbol)
     for (bcast_client *c = b->wildcards; c; c = c->wnext)
         sub_add(c, id, 0);
     return 0;
+}
+
+int bcast_symbols_remove(bcast *b, const uint32_t *ids, size_t n, bcast_removed_fn told, void *arg)
+{
+    /* Everything is allocated before anything changes: the worst case is
+     * every member of every room a different client. */
+    size_t members = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < b->nsyms && !b->syms[ids[i]].removed)
+            members += b->syms[ids[i]].nmembers;
+    bcast_client **losing = malloc((members ? members : 1) * sizeof(*losing));
+    const char **names = malloc((n ? n : 1) * sizeof(*names));
+    if (!losing || !names) {
+        free(losing);
+        free(names);
+        return -1;
+    }
+    /* Mark the symbols, and list each client holding any of them once. */
+    size_t nlosing = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] >= b->nsyms || b->syms[ids[i]].removed)
+            continue;
+        bcast_symbol *s = &b->syms[ids[i]];
+        s->removed = 1;
+        b->nremoved++;
+        for (uint32_t m = 0; m < s->nmembers; m++) {
+            bcast_client *c = s->members[m].c;
+            if (!c->losing) {
+                c->losing = 1;
+                losing[nlosing++] = c;
+            }
+        }
+    }
+    /* One walk over each such client's subscriptions drops them all and
+     * names them in one notice. Only symbols removed just now can be held:
+     * removed ones cannot be subscribed. */
+    for (size_t k = 0; k < nlosing; k++) {
+        bcast_client *c = losing[k];
+        size_t nnames = 0;
+        for (uint32_t i = c->nsubs; i-- > 0;) {
+            uint32_t sym = c->subs[i].sym;
+            if (b->syms[sym].removed) {
+                names[nnames++] = symtab_name(b->names, sym);
+                sub_remove(c, i); /* swap-remove moves only already-visited entries */
+            }
+        }
+        c->losing = 0;
+        if (told)
+            told(c->wake_arg, names, nnames, arg);
+    }
+    free(losing);
+    free(names);
+    return 0;
+}
+
+int bcast_symbol_restore(bcast *b, uint32_t id)
+{
+    if (id >= b->nsyms || !b->syms[id].removed)
+        return 0;
+    bcast_symbol *s = &b->syms[id];
+    s->removed = 0;
+    b->nremoved--;
+    /* "*" means every symbol offered: wildcard clients take it back, with a
+     * snapshot when it has a value. */
+    int rc = 0;
+    for (bcast_client *c = b->wildcards; c; c = c->wnext) {
+        if (sub_add(c, id, s->seq != 0))
+            rc = -1;
+        else if (bcast_client_has_pending(c))
+            client_wake(c);
+    }
+    return rc;
 }
 
 /* Keep the value just encoded (s->enc, seq s->seq) for resume. The ring is

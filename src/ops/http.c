@@ -111,7 +111,7 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            "WebSocket clients reading the binary encoding (tickerd.bin)", bs->bin_clients);
     metric(o, "tickerd_subscriptions", "gauge", "Symbol subscriptions over all clients",
            bs->subscriptions);
-    metric(o, "tickerd_symbols", "gauge", "Symbols known", bcast_symbol_count(*src->bcast));
+    metric(o, "tickerd_symbols", "gauge", "Symbols offered", bcast_symbols_offered(*src->bcast));
     metric(o, "tickerd_updates_in_total", "counter", "Upstream updates accepted", ns->accepted);
     metric_head(o, "tickerd_updates_rejected_total", "counter",
                 "Upstream updates dropped by validation");
@@ -297,7 +297,7 @@ int http_render_healthz(const http_sources *src, sbuf *o)
                              live ? "ok" : "down", "version", TK_VERSION, "uptime_s",
                              (json_int_t)((now - src->started_us) / 1000000), "clients",
                              (int)bcast_get_stats(*src->bcast)->clients, "symbols",
-                             (int)bcast_symbol_count(*src->bcast), "stale_symbols",
+                             (int)bcast_symbols_offered(*src->bcast), "stale_symbols",
                              (json_int_t)norm_get_stats(*src->norm)->stale_symbols, "feeds",
                              feeds);
     if (root)
@@ -316,11 +316,14 @@ void http_render_symbols(const http_sources *src, sbuf *o)
 {
     const bcast *b = *src->bcast;
     sbuf_append(o, "{\"symbols\":[", 12);
+    int n = 0;
     for (uint32_t id = 0; id < bcast_symbol_count(b); id++) {
+        if (bcast_symbol_removed(b, id))
+            continue;
         size_t len;
         const char *json = bcast_symbol_json(b, id, &len);
         /* The latest value's own object, with the symbol's status first. */
-        sbuf_printf(o, "%s{\"status\":\"%s\",", id ? "," : "", bcast_symbol_status(b, id));
+        sbuf_printf(o, "%s{\"status\":\"%s\",", n++ ? "," : "", bcast_symbol_status(b, id));
         if (json)
             sbuf_append(o, json + 1, len - 1);
         else
@@ -350,7 +353,7 @@ int http_render_snapshot(const http_sources *src, const char *symbols, sbuf *o)
         for (uint32_t id = 0; id < bcast_symbol_count(b); id++) {
             size_t len;
             const char *json = bcast_symbol_json(b, id, &len);
-            if (json) {
+            if (json && !bcast_symbol_removed(b, id)) {
                 sbuf_append(o, ",", n++ ? 1 : 0);
                 sbuf_append(o, json, len);
             }

@@ -63,7 +63,7 @@ static const char *const error_names[SESS_ERR_COUNT] = {
     "bad_json",          "bad_request",       "unknown_op",
     "unknown_symbol",    "too_many_subscriptions", "message_too_large",
     "binary_not_supported", "rate_limited",   "internal",
-    "busy",
+    "busy",              "symbol_removed",
 };
 
 const char *sess_error_name(sess_error_code code) { return error_names[code]; }
@@ -337,6 +337,36 @@ static void sess_err(sess *s, const json_t *id, sess_error_code code, const char
         /* The client sees the errors that led here, then the close. */
         sess_close(s, SESS_CLOSE_POLICY, "too many errors");
     }
+}
+
+/* bcast_symbols_remove's notice to one session. */
+static void sess_on_removed(void *wake_arg, const char *const *names, size_t n, void *arg)
+{
+    sess *s = wake_arg;
+    long *told = arg;
+    json_t *syms = json_array();
+    for (size_t i = 0; syms && i < n; i++)
+        json_array_append_new(syms, json_string(names[i]));
+    const char *msg = n == 1 ? "symbol removed from the server's configuration; subscription ended"
+                             : "symbols removed from the server's configuration; subscriptions ended";
+    json_t *r = syms ? json_pack("{s:s, s:n, s:s, s:s, s:o}", "op", "error", "id", "code",
+                                 error_names[SESS_ERR_SYMBOL_REMOVED], "message", msg, "symbols",
+                                 syms)
+                     : NULL;
+    s->srv->stats.errors[SESS_ERR_SYMBOL_REMOVED]++;
+    if (r)
+        sess_queue_reply(s, r); /* not sess_err: this is no fault of the client's */
+    else
+        s->srv->stats.replies_dropped++;
+    (*told)++;
+}
+
+long sess_symbols_removed(sess_server *srv, const uint32_t *ids, size_t n)
+{
+    long told = 0;
+    if (bcast_symbols_remove(srv->b, ids, n, sess_on_removed, &told))
+        return -1;
+    return told;
 }
 
 static void sess_ack(sess *s, const json_t *id, const char *req, json_t *extra_key_val)

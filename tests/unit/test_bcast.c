@@ -5,6 +5,7 @@
  * binary encoding (decoded here from the documented layout). */
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -1176,6 +1177,83 @@ static void a_client_a_little_behind_gets_every_value_a_late_one_the_latest(void
     bcast_destroy(b);
 }
 
+typedef struct removed_notice {
+    int calls;
+    size_t n;
+    char names[4][16];
+} removed_notice;
+
+static void on_removed(void *wake_arg, const char *const *names, size_t n, void *arg)
+{
+    removed_notice *r = wake_arg;
+    (void)arg;
+    r->calls++;
+    r->n = n;
+    for (size_t i = 0; i < n && i < 4; i++)
+        snprintf(r->names[i], sizeof(r->names[i]), "%s", names[i]);
+}
+
+static void removed_symbols_end_their_rooms_and_come_back_with_their_seq(void)
+{
+    bcast *b = make(100, 65536);
+    publish(b, 1, 50, 7);
+    removed_notice ra = {0}, rs = {0}, rn = {0};
+    bcast_client *a = bcast_client_create(b, wake, &ra);    /* ETH-USD and BTC-USD */
+    bcast_client *star = bcast_client_create(b, wake, &rs); /* "*" */
+    bcast_client *none = bcast_client_create(b, wake, &rn); /* SOL-USD only */
+    const char *an[] = {"ETH-USD", "BTC-USD"}, *sn[] = {"*"}, *nn[] = {"SOL-USD"};
+    size_t unknown[4], nunknown;
+    CHECK(bcast_subscribe(a, an, 2, unknown, &nunknown) == BCAST_OK);
+    CHECK(bcast_subscribe(star, sn, 1, unknown, &nunknown) == BCAST_OK);
+    CHECK(bcast_subscribe(none, nn, 1, unknown, &nunknown) == BCAST_OK);
+    CHECK(bcast_client_subscription_count(star) == 4);
+    uint64_t subs = bcast_get_stats(b)->subscriptions;
+
+    uint32_t gone[] = {1, 3}; /* ETH-USD, EUR-USD */
+    CHECK(bcast_symbols_remove(b, gone, 2, on_removed, NULL) == 0);
+    CHECK(ra.calls == 1 && ra.n == 1 && !strcmp(ra.names[0], "ETH-USD"));
+    CHECK(rs.calls == 1 && rs.n == 2);
+    CHECK(rn.calls == 0);
+    CHECK(bcast_client_subscription_count(a) == 1 && bcast_client_subscription_count(star) == 2);
+    CHECK(bcast_get_stats(b)->subscriptions == subs - 3);
+    CHECK(bcast_symbols_offered(b) == 2 && bcast_symbol_count(b) == 4);
+    CHECK(!strcmp(bcast_symbol_status(b, 1), "removed"));
+    CHECK(bcast_symbol_id(b, "ETH-USD") == UINT32_MAX);
+    /* a removed symbol is unknown to subscribe and to resume */
+    CHECK(bcast_subscribe(none, an, 1, unknown, &nunknown) == BCAST_EUNKNOWN && nunknown == 1);
+    /* removing again tells nobody */
+    ra.calls = rs.calls = 0;
+    CHECK(bcast_symbols_remove(b, gone, 1, on_removed, NULL) == 0);
+    CHECK(ra.calls == 0 && rs.calls == 0);
+    /* publishes of a removed symbol reach nobody */
+    publish(b, 1, 51, 8);
+
+    /* restored: "*" takes it back with a snapshot carrying the kept seq */
+    CHECK(bcast_symbol_restore(b, 1) == 0);
+    CHECK(bcast_symbols_offered(b) == 3);
+    CHECK(bcast_client_subscription_count(star) == 3);
+    json_t *root;
+    const char *op;
+    int saw = 0;
+    for (json_t *ups; (ups = next_frame(star, &root, &op)) != NULL || root; json_decref(root)) {
+        size_t i;
+        json_t *u;
+        json_array_foreach(ups, i, u)
+            if (!strcmp(json_string_value(json_object_get(u, "symbol")), "ETH-USD")) {
+                saw++;
+                CHECK(!strcmp(op, "snapshot"));
+                CHECK(json_integer_value(json_object_get(u, "seq")) == 8);
+            }
+    }
+    CHECK(saw == 1);
+    CHECK(bcast_subscribe(a, an, 1, unknown, &nunknown) == BCAST_OK);
+    bcast_client_destroy(a);
+    bcast_client_destroy(star);
+    bcast_client_destroy(none);
+    CHECK(bcast_get_stats(b)->subscriptions == 0);
+    bcast_destroy(b);
+}
+
 int main(void)
 {
     RUN(snapshot_comes_before_updates);
@@ -1204,5 +1282,6 @@ int main(void)
     RUN(binary_resume_replays_and_resets_from_its_own_ring);
     RUN(json_only_broadcasters_keep_no_binary_ring);
     RUN(binary_backlog_and_unpark_read_the_binary_ring);
+    RUN(removed_symbols_end_their_rooms_and_come_back_with_their_seq);
     return check_done();
 }
