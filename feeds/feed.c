@@ -22,6 +22,11 @@ struct feed {
     const feed_type *type;
     void *self;
     int started;
+    /* The last reason the feed was down, kept after it recovers (status
+     * says only why it is down now): sampled by feed_note_status. */
+    char last_error[sizeof(((feed_status *)0)->detail)];
+    int64_t last_error_us;
+    int was_down; /* at the previous sample */
 };
 
 const feed_type *feed_type_find(const char *name)
@@ -103,6 +108,25 @@ void feed_get_status(const feed *f, feed_status *st)
 {
     memset(st, 0, sizeof(*st));
     f->type->status(f->self, st);
+}
+
+void feed_note_status(feed *f, int64_t now_us)
+{
+    feed_status st;
+    feed_get_status(f, &st);
+    /* "connecting" is a state, not an error. */
+    int down = st.state != FEED_LIVE && st.detail[0] && strcmp(st.detail, "connecting");
+    if (down && (!f->was_down || strcmp(st.detail, f->last_error))) {
+        memcpy(f->last_error, st.detail, sizeof(f->last_error));
+        f->last_error_us = now_us;
+    }
+    f->was_down = down;
+}
+
+const char *feed_last_error(const feed *f, int64_t *at_us)
+{
+    *at_us = f->last_error_us;
+    return f->last_error;
 }
 
 void feed_wake(feed *f)

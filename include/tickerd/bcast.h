@@ -218,6 +218,13 @@ void bcast_unpark(bcast_client *c, uint32_t id, uint64_t seq);
 /* Symbol id of a known name, or UINT32_MAX. */
 uint32_t bcast_symbol_id(const bcast *b, const char *name);
 uint32_t bcast_client_subscription_count(const bcast_client *c);
+/* One client's counters (the admin view's slowest clients). */
+typedef struct bcast_client_stats {
+    uint64_t frames_out;
+    uint64_t values_out; /* update objects in its frames, of every kind */
+    uint64_t conflated;  /* values it skipped: how far behind it has been */
+} bcast_client_stats;
+const bcast_client_stats *bcast_client_get_stats(const bcast_client *c);
 /* The client's position as text, for transports whose clients resume by a
  * token (SSE's Last-Event-ID, the long-poll cursor): "EPOCH,SYM:seq,..."
  * with the last seq sent (or resumed from) of every subscription that has

@@ -9,6 +9,7 @@
 #ifndef TICKERD_CFG_H
 #define TICKERD_CFG_H
 
+#include "tickerd/netlist.h"
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +102,10 @@ typedef struct cfg_t {
         int sse_retry_ms;    /* /sse: the "retry:" EventSource waits before reconnecting */
         int poll_hold_s;     /* /api/poll: longest hold of a request with nothing new */
     } api;
+    struct {
+        int enabled;               /* /admin and /api/admin exist (off by default) */
+        netlist allowed_addresses; /* peers that may read them (default loopback) */
+    } admin;
     feed_cfg *feeds;
     size_t nfeeds;
 } cfg_t;

@@ -87,6 +87,8 @@ void eio_take_upgrades(eio_server *e, struct lws_protocols *p);
 void eio_want_write(eio_conn *c);
 /* The id of c (NUL-terminated, EIO_SID_LEN chars). */
 const char *eio_sid(const eio_conn *c);
+/* The client's address as the handshake came from ("" if unknown). */
+const char *eio_peer(const eio_conn *c);
 uint32_t eio_sessions(const eio_server *e);
 uint64_t eio_errors(const eio_server *e, eio_error which);
 const char *eio_error_name(eio_error which);

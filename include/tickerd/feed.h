@@ -128,5 +128,10 @@ const char *feed_name(const feed *f);
 const feed_type *feed_get_type(const feed *f);
 void feed_get_status(const feed *f, feed_status *st);
 void feed_wake(feed *f);
+/* Sample f's status (the app's housekeeping, a few times a second) to keep
+ * its last error: why it was last down, and since when (wall clock, µs).
+ * feed_last_error gives it ("" and 0: never down). */
+void feed_note_status(feed *f, int64_t now_us);
+const char *feed_last_error(const feed *f, int64_t *at_us);
 
 #endif

@@ -15,7 +15,9 @@
 
 #include "tickerd/bcast.h"
 #include "tickerd/feed.h"
+#include <jansson.h>
 #include "tickerd/history.h"
+#include "tickerd/netlist.h"
 #include "tickerd/norm.h"
 #include "tickerd/guard.h"
 #include "tickerd/session.h"
@@ -41,6 +43,9 @@ typedef struct http_sources {
     const char *history_error; /* why the store is not open ("" when it is or is disabled) */
     const int *history_enabled;
     const char *cors_origins; /* api.cors_origins */
+    const char *web_root;     /* the page's directory (the admin page is served from it) */
+    const int *admin_enabled; /* admin.enabled */
+    const netlist *admin_allowed; /* admin.allowed_addresses */
 } http_sources;
 
 typedef struct http_server http_server;
@@ -67,6 +72,8 @@ int http_render_metrics(const http_sources *src, struct sbuf *out);
 /* Returns the HTTP status: 200 when any feed is live, else 503. */
 int http_render_healthz(const http_sources *src, struct sbuf *out);
 void http_render_symbols(const http_sources *src, struct sbuf *out);
+/* The history store's state as /healthz and /api/admin show it. */
+json_t *http_history_json(const http_sources *src, int64_t now);
 /* /api/snapshot: symbols is the comma-separated list ("" or NULL = every
  * symbol with a value). Returns 200, or 404 naming unknown symbols. */
 int http_render_snapshot(const http_sources *src, const char *symbols, struct sbuf *out);

@@ -168,6 +168,24 @@ void sess_count_error(sess_server *srv, const char *transport, const char *reaso
  * not counted against its error budget). Returns the sessions told, or -1
  * when out of memory (nothing changed). */
 long sess_symbols_removed(sess_server *srv, const uint32_t *ids, size_t n);
+/* The client's address, for the admin view (transports call one of these
+ * right after sess_create): as text, or from the connected socket. */
+void sess_set_peer(sess *s, const char *peer);
+void sess_set_peer_fd(sess *s, int fd);
+/* One session as the admin view shows it. */
+typedef struct sess_info {
+    const char *transport; /* "ws", "sse", "poll", "socketio" */
+    const char *peer;      /* "" when unknown */
+    int64_t age_ms;
+    uint32_t subscriptions;
+    uint64_t frames_out, values_out;
+    uint64_t conflated; /* values it skipped: the measure of a slow client */
+    uint32_t replies_queued;
+    int behind;         /* something is due that it has not taken yet */
+} sess_info;
+typedef void (*sess_each_fn)(void *arg, const sess_info *info);
+/* fn for every session (service thread; fn must not create or destroy any). */
+void sess_each(const sess_server *srv, sess_each_fn fn, void *arg);
 /* A new session. NULL when out of memory. */
 sess *sess_create(sess_server *srv, const sess_transport *ops, void *arg, bcast_enc enc);
 /* Releases everything the session holds (history requests included). */

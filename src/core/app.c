@@ -127,7 +127,10 @@ static void app_housekeeping(lws_sorted_usec_list_t *sul)
     app *a = lws_container_of(sul, app, housekeeping_sul);
     ws_sweep(a->ws);
     sse_sweep(a->sse);
-    norm_check_stale(a->norm, tk_now_us());
+    int64_t now = tk_now_us();
+    norm_check_stale(a->norm, now);
+    for (size_t i = 0; i < a->nfeeds; i++)
+        feed_note_status(a->feeds[i], now);
     lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
 }
 
@@ -526,6 +529,9 @@ app *app_create(cfg_t *cfg)
         .history_error = a->history_error,
         .history_enabled = &a->cfg.history.enabled,
         .cors_origins = a->cfg.api.cors_origins,
+        .web_root = a->web_root,
+        .admin_enabled = &a->cfg.admin.enabled,
+        .admin_allowed = &a->cfg.admin.allowed_addresses,
         .norm = (const norm *const *)&a->norm,
         .bcast = (const bcast *const *)&a->bcast,
         .ws = (const ws_server *const *)&a->ws,

@@ -97,6 +97,7 @@ struct bcast_client {
     uint8_t wake_requested;
     uint8_t enc; /* bcast_enc of its frames */
     uint8_t losing; /* on bcast_symbols_remove's list of clients to tell */
+    bcast_client_stats st; /* this client's share of b->stats (the admin view) */
     bcast_wake_fn wake;
     void *wake_arg;
     bcast_client *wnext, *wprev; /* list of wildcard clients */
@@ -556,6 +557,7 @@ int bcast_client_has_pending(const bcast_client *c)
     return c->npending || c->nsnap || c->nreplay;
 }
 uint32_t bcast_client_subscription_count(const bcast_client *c) { return c->nsubs; }
+const bcast_client_stats *bcast_client_get_stats(const bcast_client *c) { return &c->st; }
 
 size_t bcast_client_position(const bcast_client *c, char *buf, size_t cap)
 {
@@ -1182,8 +1184,10 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
                 const void *v = sym_value(sym, enc, &n);
                 if (!frame_add(&f, v, n))
                     break;
-                if (s->sent_seq && behind > 1)
+                if (s->sent_seq && behind > 1) {
                     b->stats.conflated += behind - 1;
+                    c->st.conflated += behind - 1;
+                }
                 s->sent_seq = sym->seq;
             }
             if (full)
@@ -1196,6 +1200,8 @@ static size_t frame_build(bcast_client *c, frame_kind k, char *buf, size_t cap)
     if (!f.count)
         return 0;
     b->stats.frames_out++;
+    c->st.frames_out++;
+    c->st.values_out += f.count;
     if (k == FRAME_REPLAY)
         b->stats.replayed_out += f.count;
     else if (k == FRAME_UPDATE)

@@ -330,6 +330,34 @@ static int cfg_parse_log(cfg_t *cfg, const json_t *obj, cfg_error *err)
     return 0;
 }
 
+static const cfg_field admin_fields[] = {
+    {"enabled", CFG_BOOL, CFG_OFF(admin.enabled), 0, 0},
+};
+
+static int cfg_parse_admin(cfg_t *cfg, const json_t *obj, cfg_error *err)
+{
+    static const char *const also[] = {"allowed_addresses", NULL};
+    if (cfg_parse_fields(obj, "admin", admin_fields, NFIELDS(admin_fields), also, cfg, err))
+        return -1;
+    const json_t *list = json_object_get(obj, "allowed_addresses");
+    if (!list)
+        return 0;
+    if (!json_is_array(list))
+        return cfg_fail(err, "admin.allowed_addresses: must be an array of addresses or networks "
+                             "(\"127.0.0.1\", \"10.0.0.0/8\", \"::1\")");
+    /* The file's list replaces the default one. */
+    memset(&cfg->admin.allowed_addresses, 0, sizeof(cfg->admin.allowed_addresses));
+    size_t i;
+    const json_t *v;
+    json_array_foreach(list, i, v) {
+        const char *why = "must be a string";
+        if (!json_is_string(v) ||
+            netlist_add(&cfg->admin.allowed_addresses, json_string_value(v), &why))
+            return cfg_fail(err, "admin.allowed_addresses[%zu]: %s", i, why);
+    }
+    return 0;
+}
+
 static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
 {
     if (!json_is_object(root))
@@ -355,6 +383,8 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
             rc = cfg_parse_fields(v, key, socketio_fields, NFIELDS(socketio_fields), NULL, cfg, err);
         else if (!strcmp(key, "api"))
             rc = cfg_parse_fields(v, key, api_fields, NFIELDS(api_fields), NULL, cfg, err);
+        else if (!strcmp(key, "admin"))
+            rc = cfg_parse_admin(cfg, v, err);
         else if (!strcmp(key, "feeds"))
             rc = cfg_parse_feeds(cfg, v, err);
         else
@@ -412,6 +442,9 @@ int cfg_defaults(cfg_t *cfg)
     cfg->api.sse_heartbeat_s = 15;
     cfg->api.sse_retry_ms = 2000;
     cfg->api.poll_hold_s = 25;
+    const char *why;
+    netlist_add(&cfg->admin.allowed_addresses, "127.0.0.1/8", &why);
+    netlist_add(&cfg->admin.allowed_addresses, "::1", &why);
     cfg->history.enabled = 1;
     cfg->history.flush_interval_ms = 1000;
     cfg->history.queue_capacity = 65536;

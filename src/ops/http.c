@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/admin.h"
 #include "tickerd/guard.h"
 #include "tickerd/util.h"
 
@@ -16,7 +17,8 @@
 
 struct http_server {
     http_sources src;
-    struct lws_http_mount mounts[5];
+    struct lws_http_mount mounts[7];
+    uint64_t admin_refused; /* /admin or /api/admin asked from an address not allowed */
 };
 
 typedef struct http_session {
@@ -250,7 +252,7 @@ int http_render_metrics(const http_sources *src, sbuf *o)
 
 /* The store's state: "ok", "degraded" (writes failing: live-only until the
  * disk recovers), "unavailable" (could not be opened) or "disabled". */
-static json_t *http_history_health(const http_sources *src, int64_t now)
+json_t *http_history_json(const http_sources *src, int64_t now)
 {
     store *st = *src->store;
     if (!*src->history_enabled)
@@ -301,7 +303,7 @@ int http_render_healthz(const http_sources *src, sbuf *o)
                              (json_int_t)norm_get_stats(*src->norm)->stale_symbols, "feeds",
                              feeds);
     if (root)
-        json_object_set_new(root, "history", http_history_health(src, now));
+        json_object_set_new(root, "history", http_history_json(src, now));
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text)
         sbuf_append(o, text, strlen(text));
@@ -573,6 +575,38 @@ static void http_history_done(void *arg, hist_req *r)
     lws_callback_on_writable(s->wsi);
 }
 
+/* The admin page's files: /admin (index.html) and what it loads. */
+static const char *http_admin_file(const char *uri, const char **mime)
+{
+    *mime = "text/html";
+    if (!strcmp(uri, "/admin") || !strcmp(uri, "/admin/"))
+        return "admin/index.html";
+    if (!strcmp(uri, "/admin/admin.js")) {
+        *mime = "text/javascript";
+        return "admin/admin.js";
+    }
+    return NULL;
+}
+
+/* /admin and /api/admin: absent unless admin.enabled; then only for the
+ * peers in admin.allowed_addresses (the peer of the socket itself, never a
+ * forwarded-for header a client could write). Returns 0 when the request may
+ * go on; else the status to answer (404 or 403, body written). */
+static int http_admin_gate(struct lws *wsi, http_server *h, http_session *s)
+{
+    if (!*h->src.admin_enabled)
+        return 404;
+    char peer[NETLIST_ADDR_TEXT];
+    if (netlist_match_fd(h->src.admin_allowed, lws_get_socket_fd(wsi), peer, sizeof(peer)))
+        return 0;
+    h->admin_refused++;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "the admin view is not open to %s (admin.allowed_addresses)",
+             peer[0] ? peer : "this address");
+    http_error_body(&s->body, "forbidden", msg);
+    return 403;
+}
+
 static int http_begin(struct lws *wsi, http_server *h, http_session *s)
 {
     char uri[128];
@@ -586,9 +620,34 @@ static int http_begin(struct lws *wsi, http_server *h, http_session *s)
     s->wsi = wsi;
     sbuf_init(&s->body, HTTP_BODY_LIMIT);
     s->api = !strncmp(uri, "/api/", 5);
+    int admin_page = !strncmp(uri, "/admin", 6);
+    if (admin_page || !strcmp(uri, "/api/admin")) {
+        int refused = http_admin_gate(wsi, h, s);
+        if (refused == 404) {
+            sbuf_free(&s->body);
+            return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
+        }
+        if (refused)
+            return http_respond(wsi, h, s, refused, type);
+    }
+    if (admin_page) {
+        const char *mime, *file = http_admin_file(uri, &mime);
+        char path[1024];
+        sbuf_free(&s->body);
+        if (!file || snprintf(path, sizeof(path), "%s/%s", h->src.web_root, file) >= (int)sizeof(path))
+            return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
+        int n = lws_serve_http_file(wsi, path, mime, NULL, 0);
+        return n < 0 || (n > 0 && lws_http_transaction_completed(wsi)) ? -1 : 0;
+    }
     if (!strcmp(uri, "/metrics")) {
         type = "text/plain; version=0.0.4";
         status = http_render_metrics(&h->src, &s->body);
+        metric(&s->body, "tickerd_admin_refused_total", "counter",
+               "Requests for /admin or /api/admin from an address not in admin.allowed_addresses",
+               h->admin_refused);
+    } else if (!strcmp(uri, "/api/admin")) {
+        if (admin_render(&h->src, &s->body))
+            s->body.overflow = 1;
     } else if (!strcmp(uri, "/healthz")) {
         status = http_render_healthz(&h->src, &s->body);
     } else if (!strcmp(uri, "/api/symbols")) {
@@ -684,8 +743,9 @@ struct lws_protocols http_protocol(http_server *h)
 
 const struct lws_http_mount *http_mounts(http_server *h, const struct lws_http_mount *next)
 {
-    static const char *const points[] = {"/metrics", "/healthz", "/api/symbols", "/api/snapshot",
-                                         "/api/history"};
+    static const char *const points[] = {"/metrics",      "/healthz",     "/api/symbols",
+                                         "/api/snapshot", "/api/history", "/api/admin",
+                                         "/admin"};
     enum { NPOINTS = sizeof(points) / sizeof(points[0]) };
     for (int i = NPOINTS - 1; i >= 0; i--) {
         struct lws_http_mount *m = &h->mounts[i];

@@ -17,6 +17,7 @@
 
 #include "tickerd/eio_parse.h"
 #include "tickerd/log.h"
+#include "tickerd/netlist.h"
 #include "tickerd/ws_rx.h"
 
 #define EIO_BUCKETS 1024
@@ -46,6 +47,7 @@ struct eio_conn {
     eio_http *get, *post;       /* the pending polling requests */
     eio_wsref *ws, *probe;      /* the active WebSocket, the probing one */
     void *up;
+    char peer[NETLIST_ADDR_TEXT]; /* the handshake's client address (the admin view) */
     lws_sorted_usec_list_t sul; /* next ping, or the pong deadline */
     lws_sorted_usec_list_t upgrade_sul; /* a probe that never sends '5' is given up */
 };
@@ -100,6 +102,7 @@ const char *eio_error_name(eio_error which) { return error_names[which]; }
 uint32_t eio_sessions(const eio_server *e) { return e ? e->sessions : 0; }
 uint64_t eio_errors(const eio_server *e, eio_error which) { return e->errors[which]; }
 const char *eio_sid(const eio_conn *c) { return c->sid; }
+const char *eio_peer(const eio_conn *c) { return c->peer; }
 
 static void eio_count(eio_server *e, eio_error which)
 {
@@ -218,6 +221,7 @@ static eio_conn *eio_conn_new(eio_server *e, struct lws *wsi, uint8_t transport)
     } while (eio_find(e, c->sid));
     c->srv = e;
     c->transport = transport;
+    netlist_peer_text(lws_get_socket_fd(wsi), c->peer, sizeof(c->peer));
     e->ctx = lws_get_context(wsi);
     c->up = e->upper.open(e->upper_arg, c);
     if (!c->up) {

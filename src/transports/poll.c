@@ -182,6 +182,7 @@ static int poll_begin(struct lws *wsi, poll_server *p, poll_req *r)
         r->sess = sess_create(p->srv, &poll_transport, r, BCAST_ENC_JSON);
         if (!r->sess)
             return -1;
+        sess_set_peer_fd(r->sess, lws_get_socket_fd(wsi));
         int refused = sess_subscribe_csv(r->sess, list, cursor);
         if (refused) {
             sess_out out;

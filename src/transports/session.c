@@ -7,11 +7,13 @@
 #include "tickerd/session.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tickerd/history.h"
 #include "tickerd/log.h"
+#include "tickerd/netlist.h"
 #include "tickerd/util.h"
 
 #define SESS_HIST_INFLIGHT 2 /* history requests per session at once */
@@ -33,12 +35,16 @@ struct sess_server {
     hist *hist;           /* history reads (subscribe's "history"); NULL = none */
     unsigned char *frame; /* SESS_HEADROOM + max_frame_bytes scratch for frames */
     size_t frame_cap;
+    sess *sessions; /* every session, newest first (the admin view) */
 };
 
 struct sess {
     sess_server *srv;
+    sess *next, *prev; /* srv->sessions */
     const sess_transport *ops;
     void *arg;
+    char peer[NETLIST_ADDR_TEXT]; /* client address, "" until the transport says */
+    int64_t created_us;           /* monotonic */
     bcast_client *client;
     uint8_t binary; /* update frames are binary */
     uint8_t rx_paused, closing;
@@ -162,6 +168,11 @@ sess *sess_create(sess_server *srv, const sess_transport *ops, void *arg, bcast_
     }
     s->binary = enc == BCAST_ENC_BIN;
     bcast_client_set_encoding(s->client, enc);
+    s->created_us = tk_mono_us();
+    s->next = srv->sessions;
+    if (s->next)
+        s->next->prev = s;
+    srv->sessions = s;
     sess_transport_stats *t = sess_tstats(srv, ops->name);
     if (t)
         t->sessions++;
@@ -176,6 +187,12 @@ void sess_destroy(sess *s)
         return;
     sess_history_release(s);
     bcast_client_destroy(s->client);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     sess_transport_stats *t = sess_tstats(s->srv, s->ops->name);
     if (t)
         t->sessions--;
@@ -359,6 +376,33 @@ static void sess_on_removed(void *wake_arg, const char *const *names, size_t n, 
     else
         s->srv->stats.replies_dropped++;
     (*told)++;
+}
+
+void sess_set_peer(sess *s, const char *peer)
+{
+    snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "");
+}
+
+void sess_set_peer_fd(sess *s, int fd) { netlist_peer_text(fd, s->peer, sizeof(s->peer)); }
+
+void sess_each(const sess_server *srv, sess_each_fn fn, void *arg)
+{
+    int64_t now = tk_mono_us();
+    for (const sess *s = srv->sessions; s; s = s->next) {
+        const bcast_client_stats *cs = bcast_client_get_stats(s->client);
+        sess_info info = {
+            .transport = s->ops->name,
+            .peer = s->peer,
+            .age_ms = (now - s->created_us) / 1000,
+            .subscriptions = bcast_client_subscription_count(s->client),
+            .frames_out = cs->frames_out,
+            .values_out = cs->values_out,
+            .conflated = cs->conflated,
+            .replies_queued = s->reply_count,
+            .behind = bcast_client_has_pending(s->client),
+        };
+        fn(arg, &info);
+    }
 }
 
 long sess_symbols_removed(sess_server *srv, const uint32_t *ids, size_t n)

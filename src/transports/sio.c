@@ -142,6 +142,7 @@ static int sio_message(void *up, const char *data, size_t len)
         sc->s = sess_create(sc->srv, &sio_ops, sc, BCAST_ENC_JSON);
         if (!sc->s)
             return -1;
+        sess_set_peer(sc->s, eio_peer(sc->c));
         /* the Socket.IO id is not the Engine.IO one (the spec keeps them
          * apart); the session's sid with a suffix is as unguessable */
         sc->ctl_len = (size_t)snprintf(sc->ctl, sizeof(sc->ctl), "0{\"sid\":\"%s.io\"}", eio_sid(sc->c));

@@ -219,6 +219,7 @@ static int sse_begin(struct lws *wsi, sse_server *sse, sse_session *s)
     s->sess = sess_create(sse->srv, &sse_transport, s, BCAST_ENC_JSON);
     if (!s->sess)
         return -1;
+    sess_set_peer_fd(s->sess, lws_get_socket_fd(wsi));
     int refused = sess_subscribe_csv(s->sess, list, pos);
     if (refused) {
         sess_out out;

@@ -352,6 +352,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         s->sess = sess_create(ws->srv, &ws_transport, s, (bcast_enc)proto->id);
         if (!s->sess)
             return -1;
+        sess_set_peer_fd(s->sess, lws_get_socket_fd(wsi));
         return 0;
 
     case LWS_CALLBACK_RECEIVE:

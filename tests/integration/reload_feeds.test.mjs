@@ -127,9 +127,13 @@ describe('SIGHUP reload of feeds', () => {
     srv.writeConfig({ feeds: [feedA, feedB] });
     srv.signal('SIGHUP');
     await waitForSymbols(srv, ['BBB-USD'], 5000);
+    // first its snapshot (the value kept from before, seq >= what was last seen), then new values after it
     const back = await star.next((m) => (m.updates || []).some((u) => u.symbol === 'BBB-USD'), 5000);
-    const bbb = back.updates.find((u) => u.symbol === 'BBB-USD');
-    assert.ok(bbb.seq > lastSeq, `seq ${bbb.seq} continues after ${lastSeq}`);
+    assert.equal(back.op, 'snapshot');
+    const snapSeq = back.updates.find((u) => u.symbol === 'BBB-USD').seq;
+    assert.ok(snapSeq >= lastSeq, `snapshot seq ${snapSeq} >= ${lastSeq}`);
+    const next = await star.next((m) => m.op === 'update' && (m.updates || []).some((u) => u.symbol === 'BBB-USD'), 5000);
+    assert.ok(next.updates.find((u) => u.symbol === 'BBB-USD').seq > snapSeq, 'seq continues');
     await both.subscribe(['BBB-USD']);
     assert.match(srv.stderr(), /BBB-USD is served again/);
     sio.close();
