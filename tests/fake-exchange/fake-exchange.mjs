@@ -78,7 +78,7 @@ const DEFAULTS = {
   requestLogSize: 200,               // upgrades / REST requests remembered for fx.requests() (oldest dropped)
 };
 
-const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko', 'okx', 'bybit', 'bitstamp'];
+const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko', 'okx', 'bybit', 'bitstamp', 'custom'];
 const WS_VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp'];
 
 // =====================================================================================================
@@ -1569,6 +1569,51 @@ class CoinGecko {
 }
 
 // =====================================================================================================
+// custom: a made-up REST shape for the generic JSON mapper (not a real venue)
+// =====================================================================================================
+
+/**
+ * Two shapes no preset reads, for tickerd's "venue": "generic" tests:
+ *   GET /custom/quotes?ids=BTC-USD,ETH-USD → {"ok":true,"result":{"quotes":[{"sym","px":{"last","bid","ask"} (strings),
+ *       "vol24" (number),"updated" (epoch ms)}]}}; an unknown id → HTTP 200 {"ok":false,"error":{"message":…}}
+ *   GET /custom/quote/<SYMBOL> → {"data":[{"c","b","a" (numbers),"t" (RFC3339)}]}; unknown → 404 {"error":"no such symbol"}
+ */
+class Custom {
+  constructor(ex) {
+    this.ex = ex;
+    this.name = 'custom';
+  }
+
+  routes() {
+    return {
+      '/quotes': (q, req, opts) => {
+        const ids = (q.get('ids') || '').split(',').filter(Boolean);
+        const unknown = ids.find((id) => !this.ex.books.has(id));
+        if (!ids.length || unknown !== undefined) return { status: 200, body: { ok: false, error: { message: `unknown id ${String(unknown ?? '').slice(0, 40)}` } } };
+        const quotes = ids.map((id) => {
+          const b = this.ex.books.get(id);
+          const s = opts.snap(b);
+          const p = (x) => fixed(x, b.dp);
+          return { sym: id, px: { last: opts.wrongTypes ? { v: p(s.last) } : p(s.last), bid: p(s.bid), ask: p(s.ask) }, vol24: num(s.volume, 4), updated: Math.floor(s.ts) };
+        });
+        return { status: 200, data: true, body: { ok: true, result: { quotes } } };
+      },
+    };
+  }
+
+  /** GET /custom/quote/<SYMBOL>. */
+  one(id, opts) {
+    const b = this.ex.books.get(id);
+    if (!b) return { status: 404, body: { error: 'no such symbol' } };
+    const s = opts.snap(b);
+    const n = (x) => num(x, b.dp);
+    return { status: 200, data: true, body: { data: [{ c: opts.wrongTypes ? String(n(s.last)) + 'x' : n(s.last), b: n(s.bid), a: n(s.ask), t: rfc3339(s.ts) }] } };
+  }
+
+  faultBody(status) { return { ok: false, error: { message: http.STATUS_CODES[status] || 'Error' } }; }
+}
+
+// =====================================================================================================
 // The exchange: HTTP server, routing, connection bookkeeping, send pipeline, faults, control endpoints
 // =====================================================================================================
 
@@ -1590,14 +1635,14 @@ class FakeExchange {
       connectionsTotal: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
       messagesSent: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
       messagesReceived: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
-      requestsServed: { binance: 0, coinbase: 0, kraken: 0, coingecko: 0, okx: 0, bybit: 0, bitstamp: 0 },
+      requestsServed: { binance: 0, coinbase: 0, kraken: 0, coingecko: 0, okx: 0, bybit: 0, bitstamp: 0, custom: 0 },
       slowConsumersDropped: 0,
     };
     this.faults = new FaultBook(this);
-    this.venues = { binance: new Binance(this), coinbase: new Coinbase(this), kraken: new Kraken(this), coingecko: new CoinGecko(this), okx: new Okx(this), bybit: new Bybit(this), bitstamp: new Bitstamp(this) };
+    this.venues = { binance: new Binance(this), coinbase: new Coinbase(this), kraken: new Kraken(this), coingecko: new CoinGecko(this), okx: new Okx(this), bybit: new Bybit(this), bitstamp: new Bitstamp(this), custom: new Custom(this) };
     if (this.o.rootWsVenue !== 'coinbase' && this.o.rootWsVenue !== 'bitstamp') throw new Error('rootWsVenue must be coinbase or bitstamp');
     this.routes = new Map();   // path -> [venue, handler]
-    for (const v of ['binance', 'kraken', 'coingecko', 'okx', 'bybit']) {
+    for (const v of ['binance', 'kraken', 'coingecko', 'okx', 'bybit', 'custom']) {
       for (const [p, h] of Object.entries(this.venues[v].routes())) this.routes.set(p, [v, h]);
     }
     this.lastBody = {};        // venue -> last data body (for the REST duplicate fault)
@@ -1837,6 +1882,9 @@ class FakeExchange {
       if (cb) route = ['coinbase', (q, r, opts) => this.venues.coinbase.restTicker(decodeURIComponentSafe(cb[1]), r, opts)];
       const bs = /^\/api\/v2\/ticker\/([^/]{1,64})\/$/.exec(rest);
       if (bs) route = ['bitstamp', (q, r, opts) => this.venues.bitstamp.restTicker(decodeURIComponentSafe(bs[1]), r, opts)];
+      const cu = forced === 'custom' && /^\/quote\/([^/]{1,64})$/.exec(rest);
+      if (route && route[0] === 'custom' && forced !== 'custom') route = null;   // only under its /custom prefix
+      if (cu) route = ['custom', (q, r, opts) => this.venues.custom.one(decodeURIComponentSafe(cu[1]), opts)];
       if (forced === 'coingecko' && rest === '/api/v3/ping') route = ['coingecko', () => ({ status: 200, body: { gecko_says: '(V3) To the Moon!' } })];
       if (route && forced && route[0] !== forced) route = null;
       if (!route) {
@@ -2077,6 +2125,7 @@ class FakeExchange {
         okx: ['/api/v5/market/ticker?instId=...', '/api/v5/market/tickers?instType=SPOT'],
         bybit: ['/v5/market/tickers?category=spot'],
         bitstamp: ['/api/v2/ticker/{pair}/'],
+        custom: ['/custom/quotes?ids=...', '/custom/quote/{SYMBOL}'],
       },
       ws: {
         binance: ['/stream?streams=...', '/ws', '/ws/<stream>'], kraken: ['/v2'], okx: ['/ws/v5/public'], bybit: ['/v5/public/spot'],
