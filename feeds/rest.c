@@ -153,11 +153,10 @@ static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error
         cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, coingecko, okx, bybit, bitstamp, generic", path);
         goto fail;
     }
-    if (o->generic)
-        ; /* the url template says where; base_url was refused above */
-    else if (!o->base_url[0])
+    /* venue generic: the url template says where (base_url was refused above) */
+    if (!o->generic && !o->base_url[0])
         snprintf(o->base_url, sizeof(o->base_url), "%s", v->rest_base);
-    if (strncmp(o->base_url, "http://", 7) && strncmp(o->base_url, "https://", 8)) {
+    if (!o->generic && strncmp(o->base_url, "http://", 7) && strncmp(o->base_url, "https://", 8)) {
         cfg_fail(err, "%s.base_url: must start with http:// or https://", path);
         goto fail;
     }

@@ -118,7 +118,12 @@ int venue_generic_parse_map(const json_t *map, const char *path, venue_generic *
         g->symbol_is_key = 1;
     else if (vg_map_path(map, path, "symbol", &g->symbol, err))
         return -1;
-    if (vg_map_path(map, path, "items", &g->items, err) ||
+    const json_t *items = json_object_get(map, "items");
+    if (json_is_string(items) && !strcmp(json_string_value(items), "$"))
+        g->items_root = 1;
+    else if (vg_map_path(map, path, "items", &g->items, err))
+        return -1;
+    if (
         vg_map_path(map, path, "last", &g->last, err) ||
         vg_map_path(map, path, "bid", &g->bid, err) ||
         vg_map_path(map, path, "ask", &g->ask, err) ||
@@ -127,7 +132,7 @@ int venue_generic_parse_map(const json_t *map, const char *path, venue_generic *
         vg_map_path(map, path, "ts", &g->ts, err) ||
         vg_map_path(map, path, "error", &g->error, err))
         return -1;
-    if (g->symbol_is_key && !g->items.n)
+    if (g->symbol_is_key && !g->items.n && !g->items_root)
         return vg_fail(err, "%s.map.symbol: \"$key\" needs \"items\" (an object of quotes)", path);
     if (!g->last.n && !(g->bid.n && g->ask.n))
         return vg_fail(err, "%s.map: give \"last\", or both \"bid\" and \"ask\"", path);
@@ -282,7 +287,7 @@ static int vg_walk(const venue_generic *g, const json_t *list, const char *hint,
                    int64_t recv_us, const venue_emit *emit, size_t *bad_at, const char **why)
 {
     feed_update u;
-    if (!g->items.n) {
+    if (!g->items.n && !g->items_root) {
         if (vg_quote(g, list, NULL, hint, source, recv_us, &u, why))
             return *bad_at = 0, -1;
         if (emit)
@@ -347,9 +352,10 @@ venue_msg venue_generic_parse(const venue_generic *g, long http_status, const ch
     /* A response to a request, or a message that matched: it must carry the
      * data. An unmatched WebSocket message (an ack, a pong) need not. */
     int strict = http_status != 0 || g->nmatch > 0;
+    int has_items = g->items.n || g->items_root;
     const json_t *list = g->items.n ? vg_get(root, &g->items) : root;
-    int list_ok = g->items.n ? (g->symbol_is_key ? json_is_object(list) : json_is_array(list))
-                             : json_is_object(list) || json_is_array(list);
+    int list_ok = has_items ? (g->symbol_is_key ? json_is_object(list) : json_is_array(list))
+                            : json_is_object(list) || json_is_array(list);
     size_t bad_at = 0;
     const char *why = "";
     if (!list_ok) {
@@ -357,7 +363,7 @@ venue_msg venue_generic_parse(const venue_generic *g, long http_status, const ch
                                 g->symbol_is_key ? "object" : "array")
                    : VENUE_MSG_IGNORED;
     } else if (vg_walk(g, list, hint, source, recv_us, NULL, &bad_at, &why)) {
-        r = strict || g->items.n ? venue_fail(VENUE_MSG_MALFORMED, err, errcap, "quote %zu: %s",
+        r = strict || has_items ? venue_fail(VENUE_MSG_MALFORMED, err, errcap, "quote %zu: %s",
                                               bad_at, why)
                                  : VENUE_MSG_IGNORED;
     } else {

@@ -11,7 +11,8 @@
  * feed with "venue": "generic"):
  *   items    path to the list of quotes: an array (one quote per element) or,
  *            with symbol "$key", an object (one quote per member, the key is
- *            the symbol); absent: the whole body is one quote
+ *            the symbol); "$": the body itself is that list or object;
+ *            absent: the whole body is one quote
  *   symbol   path (relative to a quote) to the symbol string, or "$key";
  *            absent: the symbol of the request (url with {symbol}) or the
  *            feed's only symbol
@@ -62,6 +63,7 @@ typedef enum {
 
 typedef struct venue_generic {
     venue_generic_path items, symbol, last, bid, ask, volume, open, ts, error;
+    int items_root;    /* items "$": the body itself is the list (or object) of quotes */
     int symbol_is_key; /* symbol "$key": the member name of an items object */
     venue_generic_ts_unit ts_unit;
     size_t nmatch;

@@ -161,6 +161,15 @@ static void object_of_quotes_keyed_by_symbol_and_time_units(void)
     CHECK(parse(&g, 200, "{\"errors\":[\"EQuery\"],\"prices\":{}}", NULL, &o) == VENUE_MSG_ERROR);
     CHECK(parse(&g, 200, "{\"prices\":{\"x\":{\"p\":1,\"t\":-5}}}", NULL, &o) == VENUE_MSG_MALFORMED &&
           strstr(err, "ts"));
+    /* "$": the body is the object of quotes (CoinGecko /simple/price) */
+    CHECK(!strcmp(compile("{\"items\":\"$\",\"symbol\":\"$key\",\"last\":\"usd\",\"volume\":\"usd_24h_vol\","
+                          "\"ts\":\"last_updated_at\",\"ts_unit\":\"s\"}", &g), ""));
+    CHECK(parse(&g, 200, "{\"bitcoin\":{\"usd\":67187.3358936566,\"usd_24h_vol\":31260929299.5248,"
+                         "\"last_updated_at\":1711356300}}", NULL, &o) == VENUE_MSG_DATA &&
+          o.n == 1 && !strcmp(o.sym[0], "bitcoin") && o.u[0].volume > 3e10 && o.u[0].ts_us == RECV_US);
+    CHECK(parse(&g, 200, "[]", NULL, &o) == VENUE_MSG_MALFORMED);
+    CHECK(!strcmp(compile("{\"items\":\"$\",\"symbol\":\"s\",\"last\":\"p\"}", &g), ""));
+    CHECK(parse(&g, 200, "[{\"s\":\"A-B\",\"p\":1},{\"s\":\"C-D\",\"p\":2}]", NULL, &o) == VENUE_MSG_DATA && o.n == 2);
     struct { const char *unit, *ts; int64_t want; } u[] = {
         {"ms", "1711356300123", INT64_C(1711356300123000)},
         {"us", "1711356300123456", INT64_C(1711356300123456)},
