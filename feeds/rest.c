@@ -28,6 +28,7 @@
 #include "tickerd/symtab.h"
 #include "tickerd/util.h"
 #include "tickerd/venue.h"
+#include "tickerd/venue_generic.h"
 
 #define REST_MAX_SYMBOLS 1000
 #define REST_BACKOFF_BASE_MS 500
@@ -45,6 +46,10 @@ typedef struct rest_opts {
     char capture[512]; /* "" = off */
     venue_symbol_map *symbols;
     size_t nsymbols;
+    /* "venue": "generic": the url template and the mapping (a plain value) */
+    int generic;
+    char url[VENUE_GENERIC_URL_MAX];
+    venue_generic map;
 } rest_opts;
 
 typedef struct rest_request {
@@ -95,6 +100,20 @@ static void rest_free_opts(void *p)
     free(o);
 }
 
+/* "venue": "generic": url (a template) and map are required, base_url is not
+ * used. */
+static int rest_parse_generic(const json_t *obj, const char *path, rest_opts *o, cfg_error *err)
+{
+    char why[128];
+    if (o->base_url[0])
+        return cfg_fail(err, "%s.base_url: not for venue generic; give the whole \"url\"", path);
+    if (!o->url[0])
+        return cfg_fail(err, "%s.url: required for venue generic", path);
+    if (venue_generic_check_url(o->url, why, sizeof(why)))
+        return cfg_fail(err, "%s.url: %s", path, why);
+    return venue_generic_parse_map(json_object_get(obj, "map"), path, &o->map, err);
+}
+
 static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error *err)
 {
     static const cfg_field fields[] = {
@@ -106,8 +125,9 @@ static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error
         {"max_body_bytes", CFG_INT, offsetof(rest_opts, max_body_bytes), 1024, 67108864},
         {"max_backoff_ms", CFG_INT, offsetof(rest_opts, max_backoff_ms), 100, 3600000},
         {"capture", CFG_STRING, offsetof(rest_opts, capture), 0, 512},
+        {"url", CFG_STRING, offsetof(rest_opts, url), 0, VENUE_GENERIC_URL_MAX},
     };
-    static const char *const handled[] = {"type", "name", "symbols", NULL};
+    static const char *const handled[] = {"type", "name", "symbols", "map", NULL};
     rest_opts *o = calloc(1, sizeof(*o));
     if (!o)
         return cfg_fail(err, "%s: out of memory", path);
@@ -119,19 +139,50 @@ static int rest_parse(const json_t *obj, const char *path, void **out, cfg_error
     if (cfg_parse_fields(obj, path, fields, sizeof(fields) / sizeof(fields[0]), handled, o, err))
         goto fail;
     const venue_preset *v = venue_find(o->venue);
-    if (!v || !v->rest_parse) {
-        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, coingecko, okx, bybit, bitstamp", path);
+    o->generic = !strcmp(o->venue, "generic");
+    if (o->generic) {
+        v = &venue_generic_preset;
+        if (rest_parse_generic(obj, path, o, err))
+            goto fail;
+    } else if (o->url[0] || json_object_get(obj, "map")) {
+        cfg_fail(err, "%s.%s: only for \"venue\": \"generic\" (a preset has base_url)", path,
+                 o->url[0] ? "url" : "map");
         goto fail;
     }
-    if (!o->base_url[0])
+    if (!v || (!v->rest_parse && !o->generic)) {
+        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, coingecko, okx, bybit, bitstamp, generic", path);
+        goto fail;
+    }
+    /* venue generic: the url template says where (base_url was refused above) */
+    if (!o->generic && !o->base_url[0])
         snprintf(o->base_url, sizeof(o->base_url), "%s", v->rest_base);
-    if (strncmp(o->base_url, "http://", 7) && strncmp(o->base_url, "https://", 8)) {
+    if (!o->generic && strncmp(o->base_url, "http://", 7) && strncmp(o->base_url, "https://", 8)) {
         cfg_fail(err, "%s.base_url: must start with http:// or https://", path);
         goto fail;
     }
     if (venue_parse_symbols(json_object_get(obj, "symbols"), path, v, REST_MAX_SYMBOLS,
                             &o->symbols, &o->nsymbols, err))
         goto fail;
+    /* Without a symbol in the body or the request, a quote can only be the
+     * feed's one symbol. */
+    if (o->generic && !o->map.symbol.n && !o->map.symbol_is_key &&
+        venue_generic_requests(o->url, o->nsymbols) != o->nsymbols) {
+        cfg_fail(err, "%s.map.symbol: required with %zu symbols unless the url has {symbol}", path,
+                 o->nsymbols);
+        goto fail;
+    }
+    if (o->generic) {
+        char probe[REST_URL_MAX];
+        const char *syms[REST_MAX_SYMBOLS];
+        for (size_t i = 0; i < o->nsymbols; i++)
+            syms[i] = o->symbols[i].venue;
+        for (size_t i = 0; i < venue_generic_requests(o->url, o->nsymbols); i++)
+            if (venue_generic_url(o->url, syms, o->nsymbols, i, probe, sizeof(probe)) < 0) {
+                cfg_fail(err, "%s.url: with these symbols the url is longer than %d bytes, or a "
+                              "symbol is not URL-safe ([A-Za-z0-9./_-])", path, REST_URL_MAX - 1);
+                goto fail;
+            }
+    }
     *out = o;
     return 0;
 fail:
@@ -227,9 +278,7 @@ static void rest_done(rest *r, rest_request *q, CURLcode rc, int64_t now)
         return;
     }
     /* A response arrived: capture it raw, whatever it says. */
-    const char *hint = r->preset->rest_requests(r->o.nsymbols) == r->o.nsymbols
-                           ? r->venue_syms[q->index]
-                           : NULL;
+    const char *hint = r->nreqs == r->o.nsymbols ? r->venue_syms[q->index] : NULL;
     int64_t recv_us = tk_now_us();
     feed_capture_rest(r->capture, recv_us, status, hint, q->body ? q->body : "", q->len);
     if (status == 429 || status == 418) {
@@ -247,8 +296,11 @@ static void rest_done(rest *r, rest_request *q, CURLcode rc, int64_t now)
     }
     char err[160] = "";
     venue_emit emit = {.arg = r, .update = rest_on_update};
-    venue_msg m = r->preset->rest_parse(status, q->body ? q->body : "", q->len, hint,
-                                        r->env.source, recv_us, &emit, err, sizeof(err));
+    venue_msg m = r->o.generic
+                      ? venue_generic_parse(&r->o.map, status, q->body ? q->body : "", q->len,
+                                            hint, r->env.source, recv_us, &emit, err, sizeof(err))
+                      : r->preset->rest_parse(status, q->body ? q->body : "", q->len, hint,
+                                              r->env.source, recv_us, &emit, err, sizeof(err));
     if (m == VENUE_MSG_DATA && status >= 200 && status < 300) {
         atomic_fetch_add(&r->polls_ok, 1);
         atomic_store(&r->last_ok_us, tk_now_us());
@@ -329,7 +381,7 @@ static void *rest_create(const void *opts, const feed_env *env)
     r->o.symbols = calloc(o->nsymbols, sizeof(*o->symbols));
     r->venue_syms = calloc(o->nsymbols, sizeof(*r->venue_syms));
     r->known = calloc(o->nsymbols, sizeof(*r->known));
-    r->preset = venue_find(o->venue);
+    r->preset = o->generic ? &venue_generic_preset : venue_find(o->venue);
     r->rng = (uint64_t)tk_now_us() | 1;
     pthread_mutex_init(&r->detail_lock, NULL);
     if (!r->o.symbols || !r->venue_syms || !r->known || !r->preset)
@@ -357,7 +409,8 @@ static void *rest_create(const void *opts, const feed_env *env)
     }
     r->mailbox = feed_mailbox_create(o->nsymbols, env->lws);
     r->multi = curl_multi_init();
-    r->nreqs = r->preset->rest_requests(o->nsymbols);
+    r->nreqs = o->generic ? venue_generic_requests(o->url, o->nsymbols)
+                          : r->preset->rest_requests(o->nsymbols);
     r->reqs = calloc(r->nreqs, sizeof(*r->reqs));
     if (!r->mailbox || !r->multi || !r->reqs)
         goto fail;
@@ -366,9 +419,14 @@ static void *rest_create(const void *opts, const feed_env *env)
         char path[REST_URL_MAX - 512];
         q->r = r;
         q->index = i;
-        if (r->preset->rest_path(r->venue_syms, o->nsymbols, i, path, sizeof(path)) < 0)
-            goto fail;
-        snprintf(q->url, sizeof(q->url), "%s%s", r->o.base_url, path);
+        if (o->generic) {
+            if (venue_generic_url(o->url, r->venue_syms, o->nsymbols, i, q->url, sizeof(q->url)) < 0)
+                goto fail;
+        } else {
+            if (r->preset->rest_path(r->venue_syms, o->nsymbols, i, path, sizeof(path)) < 0)
+                goto fail;
+            snprintf(q->url, sizeof(q->url), "%s%s", r->o.base_url, path);
+        }
         q->easy = curl_easy_init();
         if (!q->easy)
             goto fail;

@@ -70,11 +70,16 @@ const DEFAULTS = {
   okxConnsPerSec: 3,                 // OKX: WS connection requests per second per IP (0 = off), then HTTP 429
   bybitIdleMs: 0,                    // Bybit: close a connection silent this long (0 = off; keep alive with {"op":"ping"})
   bybitMaxArgs: 10,                  // Bybit spot: topics per subscribe message
+  bitstampMaxRequestsPerSec: 400,    // Bitstamp: REST requests + WS upgrades per second per IP (0 = off), then HTTP 429
+  bitstampMaxRequestsPer10Min: 10000, // Bitstamp: the same per 10 minutes (0 = off)
+  bitstampMaxConnMs: 90 * 24 * 3600 * 1000, // Bitstamp: connection age limit (bts:request_reconnect, then close)
+  bitstampIdleMs: 0,                 // Bitstamp: close a client silent this long (0 = off; [FAKE], keep alive with bts:heartbeat)
+  rootWsVenue: 'coinbase',           // who serves WS at "/" (Coinbase and Bitstamp both live at the root of their hosts)
   requestLogSize: 200,               // upgrades / REST requests remembered for fx.requests() (oldest dropped)
 };
 
-const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko', 'okx', 'bybit'];
-const WS_VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit'];
+const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko', 'okx', 'bybit', 'bitstamp', 'custom'];
+const WS_VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp'];
 
 // =====================================================================================================
 // Small helpers: PRNG, time and number formatting, JSON text surgery
@@ -1333,6 +1338,177 @@ class Bybit {
 }
 
 // =====================================================================================================
+// Bitstamp v2 (REST /api/v2/ticker/<pair>/, WebSocket wss://ws.bitstamp.net at /)
+// =====================================================================================================
+
+// Top-level and `data` fields of a client message (docs: {"event":"bts:subscribe","data":{"channel":...}};
+// `auth` carries the token of private channels).
+const BITSTAMP_FIELDS = new Set(['event', 'data']);
+const BITSTAMP_DATA_FIELDS = new Set(['channel', 'auth']);
+// Documented public channel kinds. Only live_trades and order_book carry data here; the others are
+// accepted and stay silent. [FAKE]
+const BITSTAMP_CHANNEL_RE = /^(live_trades|live_orders|order_book|detail_order_book|full_order_book|diff_order_book)_([a-z0-9]{2,20})$/;
+const BITSTAMP_BOOK_DEPTH = 10;     // levels per side in order_book pushes (the venue sends 100) [FAKE]
+
+/**
+ * Bitstamp v2: `bts:subscribe` per channel, answered with `bts:subscription_succeeded`; `live_trades_<pair>`
+ * pushes a `trade` event per trade, `order_book_<pair>` a `data` event with the top of the book on every
+ * change (and at once after the subscribe). The client's `{"event":"bts:heartbeat"}` is answered. Errors are
+ * `{"event":"bts:error","channel":…,"data":{"code":null,"message":…}}`. `bts:request_reconnect` precedes a
+ * server-side close. REST and WS upgrades share the documented request budget (400/s, 10,000 per 10 min).
+ */
+class Bitstamp {
+  constructor(ex) {
+    this.ex = ex;
+    this.name = 'bitstamp';
+    this.byPair = new Map();    // btcusd -> Book
+    for (const b of ex.books.values()) this.byPair.set((b.base + b.quote).toLowerCase(), b);
+    this.budget = { sec: [], tenMin: [] };
+  }
+
+  // ---- REST ----------------------------------------------------------------------------------------
+
+  routes() { return {}; }   // /api/v2/ticker/<pair>/ is matched by pattern in onRequest
+
+  /** GET /api/v2/ticker/<pair>/: decimal strings, `timestamp` in epoch seconds; the pair is not in the body. */
+  restTicker(pair, req, opts) {
+    const b = this.byPair.get(pair);
+    if (!b) return { status: 404, body: { message: 'Not Found' } };
+    const s = opts.snap(b);
+    const p = (x) => fixed(x, b.dp);
+    return {
+      status: 200,
+      data: true,
+      body: {
+        timestamp: String(Math.floor(s.ts / 1000)), open: p(s.open), high: p(s.high), low: p(s.low),
+        last: opts.wrongTypes ? { value: p(s.last) } : p(s.last), volume: fixed(s.volume, 8),
+        vwap: p(s.quoteVolume / s.volume), bid: opts.wrongTypes ? true : p(s.bid), ask: p(s.ask),
+        side: s.side === 'buy' ? '0' : '1', open_24: p(s.open), percent_change_24: fixed(((s.last - s.open) / s.open) * 100, 2),
+      },
+    };
+  }
+
+  /** The documented rate-limit response code (400.002); the body's shape is [FAKE]. */
+  faultBody(status) {
+    if (status === 429) return { message: 'Request rejected due to exceeded rate limit.', code: '400.002' };
+    return { message: http.STATUS_CODES[status] || 'Error' };
+  }
+
+  /**
+   * One request (REST or WS upgrade) against the per-IP budget: 400 per second and 10,000 per 10 minutes
+   * (the docs: WebSocket connections follow the same policy). Returns the refusal body or null.
+   */
+  limited() {
+    const o = this.ex.o;
+    const now = Date.now();
+    const windows = [[this.budget.sec, 1000, o.bitstampMaxRequestsPerSec], [this.budget.tenMin, 600000, o.bitstampMaxRequestsPer10Min]];
+    for (const [t, span, max] of windows) {
+      while (t.length && t[0] <= now - span) t.shift();
+      if (max > 0 && t.length >= max) return this.faultBody(429);
+    }
+    for (const [t, , max] of windows) if (max > 0) t.push(now);
+    return null;
+  }
+
+  // ---- WebSocket -----------------------------------------------------------------------------------
+
+  onOpen(conn) {
+    conn.subs = new Set();        // channel names
+    this.armIdle(conn);
+    // "Maximum connection age is 90 days": then the venue disconnects. Timers cannot exceed 2^31-1 ms.
+    const age = this.ex.o.bitstampMaxConnMs;
+    if (age > 0 && age <= 0x7fffffff) conn.timers.push(setTimeout(() => this.shutdown(conn, 50), age));
+  }
+
+  /** [FAKE] option: Bitstamp documents no idle close; bitstampIdleMs > 0 closes a client silent that long. */
+  armIdle(conn) {
+    if (!(this.ex.o.bitstampIdleMs > 0)) return;
+    if (conn.idle) clearTimeout(conn.idle);
+    conn.idle = setTimeout(() => this.ex.closeConn(conn, 1000, 'idle'), this.ex.o.bitstampIdleMs); // [FAKE] code
+    conn.timers.push(conn.idle);
+  }
+
+  error(conn, message, channel = '') {
+    this.ex.sendCtl(conn, { event: 'bts:error', channel, data: { code: null, message } });
+  }
+
+  onMessage(conn, text) {
+    this.armIdle(conn);
+    let msg;
+    try { msg = JSON.parse(text); } catch { this.error(conn, 'Incorrect JSON format.'); return; }
+    if (!msg || typeof msg !== 'object' || Array.isArray(msg) || typeof msg.event !== 'string') { this.error(conn, 'Incorrect JSON format.'); return; }
+    const strict = this.ex.o.strictFields;
+    if (strict && Object.keys(msg).some((k) => !BITSTAMP_FIELDS.has(k))) { this.error(conn, 'Bad subscription string.'); return; } // [FAKE] wording
+    if (msg.event === 'bts:heartbeat') {
+      if (strict && msg.data !== undefined) { this.error(conn, 'Bad subscription string.'); return; } // [FAKE]
+      this.ex.sendCtl(conn, { event: 'bts:heartbeat', channel: '', data: { status: 'success' } });
+      return;
+    }
+    if (msg.event !== 'bts:subscribe' && msg.event !== 'bts:unsubscribe') { this.error(conn, 'Bad subscription string.'); return; } // [FAKE]
+    const d = msg.data;
+    if (!d || typeof d !== 'object' || Array.isArray(d) || typeof d.channel !== 'string') { this.error(conn, 'Bad subscription string.'); return; } // [FAKE]
+    if (strict && Object.keys(d).some((k) => !BITSTAMP_DATA_FIELDS.has(k))) { this.error(conn, 'Bad subscription string.', d.channel.slice(0, 80)); return; } // [FAKE]
+    const m = BITSTAMP_CHANNEL_RE.exec(d.channel);
+    if (!m || !this.byPair.has(m[2])) { this.error(conn, 'Bad subscription string.', d.channel.slice(0, 80)); return; } // [FAKE] wording
+    const sub = msg.event === 'bts:subscribe';
+    if (sub) {
+      const rej = this.ex.faults.take('bitstamp', 'reject_subscribe', 'ws');
+      if (rej) { this.error(conn, rej.reason || 'Bad subscription string.', d.channel); return; }
+    }
+    if (sub) conn.subs.add(d.channel); else conn.subs.delete(d.channel);
+    this.ex.sendCtl(conn, { event: sub ? 'bts:subscription_succeeded' : 'bts:unsubscription_succeeded', channel: d.channel, data: {} });
+    if (sub && m[1] === 'order_book') this.sendBook(conn, this.byPair.get(m[2]));
+  }
+
+  sendTrade(conn, b) {
+    const pair = (b.base + b.quote).toLowerCase();
+    this.ex.sendData(conn, b, (s, o) => ({
+      data: {
+        id: s.tradeId, timestamp: String(Math.floor(s.ts / 1000)), amount: num(s.lastSize, 8), amount_str: fixed(s.lastSize, 8),
+        price: num(s.last, b.dp), price_str: o.wrongTypes ? { value: fixed(s.last, b.dp) } : trimmed(s.last, b.dp),
+        type: s.side === 'buy' ? 0 : 1, microtimestamp: String(Math.floor(s.ts * 1000)),
+        buy_order_id: 1600000000000000 + s.tradeId * 2, sell_order_id: 1600000000000001 + s.tradeId * 2,
+      },
+      channel: `live_trades_${pair}`, event: 'trade',
+    }));
+  }
+
+  sendBook(conn, b) {
+    const pair = (b.base + b.quote).toLowerCase();
+    this.ex.sendData(conn, b, (s, o) => {
+      const tick = 1 / b.scale;
+      const level = (px, qty, i) => [fixed(px, b.dp), fixed(qty * (1 + i * 0.37), 8)];
+      const bids = [];
+      const asks = [];
+      for (let i = 0; i < BITSTAMP_BOOK_DEPTH; i++) {
+        if (s.bid - i * tick > 0) bids.push(level(s.bid - i * tick, s.bidQty, i));
+        asks.push(level(s.ask + i * tick, s.askQty, i));
+      }
+      if (o.wrongTypes) bids[0][0] = s.bid;
+      return { data: { timestamp: String(Math.floor(s.ts / 1000)), microtimestamp: String(Math.floor(s.ts * 1000)), bids, asks }, channel: `order_book_${pair}`, event: 'data' };
+    });
+  }
+
+  onTick(changed) {
+    for (const conn of this.ex.conns.bitstamp) {
+      for (const b of changed) {
+        const pair = (b.base + b.quote).toLowerCase();
+        if (conn.subs.has(`live_trades_${pair}`)) this.sendTrade(conn, b);
+        if (conn.subs.has(`order_book_${pair}`)) this.sendBook(conn, b);
+      }
+    }
+  }
+
+  onHeartbeat() {}
+
+  /** The documented `bts:request_reconnect`, then a close after graceMs. [FAKE] close code */
+  shutdown(conn, graceMs) {
+    this.ex.sendCtl(conn, { event: 'bts:request_reconnect', channel: '', data: '' });
+    conn.timers.push(setTimeout(() => this.ex.closeConn(conn, 1001, 'Going away'), graceMs));
+  }
+}
+
+// =====================================================================================================
 // CoinGecko
 // =====================================================================================================
 
@@ -1393,6 +1569,51 @@ class CoinGecko {
 }
 
 // =====================================================================================================
+// custom: a made-up REST shape for the generic JSON mapper (not a real venue)
+// =====================================================================================================
+
+/**
+ * Two shapes no preset reads, for tickerd's "venue": "generic" tests:
+ *   GET /custom/quotes?ids=BTC-USD,ETH-USD → {"ok":true,"result":{"quotes":[{"sym","px":{"last","bid","ask"} (strings),
+ *       "vol24" (number),"updated" (epoch ms)}]}}; an unknown id → HTTP 200 {"ok":false,"error":{"message":…}}
+ *   GET /custom/quote/<SYMBOL> → {"data":[{"c","b","a" (numbers),"t" (RFC3339)}]}; unknown → 404 {"error":"no such symbol"}
+ */
+class Custom {
+  constructor(ex) {
+    this.ex = ex;
+    this.name = 'custom';
+  }
+
+  routes() {
+    return {
+      '/quotes': (q, req, opts) => {
+        const ids = (q.get('ids') || '').split(',').filter(Boolean);
+        const unknown = ids.find((id) => !this.ex.books.has(id));
+        if (!ids.length || unknown !== undefined) return { status: 200, body: { ok: false, error: { message: `unknown id ${String(unknown ?? '').slice(0, 40)}` } } };
+        const quotes = ids.map((id) => {
+          const b = this.ex.books.get(id);
+          const s = opts.snap(b);
+          const p = (x) => fixed(x, b.dp);
+          return { sym: id, px: { last: opts.wrongTypes ? { v: p(s.last) } : p(s.last), bid: p(s.bid), ask: p(s.ask) }, vol24: num(s.volume, 4), updated: Math.floor(s.ts) };
+        });
+        return { status: 200, data: true, body: { ok: true, result: { quotes } } };
+      },
+    };
+  }
+
+  /** GET /custom/quote/<SYMBOL>. */
+  one(id, opts) {
+    const b = this.ex.books.get(id);
+    if (!b) return { status: 404, body: { error: 'no such symbol' } };
+    const s = opts.snap(b);
+    const n = (x) => num(x, b.dp);
+    return { status: 200, data: true, body: { data: [{ c: opts.wrongTypes ? String(n(s.last)) + 'x' : n(s.last), b: n(s.bid), a: n(s.ask), t: rfc3339(s.ts) }] } };
+  }
+
+  faultBody(status) { return { ok: false, error: { message: http.STATUS_CODES[status] || 'Error' } }; }
+}
+
+// =====================================================================================================
 // The exchange: HTTP server, routing, connection bookkeeping, send pipeline, faults, control endpoints
 // =====================================================================================================
 
@@ -1409,18 +1630,19 @@ class FakeExchange {
       const price = typeof spec === 'object' && spec.price > 0 ? spec.price : BASE_PRICES[base] || 100;
       this.books.set(sym, new Book(sym, price, this.seed));
     }
-    this.conns = { binance: new Set(), coinbase: new Set(), kraken: new Set(), okx: new Set(), bybit: new Set() };
+    this.conns = { binance: new Set(), coinbase: new Set(), kraken: new Set(), okx: new Set(), bybit: new Set(), bitstamp: new Set() };
     this.stats = {
-      connectionsTotal: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0 },
-      messagesSent: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0 },
-      messagesReceived: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0 },
-      requestsServed: { binance: 0, coinbase: 0, kraken: 0, coingecko: 0, okx: 0, bybit: 0 },
+      connectionsTotal: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
+      messagesSent: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
+      messagesReceived: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
+      requestsServed: { binance: 0, coinbase: 0, kraken: 0, coingecko: 0, okx: 0, bybit: 0, bitstamp: 0, custom: 0 },
       slowConsumersDropped: 0,
     };
     this.faults = new FaultBook(this);
-    this.venues = { binance: new Binance(this), coinbase: new Coinbase(this), kraken: new Kraken(this), coingecko: new CoinGecko(this), okx: new Okx(this), bybit: new Bybit(this) };
+    this.venues = { binance: new Binance(this), coinbase: new Coinbase(this), kraken: new Kraken(this), coingecko: new CoinGecko(this), okx: new Okx(this), bybit: new Bybit(this), bitstamp: new Bitstamp(this), custom: new Custom(this) };
+    if (this.o.rootWsVenue !== 'coinbase' && this.o.rootWsVenue !== 'bitstamp') throw new Error('rootWsVenue must be coinbase or bitstamp');
     this.routes = new Map();   // path -> [venue, handler]
-    for (const v of ['binance', 'kraken', 'coingecko', 'okx', 'bybit']) {
+    for (const v of ['binance', 'kraken', 'coingecko', 'okx', 'bybit', 'custom']) {
       for (const [p, h] of Object.entries(this.venues[v].routes())) this.routes.set(p, [v, h]);
     }
     this.lastBody = {};        // venue -> last data body (for the REST duplicate fault)
@@ -1515,8 +1737,9 @@ class FakeExchange {
     else if (rest === '/v5/public/spot') v = 'bybit';
     else if (rest === '/stream' || rest === '/stream/' || rest === '/ws' || rest === '/ws/' || rest.startsWith('/ws/')) v = 'binance';
     else if (rest === '/v2' || rest === '/v2/') v = 'kraken';
-    else if (rest === '/' || rest === '/coinbase') v = 'coinbase';
-    if (forced === 'coinbase' && rest === '/') v = 'coinbase';
+    else if (rest === '/') v = this.o.rootWsVenue;
+    else if (rest === '/coinbase') v = 'coinbase';
+    if ((forced === 'coinbase' || forced === 'bitstamp') && rest === '/') v = forced;
     if (forced && v !== forced) return null;
     return v ? { venue: v, pathname: rest } : null;
   }
@@ -1657,6 +1880,11 @@ class FakeExchange {
       let route = this.routes.get(rest);
       const cb = /^\/products\/([^/]{1,64})\/ticker$/.exec(rest);
       if (cb) route = ['coinbase', (q, r, opts) => this.venues.coinbase.restTicker(decodeURIComponentSafe(cb[1]), r, opts)];
+      const bs = /^\/api\/v2\/ticker\/([^/]{1,64})\/$/.exec(rest);
+      if (bs) route = ['bitstamp', (q, r, opts) => this.venues.bitstamp.restTicker(decodeURIComponentSafe(bs[1]), r, opts)];
+      const cu = forced === 'custom' && /^\/quote\/([^/]{1,64})$/.exec(rest);
+      if (route && route[0] === 'custom' && forced !== 'custom') route = null;   // only under its /custom prefix
+      if (cu) route = ['custom', (q, r, opts) => this.venues.custom.one(decodeURIComponentSafe(cu[1]), opts)];
       if (forced === 'coingecko' && rest === '/api/v3/ping') route = ['coingecko', () => ({ status: 200, body: { gecko_says: '(V3) To the Moon!' } })];
       if (route && forced && route[0] !== forced) route = null;
       if (!route) {
@@ -1665,6 +1893,8 @@ class FakeExchange {
         return;
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') { this.json(res, 405, { error: 'method not allowed' }); return; }
+      const limited = route[0] === 'bitstamp' ? this.venues.bitstamp.limited() : null;
+      if (limited) { entry.status = 429; this.json(res, 429, limited); return; }
       req.resume();
       this.serveRest(route[0], route[1], params, req, res);
     } catch (e) {
@@ -1837,6 +2067,10 @@ class FakeExchange {
       if (t.length >= this.o.okxConnsPerSec) return { msg: 'Too Many Requests', code: '50011' };
       t.push(now);
     }
+    if (venue === 'bitstamp') {
+      const refusal = this.venues.bitstamp.limited();
+      if (refusal) return refusal;
+    }
     if (venue === 'coinbase' && this.o.coinbaseConnBurst > 0) {
       const b = this.cbBucket;
       b.tokens = Math.min(this.o.coinbaseConnBurst, b.tokens + ((now - b.at) / 1000) * this.o.coinbaseConnsPerSec);
@@ -1890,8 +2124,13 @@ class FakeExchange {
         coingecko: ['/api/v3/simple/price'],
         okx: ['/api/v5/market/ticker?instId=...', '/api/v5/market/tickers?instType=SPOT'],
         bybit: ['/v5/market/tickers?category=spot'],
+        bitstamp: ['/api/v2/ticker/{pair}/'],
+        custom: ['/custom/quotes?ids=...', '/custom/quote/{SYMBOL}'],
       },
-      ws: { binance: ['/stream?streams=...', '/ws', '/ws/<stream>'], coinbase: ['/', '/coinbase'], kraken: ['/v2'], okx: ['/ws/v5/public'], bybit: ['/v5/public/spot'] },
+      ws: {
+        binance: ['/stream?streams=...', '/ws', '/ws/<stream>'], kraken: ['/v2'], okx: ['/ws/v5/public'], bybit: ['/v5/public/spot'],
+        [this.o.rootWsVenue]: ['/', `/${this.o.rootWsVenue}`], [this.o.rootWsVenue === 'coinbase' ? 'bitstamp' : 'coinbase']: [this.o.rootWsVenue === 'coinbase' ? '/bitstamp' : '/coinbase'],
+      },
       control: ['POST /_fault', 'GET /_state'],
       symbols: [...this.books.keys()],
     };

@@ -402,6 +402,67 @@ test('quiet market: Kraken heartbeat only in quiet periods, Coinbase heartbeat s
   c.close();
 });
 
+test('Bitstamp v2: / (rootWsVenue) and /bitstamp, bts:subscribe acks, trades and book top, heartbeat, errors, limits, REST', async () => {
+  const x = await another({ seed: 42, tickMs: 20, rootWsVenue: 'bitstamp', bitstampMaxRequestsPerSec: 5 });
+  const sub = (channel) => ({ event: 'bts:subscribe', data: { channel } });
+  const p = await Peer.open(ws(x, '/'));
+  p.send(sub('live_trades_btcusd'));
+  p.send(sub('order_book_btcusd'));
+  assert.deepEqual(await p.nextJson(), { event: 'bts:subscription_succeeded', channel: 'live_trades_btcusd', data: {} });
+  assert.deepEqual(await p.nextJson(), { event: 'bts:subscription_succeeded', channel: 'order_book_btcusd', data: {} });
+  const book = await p.nextJson((j) => j.event === 'data');
+  assert.equal(book.channel, 'order_book_btcusd');
+  hasKeys(book.data, ['timestamp', 'microtimestamp', 'bids', 'asks']);
+  assert.match(book.data.microtimestamp, /^\d{16}$/);
+  assert.ok(book.data.bids.length > 1 && book.data.bids.every(([px, sz]) => isDec(px) && isDec(sz)));
+  assert.ok(Number(book.data.bids[0][0]) < Number(book.data.asks[0][0]), 'not crossed');
+  assert.ok(Number(book.data.bids[0][0]) > Number(book.data.bids[1][0]), 'best bid first');
+  const trade = await p.nextJson((j) => j.event === 'trade');
+  assert.equal(trade.channel, 'live_trades_btcusd');
+  hasKeys(trade.data, ['id', 'timestamp', 'amount', 'amount_str', 'price', 'price_str', 'type', 'microtimestamp', 'buy_order_id', 'sell_order_id']);
+  assert.ok(isDec(trade.data.price_str) && typeof trade.data.price === 'number' && [0, 1].includes(trade.data.type));
+  p.send({ event: 'bts:heartbeat' });
+  assert.deepEqual(await p.nextJson((j) => j.event === 'bts:heartbeat'), { event: 'bts:heartbeat', channel: '', data: { status: 'success' } });
+  // field by field: unknown top-level or data fields, unknown pairs, bad JSON get bts:error
+  const err = (j) => j.event === 'bts:error';
+  p.send({ event: 'bts:subscribe', data: { channel: 'live_trades_ethusd' }, id: 1 });
+  assert.equal((await p.nextJson(err)).data.message, 'Bad subscription string.');
+  p.send({ event: 'bts:subscribe', data: { channel: 'live_trades_ethusd', depth: 1 } });
+  assert.deepEqual(await p.nextJson(err), { event: 'bts:error', channel: 'live_trades_ethusd', data: { code: null, message: 'Bad subscription string.' } });
+  p.send(sub('live_trades_nopeusd'));
+  assert.equal((await p.nextJson(err)).channel, 'live_trades_nopeusd');
+  p.send(sub('live_trades_BTCUSD'));
+  await p.nextJson(err);
+  p.send('{oops');
+  assert.equal((await p.nextJson(err)).data.message, 'Incorrect JSON format.');
+  p.send({ event: 'bts:unsubscribe', data: { channel: 'live_trades_btcusd' } });
+  assert.equal((await p.nextJson((j) => j.event === 'bts:unsubscription_succeeded')).channel, 'live_trades_btcusd');
+  // reject_subscribe, then server_shutdown: bts:request_reconnect and a close
+  x.fault({ venue: 'bitstamp', kind: 'reject_subscribe', reason: 'maintenance' });
+  p.send(sub('live_trades_solusd'));
+  assert.equal((await p.nextJson(err)).data.message, 'maintenance');
+  x.fault({ venue: 'bitstamp', kind: 'server_shutdown' });
+  assert.deepEqual(await p.nextJson((j) => j.event === 'bts:request_reconnect'), { event: 'bts:request_reconnect', channel: '', data: '' });
+  assert.equal((await closedWithin(p, 1000)).code, 1001);
+  // /bitstamp works on any instance; on the default one "/" is Coinbase's
+  const q = await Peer.open(ws(fx, '/bitstamp'));
+  q.send(sub('order_book_ethusd'));
+  assert.equal((await q.nextJson()).event, 'bts:subscription_succeeded');
+  q.close();
+  // REST: the exact path with its trailing slash, 404 otherwise; 429 over the request budget
+  await sleep(1100);
+  const t = await get(x.url, '/api/v2/ticker/btcusd/');
+  assert.equal(t.status, 200);
+  for (const k of ['last', 'bid', 'ask', 'volume', 'open_24', 'timestamp', 'open', 'high', 'low', 'vwap']) assert.ok(isDec(t.json[k]), k);
+  assert.deepEqual((await get(x.url, '/api/v2/ticker/nopeusd/')).json, { message: 'Not Found' });
+  assert.equal((await get(x.url, '/api/v2/ticker/btcusd')).status, 404);
+  const codes = [];
+  for (let i = 0; i < 4; i++) codes.push((await get(x.url, '/api/v2/ticker/ethusd/')).status);
+  assert.deepEqual(codes, [200, 200, 200, 429], 'five per second, the 404 lookup included');
+  await assert.rejects(Peer.open(ws(x, '/')), (e) => e.status === 429, 'WS upgrades share the budget');
+  assert.equal((await get(x.url, '/api/v2/ticker/ethusd/')).json.code, '400.002');
+});
+
 test('determinism: same seed and steps give the same prices; another seed differs', async () => {
   const a = await another({ seed: 7, tickMs: 0, heartbeatMs: 0 });
   const b = await another({ seed: 7, tickMs: 0, heartbeatMs: 0 });
@@ -619,6 +680,11 @@ test('fault reject_subscribe: each venue rejects in its own format, once per cou
   assert.equal(yerr.success, false);
   y.close();
 
+  const s = await Peer.open(ws(fx, '/bitstamp'));
+  s.send({ event: 'bts:subscribe', data: { channel: 'live_trades_btcusd' } });
+  assert.deepEqual(await s.nextJson(), { event: 'bts:error', channel: 'live_trades_btcusd', data: { code: null, message: 'Bad subscription string.' } });
+  s.close();
+
   const b = await Peer.open(ws(fx, '/ws'));
   b.send({ method: 'SUBSCRIBE', params: ['btcusdt@bookTicker'], id: 5 });
   assert.deepEqual(await b.nextJson(), { error: { code: 2, msg: 'Invalid request: invalid stream' }, id: 5 });
@@ -634,7 +700,7 @@ test('fault server_shutdown: Binance serverShutdown + close, Kraken maintenance 
   await k.nextJson((j) => j.channel === 'status');
   const c = await Peer.open(ws(fx, '/'));
   const r = fx.fault({ venue: 'all', kind: 'server_shutdown' });
-  assert.deepEqual(r.applied.map((x) => x.venue), ['binance', 'coinbase', 'kraken', 'okx', 'bybit']);
+  assert.deepEqual(r.applied.map((x) => x.venue), ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp']);
   const ev = await b.nextJson((j) => j.e === 'serverShutdown');
   assert.ok(Number.isInteger(ev.E));
   assert.equal((await closedWithin(b, 1000)).code, 1001);

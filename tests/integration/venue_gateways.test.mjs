@@ -19,7 +19,7 @@ after(async () => {
 });
 
 const SYMBOLS = ['BTC-USD', 'ETH-USD', 'SOL-USD', 'BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT', 'ADA-USDT'];
-const fakeExchange = () => startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS });
+const fakeExchange = (opts = {}) => startFake({ seed: 14, tickMs: 50, symbols: SYMBOLS, ...opts });
 
 /** The shipped example with every upstream URL's scheme and authority pointed at the fake (path kept). */
 function exampleConfig(name, fx) {
@@ -71,6 +71,14 @@ const EXPECT = {
     rest: ['GET /v5/market/tickers?category=spot HTTP/1.1'],
     symbols: ['BTC-USDT', 'ETH-USDT', 'SOL-USDT', 'XRP-USDT', 'DOGE-USDT', 'ADA-USDT'],
   },
+  bitstamp: {
+    // Bitstamp, like Coinbase, serves WS at the root of its host: this fake gives "/" to Bitstamp.
+    fake: { rootWsVenue: 'bitstamp' },
+    ws: ['GET / HTTP/1.1', ['btcusd', 'ethusd', 'solusd'].flatMap((p) => [
+      `{"event":"bts:subscribe","data":{"channel":"live_trades_${p}"}}`, `{"event":"bts:subscribe","data":{"channel":"order_book_${p}"}}`])],
+    rest: ['GET /api/v2/ticker/btcusd/ HTTP/1.1', 'GET /api/v2/ticker/ethusd/ HTTP/1.1', 'GET /api/v2/ticker/solusd/ HTTP/1.1'],
+    symbols: ['BTC-USD', 'ETH-USD', 'SOL-USD'],
+  },
   coingecko: {
     rest: ['GET /api/v3/simple/price?ids=bitcoin,ethereum&vs_currencies=usd&include_24hr_vol=true&include_last_updated_at=true HTTP/1.1'],
     symbols: ['BTC-USD', 'ETH-USD'],
@@ -79,7 +87,7 @@ const EXPECT = {
 
 for (const [name, want] of Object.entries(EXPECT)) {
   test(`etc/examples/${name}.json against the strict fake: request line, headers, subscribe bytes, prices`, T, async () => {
-    const fx = await fakeExchange();
+    const fx = await fakeExchange(want.fake);
     const cfg = exampleConfig(name, fx);
     const srv = await startTickerd({ config: cfg });
     const seen = await collectPrices(srv, want.symbols, 2);

@@ -1230,6 +1230,13 @@ static void fixtures_replay_without_surprises(void)
     RESET();
     replay_file("bybit", "rest", c, &r);
     CHECK(c[VENUE_MSG_DATA] >= 10 && c[VENUE_MSG_ERROR] == 1 && r.updates == 3 * c[VENUE_MSG_DATA]);
+    RESET();
+    replay_file("bitstamp", "ws", c, &r);
+    CHECK(c[VENUE_MSG_ACK] == 6 && c[VENUE_MSG_HEARTBEAT] == 2 && c[VENUE_MSG_DATA] >= 12 &&
+          c[VENUE_MSG_SHUTDOWN] == 1 && r.updates == c[VENUE_MSG_DATA]);
+    RESET();
+    replay_file("bitstamp", "rest", c, &r);
+    CHECK(c[VENUE_MSG_DATA] >= 10 && c[VENUE_MSG_ERROR] == 1 && r.updates == c[VENUE_MSG_DATA]);
 #undef RESET
 }
 
