@@ -14,16 +14,7 @@
 #include "tickerd/symtab.h"
 #include "tickerd/venue.h"
 
-#define FUZZ_SOURCE 7
-
-static void fuzz_update(void *arg, const feed_update *u)
-{
-    size_t *n = arg;
-    /* strlen reads the whole symbol: ASan reports one that dangles */
-    if (!u->symbol || !strlen(u->symbol) || u->source != FUZZ_SOURCE)
-        abort();
-    (*n)++;
-}
+#include "fuzz_common.h"
 
 static void fuzz_check(venue_msg m, size_t updates, const char *err, size_t errcap)
 {

@@ -15,15 +15,7 @@
 
 #include "tickerd/venue_generic.h"
 
-#define FUZZ_SOURCE 7
-
-static void fuzz_update(void *arg, const feed_update *u)
-{
-    size_t *n = arg;
-    if (!u->symbol || !strlen(u->symbol) || u->source != FUZZ_SOURCE)
-        abort();
-    (*n)++;
-}
+#include "fuzz_common.h"
 
 static const char *const fixed_maps[] = {
     "{\"items\":\"result.quotes\",\"symbol\":\"sym\",\"last\":\"px.last\",\"bid\":\"px.bid\","

@@ -7,28 +7,12 @@
 #include <string.h>
 
 #include "check.h"
+#include "got.h"
 #include "tickerd/venue_generic.h"
 
 #define RECV_US INT64_C(1711356300000000) /* 2024-03-25T08:45:00Z */
 #define SOURCE 9
-#define MAX_GOT 8
 
-typedef struct got {
-    int n;
-    feed_update u[MAX_GOT];
-    char sym[MAX_GOT][64];
-} got;
-
-static void got_update(void *arg, const feed_update *u)
-{
-    got *g = arg;
-    if (g->n < MAX_GOT) {
-        g->u[g->n] = *u;
-        snprintf(g->sym[g->n], sizeof(g->sym[0]), "%s", u->symbol);
-        g->u[g->n].symbol = g->sym[g->n];
-    }
-    g->n++;
-}
 
 static char err[256];
 
