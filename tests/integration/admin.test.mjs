@@ -4,18 +4,12 @@
 import { test, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { chromium } from 'playwright-core';
 import { io } from 'socket.io-client';
 import {
-  startTickerd, runTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, waitForSymbols, metrics,
+  startTickerd, runTickerd, stopAll, connect, closeAllClients, httpGet, waitFor, waitForSymbols, metrics, launchChromium,
 } from './lib/harness.mjs';
 
 const T = { timeout: 60000 };
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
-  '--disable-renderer-backgrounding'];
 let browser;
 const opened = [];
 afterEach(async () => {
@@ -112,7 +106,7 @@ test('/api/admin counts sessions by transport and address, ranks the slowest cli
 test('the admin page in Chromium shows the live numbers', T, async () => {
   const srv = await startTickerd({ config: { feeds: [sim], admin: { enabled: true } } });
   await waitForSymbols(srv, ['G00001-USD']);
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser ??= await launchChromium();
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));

@@ -9,22 +9,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import {
-  startTickerd, stopAll, metrics, waitFor, waitForSymbols, simConfig, sleep, startFake, httpGet, tempDir,
+  startTickerd, stopAll, metrics, waitFor, waitForSymbols, simConfig, sleep, startFake, httpGet, tempDir, launchChromium,
 } from './lib/harness.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ARTIFACTS = path.join(ROOT, 'artifacts');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-// Flags from the machine doc: no sandbox as root, and no background traffic to a closed network.
-// The last three keep a page's timers and animation frames running when Chromium considers its window
-// hidden or occluded (headless windows can be): the page's reconnect/retry timers and its render loop are
-// what these tests watch.
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
-  '--disable-renderer-backgrounding'];
 const T = { timeout: 60000 };
 
 let browser;
@@ -34,7 +24,7 @@ after(async () => {
 });
 
 async function openPage(srv, { colorScheme = 'light', viewport = { width: 1280, height: 760 } } = {}) {
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser ??= await launchChromium();
   const page = await browser.newPage({ viewport, colorScheme });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));

@@ -5,15 +5,9 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import WebSocket from 'ws';
-import { startTickerd, stopAll, waitFor, waitForSymbols, simConfig } from './lib/harness.mjs';
-import { chromium } from 'playwright-core';
+import { startTickerd, stopAll, waitFor, waitForSymbols, simConfig, launchChromium } from './lib/harness.mjs';
 import { TickerdClient } from '../../web/tickerd-client.js';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
-  '--disable-renderer-backgrounding'];
 
 const T = { timeout: 90000 };
 const proxies = [];
@@ -166,7 +160,7 @@ for (const [blocked, says, transport] of [[{ upgrade: true }, 'SSE', 'sse'], [{ 
 test(`the page behind a proxy that refuses ${blocked.sse ? 'WebSocket and SSE' : 'WebSocket'} shows live prices over ${says} and says so`, T, async () => {
   const srv = await startTickerd({ config: simConfig({ rate: 400 }) });
   await waitForSymbols(srv, ['BTC-USD']);
-  browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser ??= await launchChromium();
   const proxy = await startProxy(srv, blocked);
   const page = await browser.newPage();
   const errors = [];

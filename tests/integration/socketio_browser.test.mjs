@@ -6,16 +6,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startTickerd, stopAll, waitForSymbols, simConfig, tempDir } from './lib/harness.mjs';
+import { startTickerd, stopAll, waitForSymbols, simConfig, tempDir, launchChromium } from './lib/harness.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const BUNDLE = path.join(HERE, '../node_modules/socket.io-client/dist/socket.io.min.js');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
-  '--disable-renderer-backgrounding'];
 const T = { timeout: 60000 };
 
 // The page: rows per symbol, updated from "snapshot" / "update" events; the transport in use in #transport.
@@ -56,7 +50,7 @@ for (const [name, opts, transport] of [['default (upgrade)', {}, 'websocket'], [
     fs.copyFileSync(BUNDLE, path.join(root, 'socket.io.min.js'));
     const srv = await startTickerd({ config: simConfig({ rate: 200, server: { web_root: root } }) });
     await waitForSymbols(srv, ['BTC-USD', 'ETH-USD']);
-    browser ??= await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    browser ??= await launchChromium();
     const page = await browser.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));

@@ -5,14 +5,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { startTickerd, stopAll, waitForSymbols, simConfig, tempDir } from './lib/harness.mjs';
+import { startTickerd, stopAll, waitForSymbols, simConfig, tempDir, launchChromium } from './lib/harness.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
-  '--disable-renderer-backgrounding'];
 const T = { timeout: 60000 };
 
 // Every event in window.log as {type, id}; opens counted in window.opens.
@@ -38,7 +32,7 @@ test('Chromium EventSource: updates, then reconnect after a restart gets reset/r
   let srv = await startTickerd({ config });
   const port = srv.port;
   await waitForSymbols(srv, ['BTC-USD']);
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser = await launchChromium();
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));

@@ -754,3 +754,21 @@ export async function collectPrices(target, symbols, n = 1, timeoutMs = 8000) {
 export async function feedHealth(target, name) {
   return (await httpGet(target, '/healthz')).json().feeds.find((f) => f.name === name);
 }
+
+// ---- Chromium (the page tests) ----
+/** Debian's chromium, or $CHROMIUM. */
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+// Flags from the machine doc: no sandbox as root, and no background traffic to a closed network.
+// The last three keep a page's timers and animation frames running when Chromium considers its window
+// hidden or occluded (headless windows can be): the page's reconnect/retry timers and its render loop are
+// what these tests watch.
+export const CHROMIUM_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-background-timer-throttling', '--disable-backgrounding-occluded-windows',
+  '--disable-renderer-backgrounding'];
+
+/** Headless Chromium through playwright-core (imported here only when a test asks for a browser). */
+export async function launchChromium(extraArgs = []) {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({ executablePath: CHROMIUM, args: [...CHROMIUM_FLAGS, ...extraArgs] });
+}
