@@ -100,7 +100,8 @@ typedef struct venue_preset {
      * result does not fit in cap, or (Binance) n > VENUE_BINANCE_MAX_SYMBOLS. */
     int (*ws_path)(const char *const *venue_symbols, size_t n, char *out, size_t cap);
     /* The subscribe message to send once connected: "" (length 0) when the URL
-     * already subscribes (Binance combined streams); Coinbase: ticker +
+     * already subscribes (Binance combined streams, while the URL is at most
+     * VENUE_BINANCE_MAX_URL_PATH; else one SUBSCRIBE); Coinbase: ticker +
      * heartbeat channels; Kraken: ticker with the symbol array. Returns the
      * length, or -1 (bad symbol, n == 0, does not fit). Several messages
      * (Bybit: at most VENUE_BYBIT_MAX_ARGS topics each) are separated by
