@@ -15,6 +15,7 @@
  *   24hrTicker     c/b/a/o/v + E (ms): complete
  *   serverShutdown SHUTDOWN (raw and wrapped forms)
  *   {"result":null,"id":..}  ACK (another result answers a query: IGNORED)
+ *   {"error":{"code","msg"},"id":..} REJECT (a refused SUBSCRIBE)
  *   {"code":..,"msg":..}     ERROR
  * Other events (trade, kline, depth, ...) are IGNORED: ws_path never asks for
  * them. Times are read as milliseconds: ws_path never sets timeUnit.
@@ -169,6 +170,14 @@ static venue_msg binance_ws_event(const json_t *ev, uint16_t source, int64_t rec
     } else if (json_object_get(ev, "code")) {
         const json_t *code = json_object_get(ev, "code"), *msg = json_object_get(ev, "msg");
         return venue_fail(VENUE_MSG_ERROR, err, errcap, "binance error %.0f: %s",
+                          json_is_number(code) ? json_number_value(code) : 0.0,
+                          json_is_string(msg) ? json_string_value(msg) : "(no msg)");
+    } else if (json_is_object(json_object_get(ev, "error")) && json_object_get(ev, "id")) {
+        /* {"error":{"code":2,"msg":"Invalid request: ..."},"id":1}: the answer
+         * to a SUBSCRIBE (the only request sent, for long stream lists) */
+        const json_t *e2 = json_object_get(ev, "error");
+        const json_t *code = json_object_get(e2, "code"), *msg = json_object_get(e2, "msg");
+        return venue_fail(VENUE_MSG_REJECT, err, errcap, "binance error %.0f: %s",
                           json_is_number(code) ? json_number_value(code) : 0.0,
                           json_is_string(msg) ? json_string_value(msg) : "(no msg)");
     } else if (json_object_get(ev, "result") && json_object_get(ev, "id")) {

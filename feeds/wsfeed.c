@@ -87,6 +87,7 @@ typedef struct wsconn {
     int subscribed;      /* acknowledged, or nothing to send */
     int delivering;      /* a data message since it was subscribed */
     int retiring;        /* replaced: being closed by us */
+    int64_t retired_us;  /* monotonic: when it was asked to close */
     int want_subscribe, want_ping, want_close;
     size_t sub_off;      /* next line of a multi-message subscribe */
     char *rx;            /* reassembly of a message split over callbacks */
@@ -318,7 +319,9 @@ static void wsconn_live(wsconn *c)
     if (old->state == WSC_IDLE || old->retiring || !sh->rotate)
         return;
     sh->rotate = 0;
+    sh->reconnect_now = 0; /* a venue notice, if any, is answered */
     old->retiring = 1;
+    old->retired_us = tk_mono_us();
     if (old->state == WSC_OPEN && old->wsi) {
         old->want_close = 1;
         lws_callback_on_writable(old->wsi);
@@ -511,6 +514,10 @@ static void wsfeed_check(lws_sorted_usec_list_t *sul)
         wsshard *sh = &w->shards[s];
         for (int j = 0; j < 2; j++) {
             wsconn *c = &sh->c[j], *other = &sh->c[1 - j];
+            if (c->retiring && now - c->retired_us > 2000000) {
+                wsconn_drop(c); /* its close frame never went out: cut it */
+                continue;
+            }
             if (c->state != WSC_OPEN || c->retiring)
                 continue;
             int64_t silent_ms = (now - c->last_rx_us) / 1000;

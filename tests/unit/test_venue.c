@@ -303,6 +303,11 @@ static void binance_book_ticker_carries_its_update_id(void)
              "\"o\":\"0.0010\",\"h\":\"0.0025\",\"l\":\"0.0010\",\"v\":\"10000\",\"q\":\"18\"}",
              &g) == VENUE_MSG_DATA);
     CHECK(g.n == 1 && g.u[0].venue_seq == 0 && g.u[0].ts_us == INT64_C(1672515782136000));
+    /* a refused SUBSCRIBE, in the nested form the venue sends to identified requests */
+    CHECK(ws("binance", "{\"error\":{\"code\":2,\"msg\":\"Invalid request: too many streams\"},\"id\":1}",
+             &g) == VENUE_MSG_REJECT);
+    CHECK(strstr(err, "too many streams") != NULL);
+    CHECK(ws("binance", "{\"result\":null,\"id\":1}", &g) == VENUE_MSG_ACK);
 }
 
 static void binance_book_ticker_gives_mid_and_receive_time(void)
