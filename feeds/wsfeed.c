@@ -25,8 +25,10 @@
  * silent for silence_timeout_ms is dropped and re-opened. Every drop is
  * followed by a reconnect after exponential backoff with full jitter (uniform
  * in [0, min(max_backoff_ms, 250 ms·2^k)], k = failures since the last data),
- * re-subscribing; a venue's announced disconnect (Binance serverShutdown)
- * reconnects at once, so a scheduled disconnect costs one reconnect.
+ * re-subscribing; a venue's announced disconnect opens the replacement at
+ * once: beside the announced connection where the preset orders its updates
+ * (Binance serverShutdown, make-before-break, below), else after closing it
+ * (OKX, Bitstamp notices), so a scheduled disconnect costs one reconnect.
  * Venues that drop a client which sends nothing (OKX: 30 s) get the preset's
  * text keepalive (ws_ping) every ping_interval_ms while connected.
  * Messages above max_message_bytes are discarded and counted.
@@ -365,8 +367,12 @@ static void wsconn_message(wsconn *c, const char *msg, size_t len)
     case VENUE_MSG_SHUTDOWN:
         log_info("%s: venue announced a disconnect; reconnecting now", SHNAME(sh));
         sh->reconnect_now = 1;
-        if (!c->retiring)
+        if (c->retiring)
+            break;
+        if (w->order)
             wsshard_want_replacement(sh, "venue notice");
+        else
+            wsconn_drop(c); /* no order to tell copies apart: break, then make */
         break;
     case VENUE_MSG_ERROR:
         w->venue_errors++;
