@@ -66,6 +66,7 @@ void venue_update_init(feed_update *u, const char *symbol, uint16_t source, int6
     u->last = u->bid = u->ask = u->volume = u->open = NAN;
     u->ts_us = recv_us;
     u->source = source;
+    u->venue_seq = 0;
 }
 
 void venue_deliver(const venue_emit *emit, const feed_update *u)
@@ -474,4 +475,28 @@ int venue_ws_host(const char *host, int port, int tls, char *out, size_t cap)
         return -1;
     }
     return w;
+}
+
+/* ---- spreading symbols over connections ---- */
+
+size_t venue_ws_conns(size_t n, size_t per_conn)
+{
+    if (!n)
+        return 0;
+    if (!per_conn)
+        return 1;
+    return n / per_conn + (n % per_conn != 0);
+}
+
+int venue_ws_shard(size_t n, size_t per_conn, size_t k, size_t *first, size_t *count)
+{
+    size_t conns = venue_ws_conns(n, per_conn);
+    if (k >= conns || !first || !count)
+        return -1;
+    /* Balanced: 1500 over 512 each is 500/500/500, not 512/512/476, so no
+     * connection runs at the venue's limit when it need not. */
+    size_t base = n / conns, extra = n % conns;
+    *first = k * base + (k < extra ? k : extra);
+    *count = base + (k < extra);
+    return 0;
 }

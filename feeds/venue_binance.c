@@ -3,15 +3,19 @@
  * BTC-USDT, the combined-stream URL, and the parsers for WebSocket market
  * streams and REST tickers.
  *
- * WebSocket: one combined connection per ≤ 512 symbols,
- * /stream?streams=<s>@bookTicker/<s>@miniTicker/..., so nothing is sent after
- * connecting. Both the combined wrapper {"stream","data"} and raw payloads are
+ * WebSocket: one combined connection per ≤ 512 symbols (the adapter opens
+ * several for more), /stream?streams=<s>@bookTicker/<s>@miniTicker/..., so
+ * nothing is sent after connecting; when that URL would be longer than
+ * VENUE_BINANCE_MAX_URL_PATH, the bare /stream and one SUBSCRIBE message with
+ * the same streams. Book tickers carry their "u" as venue_seq and mini
+ * tickers their "E", so two connections can overlap (ws_max_conn_age_s). Both the combined wrapper {"stream","data"} and raw payloads are
  * parsed, as are arrays of events (!miniTicker@arr).
  *   bookTicker     b/a, no time: ts = recv_us, last = mid, volume/open NAN
  *   24hrMiniTicker c/o/v + E (ms): bid = ask = NAN
  *   24hrTicker     c/b/a/o/v + E (ms): complete
  *   serverShutdown SHUTDOWN (raw and wrapped forms)
  *   {"result":null,"id":..}  ACK (another result answers a query: IGNORED)
+ *   {"error":{"code","msg"},"id":..} REJECT (a refused SUBSCRIBE)
  *   {"code":..,"msg":..}     ERROR
  * Other events (trade, kline, depth, ...) are IGNORED: ws_path never asks for
  * them. Times are read as milliseconds: ws_path never sets timeUnit.
@@ -67,10 +71,10 @@ static int binance_symbol_ok(const char *s)
     return 1;
 }
 
-static int binance_ws_path(const char *const *syms, size_t n, char *out, size_t cap)
+/* The combined-stream URL for these symbols, or -1 when it does not fit in
+ * cap (or a symbol is not a Binance name). */
+static int binance_stream_url(const char *const *syms, size_t n, char *out, size_t cap)
 {
-    if (!syms || n == 0 || n > VENUE_BINANCE_MAX_SYMBOLS)
-        return -1;
     venue_out o;
     venue_out_init(&o, out, cap);
     venue_out_puts(&o, "/stream?streams=");
@@ -87,14 +91,57 @@ static int binance_ws_path(const char *const *syms, size_t n, char *out, size_t 
     return venue_out_end(&o);
 }
 
+/* 1: these symbols subscribe by URL (it is at most VENUE_BINANCE_MAX_URL_PATH
+ * long), 0: by a SUBSCRIBE message on /stream, -1: bad symbols. */
+static int binance_by_url(const char *const *syms, size_t n)
+{
+    char url[VENUE_BINANCE_MAX_URL_PATH + 1];
+    if (!venue_all_ok(syms, n, binance_symbol_ok))
+        return -1;
+    return binance_stream_url(syms, n, url, sizeof(url)) >= 0;
+}
+
+static int binance_ws_path(const char *const *syms, size_t n, char *out, size_t cap)
+{
+    if (!syms || n == 0 || n > VENUE_BINANCE_MAX_SYMBOLS)
+        return -1;
+    int by_url = binance_by_url(syms, n);
+    if (by_url < 0) {
+        venue_out o;
+        venue_out_init(&o, out, cap);
+        return -1;
+    }
+    if (by_url)
+        return binance_stream_url(syms, n, out, cap);
+    /* Too long for a URL: the bare combined endpoint (the wrapper stays on),
+     * and ws_subscribe names the streams. */
+    return venue_fixed_path(syms, n, binance_symbol_ok, "/stream", out, cap);
+}
+
+/* "" when the URL subscribes; else one SUBSCRIBE naming every stream (at most
+ * 1024, ~35 KB with 20-character symbols): a single message, because Binance
+ * counts every incoming message against 5 per second per connection. */
 static int binance_ws_subscribe(const char *const *syms, size_t n, char *out, size_t cap)
 {
-    (void)syms;
-    (void)n;
-    if (!out || !cap)
+    if (!out || !cap || !syms || n == 0 || n > VENUE_BINANCE_MAX_SYMBOLS)
         return -1;
-    out[0] = '\0'; /* the combined-stream URL subscribes */
-    return 0;
+    int by_url = binance_by_url(syms, n);
+    venue_out o;
+    venue_out_init(&o, out, cap);
+    if (by_url < 0)
+        return -1;
+    if (by_url)
+        return 0; /* the combined-stream URL subscribes */
+    venue_out_puts(&o, "{\"method\":\"SUBSCRIBE\",\"params\":[");
+    for (size_t i = 0; i < n; i++) {
+        venue_out_puts(&o, i ? ",\"" : "\"");
+        venue_out_lower(&o, syms[i]);
+        venue_out_puts(&o, "@bookTicker\",\"");
+        venue_out_lower(&o, syms[i]);
+        venue_out_puts(&o, "@miniTicker\"");
+    }
+    venue_out_puts(&o, "],\"id\":1}");
+    return venue_out_end(&o);
 }
 
 /* ts from the optional "E" (ms). */
@@ -123,6 +170,14 @@ static venue_msg binance_ws_event(const json_t *ev, uint16_t source, int64_t rec
     } else if (json_object_get(ev, "code")) {
         const json_t *code = json_object_get(ev, "code"), *msg = json_object_get(ev, "msg");
         return venue_fail(VENUE_MSG_ERROR, err, errcap, "binance error %.0f: %s",
+                          json_is_number(code) ? json_number_value(code) : 0.0,
+                          json_is_string(msg) ? json_string_value(msg) : "(no msg)");
+    } else if (json_is_object(json_object_get(ev, "error")) && json_object_get(ev, "id")) {
+        /* {"error":{"code":2,"msg":"Invalid request: ..."},"id":1}: the answer
+         * to a SUBSCRIBE (the only request sent, for long stream lists) */
+        const json_t *e2 = json_object_get(ev, "error");
+        const json_t *code = json_object_get(e2, "code"), *msg = json_object_get(e2, "msg");
+        return venue_fail(VENUE_MSG_REJECT, err, errcap, "binance error %.0f: %s",
                           json_is_number(code) ? json_number_value(code) : 0.0,
                           json_is_string(msg) ? json_string_value(msg) : "(no msg)");
     } else if (json_object_get(ev, "result") && json_object_get(ev, "id")) {
@@ -154,6 +209,15 @@ static venue_msg binance_ws_event(const json_t *ev, uint16_t source, int64_t rec
             return venue_fail(VENUE_MSG_MALFORMED, err, errcap, "%s: bad \"b\"/\"a\"", type);
     }
     if (book) {
+        /* "u", the order book update id, orders book tickers across
+         * connections (make-before-break overlap): exact below 2^53. */
+        const json_t *id = json_object_get(ev, "u");
+        if (id) {
+            double d = json_is_number(id) ? json_number_value(id) : -1;
+            if (!(d >= 0 && d < 9007199254740992.0) || d != floor(d))
+                return venue_fail(VENUE_MSG_MALFORMED, err, errcap, "bookTicker: bad \"u\"");
+            u->venue_seq = (uint64_t)d;
+        }
         u->last = (u->bid + u->ask) / 2;
         return VENUE_MSG_DATA;
     }
@@ -325,6 +389,8 @@ const venue_preset venue_binance = {
     .ws_path = binance_ws_path,
     .ws_subscribe = binance_ws_subscribe,
     .ws_parse = binance_ws_parse,
+    .ws_conn_symbols = VENUE_BINANCE_MAX_SYMBOLS,
+    .ws_max_conn_age_s = 86400, /* "A connection is valid for 24 hours" */
     .rest_base = "https://api.binance.com",
     .rest_requests = binance_rest_requests,
     .rest_path = binance_rest_path,

@@ -33,6 +33,10 @@ typedef struct feed_update {
     double open;       /* session open if the venue gives one, else NAN */
     int64_t ts_us;     /* upstream event time, µs since the Unix epoch */
     uint16_t source;   /* source id the feed was created with */
+    /* The venue's own order of this symbol's updates of one stream (Binance
+     * bookTicker "u"), 0 when the message has none. An adapter reading the
+     * same symbol on two connections at once drops what is not newer. */
+    uint64_t venue_seq;
 } feed_update;
 
 /* Complete a partial update u (a field the message lacked is NAN, venue.h)
@@ -62,6 +66,19 @@ typedef enum { FEED_STARTING = 0, FEED_LIVE, FEED_DOWN } feed_state;
 
 typedef void (*feed_symbol_fn)(void *arg, const char *canonical);
 
+/* Most upstream connections one feed reports on (feed_status.conns). */
+#define FEED_MAX_CONNS 16
+
+/* One upstream connection slot of a feed that spreads its symbols over
+ * several (Binance above 512 symbols), for /metrics. */
+typedef struct feed_conn_status {
+    uint32_t symbols;    /* symbols this connection carries */
+    uint8_t up;          /* open, subscribed and delivering */
+    uint8_t overlapping; /* a replacement is open beside the current one */
+    int64_t age_ms;      /* of the oldest open connection of the slot, -1 none */
+    uint64_t reconnects, rotations;
+} feed_conn_status;
+
 typedef struct feed_status {
     feed_state state;
     uint64_t updates;       /* emitted since start */
@@ -74,6 +91,12 @@ typedef struct feed_status {
     uint64_t oversized;     /* messages or bodies over the size limit, dropped */
     uint64_t reconnects;    /* connections re-opened */
     uint64_t captured_dropped; /* capture records dropped (buffer full) */
+    /* Connection replacement (WebSocket feeds; 0 elsewhere). */
+    uint64_t rotations;     /* connections replaced make-before-break */
+    uint64_t stale_dropped; /* updates not newer than one already emitted (overlap, venue replays) */
+    int64_t last_overlap_ms; /* how long the last replacement ran beside the old one, -1 none */
+    uint32_t nconns;        /* entries of conns (0: not a multi-connection adapter) */
+    feed_conn_status conns[FEED_MAX_CONNS];
 } feed_status;
 
 typedef struct feed_env {

@@ -100,7 +100,8 @@ typedef struct venue_preset {
      * result does not fit in cap, or (Binance) n > VENUE_BINANCE_MAX_SYMBOLS. */
     int (*ws_path)(const char *const *venue_symbols, size_t n, char *out, size_t cap);
     /* The subscribe message to send once connected: "" (length 0) when the URL
-     * already subscribes (Binance combined streams); Coinbase: ticker +
+     * already subscribes (Binance combined streams, while the URL is at most
+     * VENUE_BINANCE_MAX_URL_PATH; else one SUBSCRIBE); Coinbase: ticker +
      * heartbeat channels; Kraken: ticker with the symbol array. Returns the
      * length, or -1 (bad symbol, n == 0, does not fit). Several messages
      * (Bybit: at most VENUE_BYBIT_MAX_ARGS topics each) are separated by
@@ -122,6 +123,17 @@ typedef struct venue_preset {
      * HEARTBEAT. */
     const char *ws_ping;
     int ws_ping_interval_ms;
+    /* Most symbols one connection may carry (Binance 512: two streams each,
+     * 1024 per connection); 0 = no limit. An adapter with more symbols opens
+     * venue_ws_conns() connections, each with the venue_ws_shard() slice. */
+    size_t ws_conn_symbols;
+    /* The venue closes every connection after this many seconds (Binance:
+     * 24 h); 0 = none known. A preset that sets it gives every data update a
+     * venue_seq or the venue's own event time (never the receive time), so an
+     * adapter can read the same symbols on an old and a new connection at once
+     * while it replaces the old one before that limit (make-before-break),
+     * dropping what is not newer than what it already emitted. */
+    int ws_max_conn_age_s;
 
     /* ---- REST ---- */
     const char *rest_base; /* e.g. "https://api.binance.com" */
@@ -160,8 +172,13 @@ extern const venue_preset venue_bitstamp;
 
 /* Binance allows 1024 streams per connection and ws_path asks for two per
  * symbol (bookTicker + miniTicker): an adapter with more symbols opens
- * several connections. */
+ * several connections (ws_conn_symbols). */
 #define VENUE_BINANCE_MAX_SYMBOLS 512
+/* Longest Binance request target that subscribes by URL
+ * (/stream?streams=...); a longer one connects to /stream and subscribes
+ * with a SUBSCRIBE message instead: lws builds the client handshake in a
+ * 4 KiB buffer, and a URL of 512 symbols would be ~20 KB. */
+#define VENUE_BINANCE_MAX_URL_PATH 1024
 /* OKX REST: up to this many symbols one /market/ticker request each (OKX
  * allows 20 per 2 s per IP), more in one /market/tickers?instType=SPOT. */
 #define VENUE_OKX_REST_SINGLE 10
@@ -189,6 +206,16 @@ int venue_ws_target(const char *url_path, const char *preset_path, char *out, si
  * port (80 for ws, 443 for wss), else host:port; an IPv6 literal is
  * bracketed. Returns the length or -1 when it does not fit. */
 int venue_ws_host(const char *host, int port, int tls, char *out, size_t cap);
+
+/* ---- for adapters: spreading symbols over connections ----
+ * Connections needed for n symbols at most per_conn each (per_conn 0: no
+ * limit, one connection; n 0: none). */
+size_t venue_ws_conns(size_t n, size_t per_conn);
+/* The slice [*first, *first + *count) of the n symbols that connection k
+ * (0 <= k < venue_ws_conns(n, per_conn)) carries: contiguous, in order,
+ * balanced (counts differ by at most one), each <= per_conn. 0, or -1 for
+ * a k out of range. */
+int venue_ws_shard(size_t n, size_t per_conn, size_t k, size_t *first, size_t *count);
 
 /* ---- for adapters: a venue feed's configured symbols ---- */
 

@@ -62,6 +62,65 @@ static void metric_labelled(sbuf *o, const char *name, const char *label, const 
     sbuf_printf(o, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
 }
 
+/* Feeds that spread their symbols over several upstream connections
+ * (WebSocket feeds; Binance above 512 symbols): one sample per connection
+ * slot, labelled conn="0".., and the last make-before-break overlap. */
+static void http_feed_conn_metrics(const http_sources *src, sbuf *o)
+{
+    static const struct {
+        const char *name, *type, *help;
+        int what;
+    } fam[] = {
+        {"tickerd_feed_connection_up", "gauge",
+         "Upstream connection slot open, subscribed and delivering (1) or not (0)", 0},
+        {"tickerd_feed_connection_symbols", "gauge", "Symbols an upstream connection carries", 1},
+        {"tickerd_feed_connection_age_seconds", "gauge",
+         "Age of the oldest open connection of the slot (absent while none is open)", 2},
+        {"tickerd_feed_connection_overlapping", "gauge",
+         "A replacement connection is open beside the old one (make-before-break)", 3},
+        {"tickerd_feed_connection_reconnects_total", "counter",
+         "Connections of the slot re-opened after a drop", 4},
+        {"tickerd_feed_connection_rotations_total", "counter",
+         "Connections of the slot replaced make-before-break", 5},
+    };
+    feed_status *st = malloc(sizeof(*st));
+    if (!st)
+        return;
+    for (size_t k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
+        metric_head(o, fam[k].name, fam[k].type, fam[k].help);
+        for (size_t i = 0; i < *src->nfeeds; i++) {
+            feed_get_status((*src->feeds)[i], st);
+            for (uint32_t c = 0; c < st->nconns && c < FEED_MAX_CONNS; c++) {
+                const feed_conn_status *cs = &st->conns[c];
+                uint64_t v = 0;
+                switch (fam[k].what) {
+                case 0: v = cs->up; break;
+                case 1: v = cs->symbols; break;
+                case 2:
+                    if (cs->age_ms < 0)
+                        continue;
+                    v = (uint64_t)cs->age_ms / 1000;
+                    break;
+                case 3: v = cs->overlapping; break;
+                case 4: v = cs->reconnects; break;
+                case 5: v = cs->rotations; break;
+                }
+                sbuf_printf(o, "%s{feed=\"%s\",conn=\"%u\"} %llu\n", fam[k].name,
+                            feed_name((*src->feeds)[i]), c, (unsigned long long)v);
+            }
+        }
+    }
+    metric_head(o, "tickerd_feed_last_overlap_ms", "gauge",
+                "How long the last replacement connection ran beside the one it replaced");
+    for (size_t i = 0; i < *src->nfeeds; i++) {
+        feed_get_status((*src->feeds)[i], st);
+        if (st->last_overlap_ms >= 0 && st->nconns)
+            metric_labelled(o, "tickerd_feed_last_overlap_ms", "feed", feed_name((*src->feeds)[i]),
+                            (uint64_t)st->last_overlap_ms);
+    }
+    free(st);
+}
+
 static void http_history_metrics(const http_sources *src, sbuf *o)
 {
     store *st = *src->store;
@@ -234,6 +293,13 @@ int http_render_metrics(const http_sources *src, sbuf *o)
          offsetof(feed_status, reconnects)},
         {"tickerd_feed_capture_dropped_total", "Capture records dropped (buffer full)",
          offsetof(feed_status, captured_dropped)},
+        {"tickerd_feed_rotations_total",
+         "Upstream connections replaced make-before-break (before the venue's age limit)",
+         offsetof(feed_status, rotations)},
+        {"tickerd_feed_stale_dropped_total",
+         "Upstream updates dropped as not newer than one already emitted (overlapping "
+         "connections, venue replays)",
+         offsetof(feed_status, stale_dropped)},
     };
     for (size_t k = 0; k < sizeof(fails) / sizeof(fails[0]); k++) {
         metric_head(o, fails[k].name, "counter", fails[k].help);
@@ -244,6 +310,7 @@ int http_render_metrics(const http_sources *src, sbuf *o)
                             *(const uint64_t *)((const char *)&st + fails[k].off));
         }
     }
+    http_feed_conn_metrics(src, o);
     http_history_metrics(src, o);
     metric(o, "tickerd_uptime_seconds", "gauge", "Seconds since start",
            (uint64_t)((tk_now_us() - src->started_us) / 1000000));

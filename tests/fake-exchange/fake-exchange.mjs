@@ -51,6 +51,8 @@ const DEFAULTS = {
   maxConnMs: 24 * 3600 * 1000,       // Binance: connection lifetime (serverShutdown + close at expiry)
   binanceMaxMsgsPerSec: 5,           // Binance: incoming messages (incl. ping/pong) per second; 0 = no limit
   binanceMaxStreams: 1024,           // Binance: streams per connection
+  binanceShutdownNotice: true,       // Binance: a serverShutdown event before the maxConnMs close
+  binanceConnLogSize: 1000,          // Binance: connections remembered by fx.connections('binance')
   coinbaseSubscribeTimeoutMs: 5000,  // Coinbase: close if no successful subscribe within this
   coinbaseTickerOnSubscribe: true,   // Coinbase: push the current ticker right after a ticker subscribe
   coinbaseRequireUserAgent: true,    // Coinbase REST: 400 without a User-Agent header (as the real API)
@@ -478,6 +480,7 @@ class Binance {
       this.byStream.set(b.names.binance.toLowerCase(), b);
     }
     this.weight = { minute: 0, used: 0 };
+    this.connLog = [];           // bounded: one record per connection (fx.connections('binance'))
   }
 
   // ---- REST ----------------------------------------------------------------------------------------
@@ -580,12 +583,28 @@ class Binance {
     conn.combined = pathname.startsWith('/stream');               // wrapper on /stream, raw on /ws
     conn.micro = /^microsecond$/i.test(params.get('timeUnit') || '');
     conn.streams = new Set(this.urlStreams(pathname, params));
+    // What a test needs to see make-before-break: when each connection was subscribed, first got data and
+    // closed (by whom), and the most streams it ever held.
+    conn.info = {
+      id: conn.id, path: pathname, openedAt: Date.now(), subscribedAt: conn.streams.size ? Date.now() : null,
+      firstDataAt: null, shutdownAt: null, closedAt: null, closeCode: null, closedBy: null, streams: conn.streams.size,
+    };
+    this.connLog.push(conn.info);
+    if (this.connLog.length > this.ex.o.binanceConnLogSize) this.connLog.shift();
+    conn.ws.on('close', (code) => {
+      if (conn.info.closedAt === null) conn.info.closedAt = Date.now();
+      conn.info.closeCode = code;
+      if (!conn.info.closedBy) conn.info.closedBy = 'client';
+    });
     conn.inWindow = { start: Date.now(), n: 0 };
     conn.pings = [];                                              // payloads of unanswered pings
     conn.pongDeadline = null;
     if (this.ex.o.pingMs > 0) conn.timers.push(setInterval(() => this.ping(conn), this.ex.o.pingMs));
     if (this.ex.o.maxConnMs > 0 && this.ex.o.maxConnMs < 2 ** 31) {
-      conn.timers.push(setTimeout(() => this.shutdown(conn, 50), this.ex.o.maxConnMs));
+      conn.timers.push(setTimeout(() => {
+        if (this.ex.o.binanceShutdownNotice) this.shutdown(conn, 50);
+        else this.serverClose(conn, 1001, 'Connection lifetime exceeded'); // [FAKE] close code/reason
+      }, this.ex.o.maxConnMs));
     }
     conn.ws.on('pong', (data) => this.onPong(conn, data));
   }
@@ -598,7 +617,7 @@ class Binance {
     if (conn.pings.length > 8) conn.pings.shift();
     try { conn.ws.ping(payload); } catch { return; }
     if (!conn.pongDeadline) {   // cleared by a matching pong or in dropConn
-      conn.pongDeadline = setTimeout(() => this.ex.closeConn(conn, 1008, 'Pong timeout'), this.ex.o.pongTimeoutMs); // [FAKE] close code
+      conn.pongDeadline = setTimeout(() => this.serverClose(conn, 1008, 'Pong timeout'), this.ex.o.pongTimeoutMs); // [FAKE] close code
     }
   }
 
@@ -619,7 +638,7 @@ class Binance {
     if (now - conn.inWindow.start >= 1000) conn.inWindow = { start: now, n: 0 };
     conn.inWindow.n += 1;
     if (conn.inWindow.n > max) {
-      this.ex.closeConn(conn, 1008, 'Too many requests'); // [FAKE] close code/reason
+      this.serverClose(conn, 1008, 'Too many requests'); // [FAKE] close code/reason
       return false;
     }
     return true;
@@ -661,10 +680,12 @@ class Binance {
           const next = new Set([...conn.streams, ...params]);
           if (next.size > this.ex.o.binanceMaxStreams) { error(2, 'Invalid request: too many streams'); return; } // [FAKE]
           conn.streams = next;
+          conn.info.streams = Math.max(conn.info.streams, next.size);
         } else {
           for (const s of params) conn.streams.delete(s);
         }
         this.ex.sendCtl(conn, { result: null, id });
+        if (msg.method === 'SUBSCRIBE' && conn.info.subscribedAt === null) conn.info.subscribedAt = Date.now();
         return;
       }
       case 'LIST_SUBSCRIPTIONS':
@@ -697,11 +718,11 @@ class Binance {
         const lo = b.names.binance.toLowerCase();
         if (conn.streams.has(`${lo}@bookTicker`)) {
           const stream = `${lo}@bookTicker`;
-          this.ex.sendData(conn, b, (snap, o) => this.frame(conn, stream, {
+          this.sent(conn, this.ex.sendData(conn, b, (snap, o) => this.frame(conn, stream, {
             u: snap.bnU, s: b.names.binance,
             b: o.wrongTypes ? { price: fixed(snap.bid, 8) } : fixed(snap.bid, 8), B: fixed(snap.bidQty, 8),
             a: o.wrongTypes ? true : fixed(snap.ask, 8), A: fixed(snap.askQty, 8),
-          }));
+          })));
         }
         if (conn.streams.has(`${lo}@trade`)) {
           const stream = `${lo}@trade`;
@@ -716,6 +737,8 @@ class Binance {
   }
 
   onHeartbeat() {
+    // One event time per heartbeat for every connection: the same event seen on two connections is the same.
+    const now = nowMs();
     for (const conn of this.ex.conns.binance) {
       for (const s of conn.streams) {
         const at = s.indexOf('@');
@@ -723,8 +746,8 @@ class Binance {
         if (type !== 'miniTicker' && type !== 'ticker') continue;
         const b = this.byStream.get(s.slice(0, at));
         if (!b) continue;
-        this.ex.sendData(conn, b, (snap, o) => {
-          const E = this.time(conn, o.old ? snap.ts : nowMs());
+        this.sent(conn, this.ex.sendData(conn, b, (snap, o) => {
+          const E = this.time(conn, o.old ? snap.ts : now);
           const c = o.wrongTypes ? { price: fixed(snap.last, 8) } : fixed(snap.last, 8);
           if (type === 'miniTicker') {
             return this.frame(conn, s, {
@@ -733,7 +756,7 @@ class Binance {
             });
           }
           const change = snap.last - snap.open;
-          const closeT = Math.floor(o.old ? snap.ts : nowMs());
+          const closeT = Math.floor(o.old ? snap.ts : now);
           return this.frame(conn, s, {
             e: '24hrTicker', E, s: b.names.binance, p: fixed(change, 8), P: (change / snap.open * 100).toFixed(3),
             w: fixed(snap.quoteVolume / snap.volume, 8), x: fixed(snap.open, 8), c, Q: fixed(snap.lastSize, 8),
@@ -742,7 +765,7 @@ class Binance {
             v: fixed(snap.volume, 8), q: fixed(snap.quoteVolume, 8), O: this.time(conn, closeT - 86400000),
             C: this.time(conn, closeT), F: snap.tradeId - snap.count + 1, L: snap.tradeId, n: snap.count,
           });
-        });
+        }));
       }
     }
   }
@@ -750,9 +773,24 @@ class Binance {
   /** serverShutdown event, then a close frame after graceMs (24 h rule and the server_shutdown fault). */
   shutdown(conn, graceMs) {
     const ev = { e: 'serverShutdown', E: this.time(conn, nowMs()) };
+    if (conn.info && conn.info.shutdownAt === null) conn.info.shutdownAt = Date.now();
     this.ex.sendCtl(conn, conn.combined ? { stream: '!serverShutdown', data: ev } : ev);
-    conn.timers.push(setTimeout(() => this.ex.closeConn(conn, 1001, 'Server shutdown'), graceMs)); // [FAKE] close code
+    conn.timers.push(setTimeout(() => this.serverClose(conn, 1001, 'Server shutdown'), graceMs)); // [FAKE] close code
   }
+
+  /** A close the venue starts (lifetime, shutdown, pong timeout, rate limit): recorded as closedBy 'server'. */
+  serverClose(conn, code, reason) {
+    if (conn.info && !conn.info.closedBy) conn.info.closedBy = 'server';
+    this.ex.closeConn(conn, code, reason);
+  }
+
+  /** Note the first market-data message a connection got. */
+  sent(conn, ok) {
+    if (ok && conn.info && conn.info.firstDataAt === null) conn.info.firstDataAt = Date.now();
+  }
+
+  /** Copies of the connection records, oldest first. */
+  connections() { return structuredClone(this.connLog); }
 }
 
 function decodeURIComponentSafe(s) {
@@ -1982,7 +2020,7 @@ class FakeExchange {
       const one = { ...f, venue };
       if (f.kind === 'disconnect') {
         const list = [...this.conns[venue]];
-        for (const c of list) this.dropConn(c, true);               // no close frame: TCP torn down
+        for (const c of list) { if (c.info && !c.info.closedBy) c.info.closedBy = 'server'; this.dropConn(c, true); } // no close frame: TCP torn down
         applied.push({ venue, kind: f.kind, connections: list.length });
       } else if (f.kind === 'server_shutdown') {
         const list = [...this.conns[venue]];
@@ -2160,6 +2198,7 @@ export async function startFakeExchange(options = {}) {
     fault: (f) => ex.fault(f),
     state: () => ex.state(),
     requests: (filter) => ex.requests(filter),
+    connections: (venue = 'binance') => (ex.venues[venue] && ex.venues[venue].connections ? ex.venues[venue].connections() : []),
     tick: (n = 1) => ex.tick(n),
   };
 }

@@ -186,6 +186,112 @@ static void binance_builds_combined_stream_url_and_rest_paths(void)
     CHECK(!strcmp(venue_binance.rest_base, "https://api.binance.com"));
 }
 
+/* Spreading symbols over connections: contiguous, in order, balanced, each
+ * within the per-connection limit, for every n up to well past Binance's
+ * 16 x 512. */
+static void symbols_split_over_connections(void)
+{
+    size_t first, count;
+    CHECK(venue_ws_conns(0, 512) == 0 && venue_ws_conns(1, 512) == 1);
+    CHECK(venue_ws_conns(512, 512) == 1 && venue_ws_conns(513, 512) == 2);
+    CHECK(venue_ws_conns(1500, 512) == 3 && venue_ws_conns(8192, 512) == 16);
+    CHECK(venue_ws_conns(5000, 0) == 1); /* no limit: one connection */
+    CHECK(venue_ws_shard(5000, 0, 0, &first, &count) == 0 && first == 0 && count == 5000);
+    for (size_t k = 0; k < 3; k++)
+        CHECK(venue_ws_shard(1500, 512, k, &first, &count) == 0 && first == k * 500 &&
+              count == 500);
+    CHECK(venue_ws_shard(1500, 512, 3, &first, &count) == -1);
+    CHECK(venue_ws_shard(0, 512, 0, &first, &count) == -1);
+    CHECK(venue_ws_shard(1025, 512, 0, &first, &count) == 0 && count == 342);
+    CHECK(venue_ws_shard(1025, 512, 2, &first, &count) == 0 && first == 684 && count == 341);
+    int ok = 1;
+    for (size_t n = 1; n <= 9000 && ok; n++) {
+        size_t conns = venue_ws_conns(n, 512), next = 0, lo = (size_t)-1, hi = 0;
+        ok = conns == (n + 511) / 512;
+        for (size_t k = 0; k < conns && ok; k++) {
+            ok = venue_ws_shard(n, 512, k, &first, &count) == 0 && first == next && count >= 1 &&
+                 count <= 512;
+            next = first + count;
+            lo = count < lo ? count : lo;
+            hi = count > hi ? count : hi;
+        }
+        ok = ok && next == n && hi - lo <= 1;
+    }
+    CHECK(ok);
+}
+
+/* Binance subscribes by URL while the URL is short, else /stream + one
+ * SUBSCRIBE with the same streams; at most 512 symbols (1024 streams). */
+static void binance_long_stream_lists_subscribe_by_message(void)
+{
+    static char names[512][24];
+    const char *syms[513];
+    for (int i = 0; i < 512; i++) {
+        snprintf(names[i], sizeof(names[i]), "S%04dUSDT", i);
+        syms[i] = names[i];
+    }
+    syms[512] = "EXTRAUSDT";
+    static char out[65536];
+    /* 24 symbols x ~42 bytes fit in VENUE_BINANCE_MAX_URL_PATH, 25 do not */
+    int n24 = venue_binance.ws_path(syms, 24, out, sizeof(out));
+    CHECK(n24 > 0 && n24 <= VENUE_BINANCE_MAX_URL_PATH && !strncmp(out, "/stream?streams=", 16));
+    CHECK(venue_binance.ws_subscribe(syms, 24, out, sizeof(out)) == 0 && out[0] == '\0');
+    CHECK(venue_binance.ws_path(syms, 25, out, sizeof(out)) == 7 && !strcmp(out, "/stream"));
+    int len = venue_binance.ws_subscribe(syms, 25, out, sizeof(out));
+    CHECK(len > 0 && !strncmp(out, "{\"method\":\"SUBSCRIBE\",\"params\":[\"s0000usdt@bookTicker\","
+                                   "\"s0000usdt@miniTicker\",\"s0001usdt@bookTicker\",",
+                              100));
+    CHECK(len > 9 && !strcmp(out + len - 9, "],\"id\":1}"));
+    /* the whole connection's worth is one valid message of 1024 streams */
+    len = venue_binance.ws_subscribe(syms, 512, out, sizeof(out));
+    json_error_t je;
+    json_t *j = len > 0 ? json_loadb(out, (size_t)len, 0, &je) : NULL;
+    CHECK(j && json_array_size(json_object_get(j, "params")) == 1024);
+    CHECK(j && !strcmp(json_string_value(json_array_get(json_object_get(j, "params"), 1023)),
+                       "s0511usdt@miniTicker"));
+    json_decref(j);
+    CHECK(venue_binance.ws_path(syms, 513, out, sizeof(out)) == -1);
+    CHECK(venue_binance.ws_subscribe(syms, 513, out, sizeof(out)) == -1);
+    CHECK(venue_binance.ws_subscribe(syms, 512, out, 1000) == -1 && out[0] == '\0');
+    const char *bad[] = {"BTCUSDT", "BTC\"USDT"};
+    CHECK(venue_binance.ws_subscribe(bad, 2, out, sizeof(out)) == -1);
+    CHECK(venue_binance.ws_conn_symbols == 512 && venue_binance.ws_max_conn_age_s == 86400);
+    CHECK(venue_kraken.ws_conn_symbols == 0 && venue_kraken.ws_max_conn_age_s == 0);
+}
+
+/* The book ticker's "u" orders it across overlapping connections. */
+static void binance_book_ticker_carries_its_update_id(void)
+{
+    got g;
+    CHECK(ws("binance",
+             "{\"u\":40000000123,\"s\":\"BNBUSDT\",\"b\":\"25.35\",\"B\":\"1\",\"a\":\"25.36\","
+             "\"A\":\"1\"}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].venue_seq == UINT64_C(40000000123));
+    CHECK(ws("binance", "{\"s\":\"BNBUSDT\",\"b\":\"25.35\",\"B\":\"1\",\"a\":\"25.36\",\"A\":\"1\"}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].venue_seq == 0);
+    CHECK(ws("binance",
+             "{\"u\":\"7\",\"s\":\"BNBUSDT\",\"b\":\"25.35\",\"B\":\"1\",\"a\":\"25.36\",\"A\":\"1\"}",
+             &g) == VENUE_MSG_MALFORMED && g.n == 0);
+    CHECK(ws("binance",
+             "{\"u\":-1,\"s\":\"BNBUSDT\",\"b\":\"25.35\",\"B\":\"1\",\"a\":\"25.36\",\"A\":\"1\"}",
+             &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("binance",
+             "{\"u\":1.5,\"s\":\"BNBUSDT\",\"b\":\"25.35\",\"B\":\"1\",\"a\":\"25.36\",\"A\":\"1\"}",
+             &g) == VENUE_MSG_MALFORMED);
+    CHECK(ws("binance",
+             "{\"e\":\"24hrMiniTicker\",\"E\":1672515782136,\"s\":\"BNBBTC\",\"c\":\"0.0025\","
+             "\"o\":\"0.0010\",\"h\":\"0.0025\",\"l\":\"0.0010\",\"v\":\"10000\",\"q\":\"18\"}",
+             &g) == VENUE_MSG_DATA);
+    CHECK(g.n == 1 && g.u[0].venue_seq == 0 && g.u[0].ts_us == INT64_C(1672515782136000));
+    /* a refused SUBSCRIBE, in the nested form the venue sends to identified requests */
+    CHECK(ws("binance", "{\"error\":{\"code\":2,\"msg\":\"Invalid request: too many streams\"},\"id\":1}",
+             &g) == VENUE_MSG_REJECT);
+    CHECK(strstr(err, "too many streams") != NULL);
+    CHECK(ws("binance", "{\"result\":null,\"id\":1}", &g) == VENUE_MSG_ACK);
+}
+
 static void binance_book_ticker_gives_mid_and_receive_time(void)
 {
     got g;
@@ -1276,6 +1382,9 @@ int main(void)
     RUN(reads_only_plain_decimal_strings);
     RUN(binance_maps_symbols_both_ways);
     RUN(binance_builds_combined_stream_url_and_rest_paths);
+    RUN(symbols_split_over_connections);
+    RUN(binance_long_stream_lists_subscribe_by_message);
+    RUN(binance_book_ticker_carries_its_update_id);
     RUN(binance_book_ticker_gives_mid_and_receive_time);
     RUN(binance_mini_ticker_gives_last_open_volume_and_event_time);
     RUN(binance_event_arrays_are_all_or_nothing);
