@@ -488,8 +488,11 @@ static void sess_auth_op(sess *s, const json_t *id, const json_t *req)
     int had = s->tok != NULL;
     int why = sess_authenticate(s, json_string_value(tok), json_string_length(tok));
     if (why) {
-        if (!had) {
-            sess_auth_refused(s, why);
+        if (!had) { /* as sess_auth_refused, answering the request's id */
+            auth_counters(s->srv->auth)->unauthenticated_closes++;
+            sess_err_full(s, id, SESS_ERR_UNAUTHORIZED, auth_result_text((auth_result)why),
+                          sess_reason(why), 0);
+            sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
             return;
         }
         sess_err_full(s, id, SESS_ERR_UNAUTHORIZED, auth_result_text((auth_result)why), sess_reason(why), 1);
