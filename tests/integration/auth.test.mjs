@@ -444,3 +444,27 @@ test('/metrics and /healthz limited to address lists', T, async () => {
   await waitFor(async () => (await httpGet(srv, '/metrics')).status === 200, { message: 'metrics allowed after reload' });
   assert.equal((await metrics(srv)).get('tickerd_address_refused_total{endpoint="metrics"}'), 1);
 });
+
+test('edges: "*" with nothing entitled acks []; a "*" token keeps the wildcard; a narrower re-auth revokes; another sub is refused', T, async () => {
+  const none = await startTickerd({ config: simConfig({ rate: 100 }) });
+  const n = await connect(none);
+  assert.equal((await n.ok({ op: 'auth', token: 'anything' })).mode, 'none', 'auth.mode none acks the op');
+  n.close();
+  const srv = await startTickerd({ config: authConfig() });
+  await waitForSymbols(srv, ['BTC-USD', 'ETH-USD']);
+  const c = await wsWith(srv, hs({ sub: 'a', symbols: ['NOPE-*'] }));
+  assert.deepEqual((await c.subscribe(['*'])).symbols, []);
+  const all = await wsWith(srv, hs({ sub: 'b', symbols: ['*'] }));
+  assert.deepEqual((await all.subscribe(['*'])).symbols, ['*']);
+  const r = await all.ok({ op: 'auth', token: hs({ sub: 'b', symbols: ['BTC-USD'] }) });
+  assert.ok(r.revoked.length >= 5 && !r.revoked.includes('BTC-USD'), JSON.stringify(r));
+  const e = await all.request({ op: 'auth', token: hs({ sub: 'zed', symbols: ['*'] }) });
+  assert.equal(e.code, 'unauthorized');
+  assert.equal(e.reason, 'subject_changed');
+  await sleep(300);
+  assert.ok(all.isOpen, 'a refused refresh keeps the session');
+  const m = await metrics(srv);
+  assert.ok(m.get('tickerd_auth_revoked_subscriptions_total') >= 5);
+  c.close();
+  all.close();
+});
