@@ -198,6 +198,11 @@ bcast_rc bcast_subscribe_resume(bcast_client *c, const char *const *names, size_
 /* Unsubscribe from names; "*" removes every subscription. Unknown or
  * unsubscribed names are ignored. */
 void bcast_unsubscribe(bcast_client *c, const char *const *names, size_t n);
+/* Keep only the subscriptions keep(arg, symbol) says yes to (a narrower
+ * entitlement); a wildcard client stops being one unless keep_wildcard.
+ * Returns how many were removed. */
+size_t bcast_client_retain(bcast_client *c, int (*keep)(void *arg, const char *symbol), void *arg,
+                           int keep_wildcard);
 int bcast_client_has_pending(const bcast_client *c);
 /* Is any snapshot (plain or reset) still due? */
 int bcast_client_snapshots_due(const bcast_client *c);

@@ -49,6 +49,28 @@ typedef struct cfg_priority {
     size_t nfeeds;
 } cfg_priority;
 
+/* auth.*: who may read what (include/tickerd/auth.h). */
+typedef struct cfg_auth {
+    int mode;               /* CFG_AUTH_NONE or CFG_AUTH_TOKEN */
+    char algorithm[8];      /* "" = from the key; else HS256, RS256 or ES256 */
+    char secret[512];       /* HS256 key, or */
+    char secret_file[512];  /* a file holding it, or */
+    char public_key_file[512]; /* an RSA / EC P-256 public key (PEM, or a certificate) */
+    char issuer[256];       /* "" = any; else the "iss" a token must carry */
+    char audience[256];     /* "" = any; else a value the token's "aud" must hold */
+    int leeway_s;           /* clock skew allowed on exp / nbf */
+    int reauth_before_s;    /* the "reauth" message goes this long before expiry */
+    int auth_timeout_ms;    /* a /ws client without a token must send its auth op within this */
+} cfg_auth;
+enum { CFG_AUTH_NONE = 0, CFG_AUTH_TOKEN = 1 };
+
+/* server.* keys the gate applies (src/transports/gate.c); reloadable. */
+typedef struct cfg_access {
+    char allowed_origins[1024];           /* browser Origins allowed to stream */
+    char metrics_allowed_addresses[512];  /* "" = any peer may read /metrics */
+    char health_allowed_addresses[512];   /* "" = any peer may read /healthz */
+} cfg_access;
+
 typedef struct cfg_t {
     struct {
         char bind[64];
@@ -56,7 +78,9 @@ typedef struct cfg_t {
         char web_root[512];
         int max_connections;
         char event_loop[8]; /* "poll" (lws' own) or "libuv" (epoll, when lws' plugin loads) */
+        cfg_access access;
     } server;
+    cfg_auth auth;
     struct {
         int level; /* log_level */
         int format; /* log_format: text or json */

@@ -67,6 +67,10 @@ typedef struct eio_upper {
      * (reason: eio_error_name) for /metrics. Both get upper_arg. */
     int (*full)(void *arg);
     void (*count_error)(void *arg, const char *reason);
+    /* Optional: refuse this request (a browser Origin outside the policy)?
+     * Asked for every polling request (answered 403, code 4 "Forbidden",
+     * as the reference's allowRequest) and WebSocket at /socket.io/. */
+    int (*refuse)(void *arg, struct lws *wsi);
 } eio_upper;
 
 typedef struct eio_server eio_server;

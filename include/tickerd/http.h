@@ -71,11 +71,14 @@ struct sbuf;
 int http_render_metrics(const http_sources *src, struct sbuf *out);
 /* Returns the HTTP status: 200 when any feed is live, else 503. */
 int http_render_healthz(const http_sources *src, struct sbuf *out);
-void http_render_symbols(const http_sources *src, struct sbuf *out);
 /* The history store's state as /healthz and /api/admin show it. */
 json_t *http_history_json(const http_sources *src, int64_t now);
+/* only: list just what this token entitles (NULL: everything). */
+struct auth_token;
+void http_render_symbols(const http_sources *src, const struct auth_token *only, struct sbuf *out);
 /* /api/snapshot: symbols is the comma-separated list ("" or NULL = every
  * symbol with a value). Returns 200, or 404 naming unknown symbols. */
-int http_render_snapshot(const http_sources *src, const char *symbols, struct sbuf *out);
+int http_render_snapshot(const http_sources *src, const char *symbols, const struct auth_token *only,
+                         struct sbuf *out);
 
 #endif

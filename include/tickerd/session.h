@@ -57,6 +57,10 @@
 /* WebSocket close codes the session asks for (other transports map them). */
 #define SESS_CLOSE_POLICY 1008
 #define SESS_CLOSE_TRY_AGAIN_LATER 1013
+/* auth.mode token (docs/protocol.md#authentication): the token expired
+ * (a "reauth" message came before, and no new token); no valid token. */
+#define SESS_CLOSE_TOKEN_EXPIRED 4001
+#define SESS_CLOSE_UNAUTHORIZED 4002
 
 typedef enum {
     SESS_ERR_BAD_JSON = 0,
@@ -70,6 +74,9 @@ typedef enum {
     SESS_ERR_INTERNAL,
     SESS_ERR_BUSY, /* history requests at their limit: retry later */
     SESS_ERR_SYMBOL_REMOVED, /* a reload took the symbol's last feed away (not the client's fault) */
+    SESS_ERR_UNAUTHORIZED, /* no token, or one that does not verify ("reason" says why) */
+    SESS_ERR_FORBIDDEN,    /* symbols outside the token's entitlements ("symbols" lists them) */
+    SESS_ERR_TOKEN_EXPIRED, /* the session's token expired: the close (4001) follows */
     SESS_ERR_COUNT
 } sess_error_code;
 
@@ -119,6 +126,7 @@ typedef enum {
     SESS_EV_REPLAY,
     SESS_EV_UPDATE,
     SESS_EV_HISTORY,
+    SESS_EV_REAUTH, /* {"op":"reauth",...}: the token expires soon */
     SESS_EV_OTHER,
 } sess_event;
 
@@ -140,6 +148,7 @@ typedef struct sess_transport {
 typedef struct sess_server sess_server;
 typedef struct sess sess;
 struct hist;
+struct gate;
 
 sess_server *sess_server_create(bcast *b, const sess_limits *limits);
 void sess_server_destroy(sess_server *srv);
@@ -186,6 +195,29 @@ typedef struct sess_info {
 typedef void (*sess_each_fn)(void *arg, const sess_info *info);
 /* fn for every session (service thread; fn must not create or destroy any). */
 void sess_each(const sess_server *srv, sess_each_fn fn, void *arg);
+/* The gate (gate.h) every transport checks requests with, and through it
+ * the auth object: in auth.mode token every session must hold a verified
+ * token before it is served (sess_authenticate, or an {"op":"auth"}
+ * message), subscribes are limited to the token's symbols, and the token's
+ * expiry ends the session (see sess_sweep). */
+void sess_set_gate(sess_server *srv, struct gate *g);
+struct gate *sess_gate(const sess_server *srv);
+/* Does a session need a token (auth.mode token)? */
+int sess_auth_required(const sess_server *srv);
+/* Authenticate s with a token (a header's or query's, a Socket.IO CONNECT
+ * payload's): verified, then counted against its sub's max_conns. Returns
+ * 0 (AUTH_OK; always in mode none), else the auth_result refusing it
+ * (counted); the session is unchanged then. */
+int sess_authenticate(sess *s, const char *token, size_t len);
+/* A refused token on a session that has no other: the unauthorized error
+ * (with "reason") and the close (4002) after it. */
+void sess_auth_refused(sess *s, int why);
+/* Tokens' lifetimes: a "reauth" message auth.reauth_before_s before a
+ * session's token expires, the token_expired error and close (4001) at
+ * expiry, and the close (4002) of a session that sent no auth op within
+ * auth.auth_timeout_ms. Call periodically (every few hundred ms). */
+void sess_sweep(sess_server *srv);
+
 /* A new session. NULL when out of memory. */
 sess *sess_create(sess_server *srv, const sess_transport *ops, void *arg, bcast_enc enc);
 /* Releases everything the session holds (history requests included). */

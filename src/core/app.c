@@ -27,6 +27,8 @@
 #include "tickerd/sse.h"
 #include "tickerd/poll.h"
 #include "tickerd/guard.h"
+#include "tickerd/auth.h"
+#include "tickerd/gate.h"
 
 #define APP_HOUSEKEEPING_US 250000
 
@@ -40,6 +42,8 @@ struct app {
     struct lws_vhost *vhost;  /* serves HTTP and WebSocket; listens on nothing itself */
     struct lws_vhost *listen; /* the port: accepted sockets meet the guard first */
     guard *guard;
+    auth *auth; /* tokens (auth.*) */
+    gate *gate; /* Origin policy, address lists, tokens of requests */
     norm *norm;
     bcast *bcast;
     sess_server *sess; /* sessions of every transport */
@@ -127,6 +131,7 @@ static void app_housekeeping(lws_sorted_usec_list_t *sul)
     app *a = lws_container_of(sul, app, housekeeping_sul);
     ws_sweep(a->ws);
     sse_sweep(a->sse);
+    sess_sweep(a->sess); /* token expiry, reauth, auth timeouts */
     int64_t now = tk_now_us();
     norm_check_stale(a->norm, now);
     for (size_t i = 0; i < a->nfeeds; i++)
@@ -504,6 +509,15 @@ app *app_create(cfg_t *cfg)
     a->sess = a->bcast ? sess_server_create(a->bcast, &sl) : NULL;
     a->ws = a->sess ? ws_create(a->sess, &wl) : NULL;
     a->guard = guard_create();
+    char aerr[512] = "out of memory";
+    a->auth = auth_create(&a->cfg.auth, aerr, sizeof(aerr));
+    a->gate = a->auth ? gate_create(a->auth, &a->cfg.server.access, a->cfg.api.cors_origins) : NULL;
+    if (!a->gate) {
+        log_error("%s", aerr);
+        goto fail;
+    }
+    if (a->sess)
+        sess_set_gate(a->sess, a->gate);
     eio_limits el = app_eio_limits(&a->cfg);
     a->eio = a->sess ? eio_create(&el, sio_upper(), a->sess) : NULL;
     sse_limits ssel = app_sse_limits(&a->cfg);
@@ -727,11 +741,22 @@ int app_reload(app *a, cfg_t *nc)
             log_warn("reload: server.event_loop cannot change live; keeping \"%s\" until a restart",
                      a->cfg.server.event_loop);
         int max_conn = nc->server.max_connections;
+        cfg_access access = nc->server.access;
         nc->server = a->cfg.server;
         nc->server.max_connections = max_conn; /* a limit, not a socket: applies now */
+        nc->server.access = access;            /* policies too (gate.h) */
     }
     log_set_level((log_level)nc->log.level);
     log_set_format((log_format)nc->log.format);
+    char aerr[512];
+    int arc = auth_reload(a->auth, &nc->auth, aerr, sizeof(aerr));
+    if (arc)
+        log_warn("reload: %s", aerr);
+    if (arc < 0)
+        nc->auth = a->cfg.auth; /* the key could not be loaded: the running one stays */
+    else if (arc > 0)
+        nc->auth.mode = a->cfg.auth.mode;
+    gate_configure(a->gate, &nc->server.access, nc->api.cors_origins);
     bcast_opts bo = app_bcast_opts(nc);
     ws_limits wl = app_ws_limits(nc);
     sess_limits sl = app_sess_limits(nc);
@@ -808,6 +833,8 @@ void app_destroy(app *a)
     hist_destroy(a->hist);
     ws_destroy(a->ws);
     guard_destroy(a->guard);
+    gate_destroy(a->gate);
+    auth_destroy(a->auth);
     eio_destroy(a->eio);
     sse_destroy(a->sse);
     poll_destroy(a->poll);

@@ -749,6 +749,20 @@ void bcast_unsubscribe(bcast_client *c, const char *const *names, size_t n)
     free(drop);
 }
 
+size_t bcast_client_retain(bcast_client *c, int (*keep)(void *arg, const char *symbol), void *arg,
+                           int keep_wildcard)
+{
+    size_t removed = 0;
+    if (!keep_wildcard)
+        wildcard_unlink(c); /* symbols added later are not subscribed any more */
+    for (uint32_t i = c->nsubs; i-- > 0;)
+        if (!keep(arg, symtab_name(c->b->names, c->subs[i].sym))) {
+            sub_remove(c, i); /* swap-remove moves only already-visited entries */
+            removed++;
+        }
+    return removed;
+}
+
 /* ---- the history seam ---- */
 
 static bcast_sub *sub_find(bcast_client *c, uint32_t id)

@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/auth.h"
 #include "tickerd/feed.h"
+#include "tickerd/gate.h"
 #include "tickerd/log.h"
 #include "tickerd/symtab.h"
 
@@ -107,6 +109,24 @@ static const cfg_field server_fields[] = {
     {"web_root", CFG_STRING, CFG_OFF(server.web_root), 0, sizeof(((cfg_t *)0)->server.web_root)},
     {"max_connections", CFG_INT, CFG_OFF(server.max_connections), 1, 1000000},
     {"event_loop", CFG_STRING, CFG_OFF(server.event_loop), 0, sizeof(((cfg_t *)0)->server.event_loop)},
+    {"allowed_origins", CFG_STRING, CFG_OFF(server.access.allowed_origins), 0,
+     sizeof(((cfg_t *)0)->server.access.allowed_origins)},
+    {"metrics_allowed_addresses", CFG_STRING, CFG_OFF(server.access.metrics_allowed_addresses), 0,
+     sizeof(((cfg_t *)0)->server.access.metrics_allowed_addresses)},
+    {"health_allowed_addresses", CFG_STRING, CFG_OFF(server.access.health_allowed_addresses), 0,
+     sizeof(((cfg_t *)0)->server.access.health_allowed_addresses)},
+};
+static const cfg_field auth_fields[] = {
+    {"algorithm", CFG_STRING, CFG_OFF(auth.algorithm), 0, sizeof(((cfg_t *)0)->auth.algorithm)},
+    {"secret", CFG_STRING, CFG_OFF(auth.secret), 0, sizeof(((cfg_t *)0)->auth.secret)},
+    {"secret_file", CFG_STRING, CFG_OFF(auth.secret_file), 0, sizeof(((cfg_t *)0)->auth.secret_file)},
+    {"public_key_file", CFG_STRING, CFG_OFF(auth.public_key_file), 0,
+     sizeof(((cfg_t *)0)->auth.public_key_file)},
+    {"issuer", CFG_STRING, CFG_OFF(auth.issuer), 0, sizeof(((cfg_t *)0)->auth.issuer)},
+    {"audience", CFG_STRING, CFG_OFF(auth.audience), 0, sizeof(((cfg_t *)0)->auth.audience)},
+    {"leeway_s", CFG_INT, CFG_OFF(auth.leeway_s), 0, 300},
+    {"reauth_before_s", CFG_INT, CFG_OFF(auth.reauth_before_s), 1, 86400},
+    {"auth_timeout_ms", CFG_INT, CFG_OFF(auth.auth_timeout_ms), 100, 600000},
 };
 static const cfg_field normalizer_fields[] = {
     {"flush_interval_ms", CFG_INT, CFG_OFF(normalizer.flush_interval_ms), 0, 60000},
@@ -358,6 +378,46 @@ static int cfg_parse_admin(cfg_t *cfg, const json_t *obj, cfg_error *err)
     return 0;
 }
 
+/* auth: the keys, then the key material itself (a file that cannot be
+ * read, a key of the wrong kind): refused here, with the key's name, so a
+ * bad key stops the start (exit 2), fails a reload and shows in
+ * --check-config like any other bad value. */
+static int cfg_parse_auth(cfg_t *cfg, const json_t *obj, cfg_error *err)
+{
+    static const char *const also[] = {"mode", NULL};
+    if (cfg_parse_fields(obj, "auth", auth_fields, NFIELDS(auth_fields), also, cfg, err))
+        return -1;
+    const json_t *mode = json_object_get(obj, "mode");
+    if (mode) {
+        const char *m = json_string_value(mode);
+        if (m && !strcmp(m, "none"))
+            cfg->auth.mode = CFG_AUTH_NONE;
+        else if (m && !strcmp(m, "token"))
+            cfg->auth.mode = CFG_AUTH_TOKEN;
+        else
+            return cfg_fail(err, "auth.mode: must be \"none\" or \"token\"");
+    }
+    if (cfg->auth.mode != CFG_AUTH_TOKEN)
+        return 0;
+    auth *a = auth_create(&cfg->auth, err->msg, sizeof(err->msg));
+    if (!a)
+        return -1;
+    auth_destroy(a);
+    return 0;
+}
+
+static int cfg_check_access(const cfg_t *cfg, cfg_error *err)
+{
+    char why[200];
+    if (gate_check_origins(cfg->server.access.allowed_origins, why, sizeof(why)))
+        return cfg_fail(err, "server.allowed_origins: %s", why);
+    if (gate_check_addresses(cfg->server.access.metrics_allowed_addresses, why, sizeof(why)))
+        return cfg_fail(err, "server.metrics_allowed_addresses: %s", why);
+    if (gate_check_addresses(cfg->server.access.health_allowed_addresses, why, sizeof(why)))
+        return cfg_fail(err, "server.health_allowed_addresses: %s", why);
+    return 0;
+}
+
 static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
 {
     if (!json_is_object(root))
@@ -387,6 +447,8 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
             rc = cfg_parse_admin(cfg, v, err);
         else if (!strcmp(key, "feeds"))
             rc = cfg_parse_feeds(cfg, v, err);
+        else if (!strcmp(key, "auth"))
+            rc = cfg_parse_auth(cfg, v, err);
         else
             rc = cfg_fail(err, "%s: unknown key", key);
         if (rc)
@@ -394,6 +456,8 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
     }
     if (strcmp(cfg->server.event_loop, "poll") && strcmp(cfg->server.event_loop, "libuv"))
         return cfg_fail(err, "server.event_loop: must be \"poll\" or \"libuv\"");
+    if (cfg_check_access(cfg, err))
+        return -1;
     return cfg_check_priority(cfg, err);
 }
 
@@ -421,6 +485,11 @@ int cfg_defaults(cfg_t *cfg)
     cfg->server.port = 8080;
     cfg->server.max_connections = 10000;
     strcpy(cfg->server.event_loop, "poll");
+    strcpy(cfg->server.access.allowed_origins, "same-origin,localhost");
+    cfg->auth.mode = CFG_AUTH_NONE;
+    cfg->auth.leeway_s = 5;
+    cfg->auth.reauth_before_s = 30;
+    cfg->auth.auth_timeout_ms = 10000;
     cfg->log.level = LOG_INFO;
     cfg->log.format = LOG_FORMAT_TEXT;
     cfg->normalizer.flush_interval_ms = 10;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "tickerd/admin.h"
+#include "tickerd/gate.h"
 #include "tickerd/guard.h"
 #include "tickerd/util.h"
 
@@ -261,6 +262,7 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            "Bytes held reassembling unfinished WebSocket client messages", ws->rx_bytes_held);
     metric(o, "tickerd_replies_dropped_total", "counter",
            "Control replies dropped because a client's reply queue was full", ss_->replies_dropped);
+    gate_render_metrics(sess_gate(*src->sess), o); /* Origin, address lists, auth */
 
     /* Prometheus wants each family's samples together: two passes over the feeds. */
     metric_head(o, "tickerd_feed_up", "gauge", "Feed state: 1 live, 0 otherwise");
@@ -381,18 +383,17 @@ int http_render_healthz(const http_sources *src, sbuf *o)
     return live ? 200 : 503;
 }
 
-void http_render_symbols(const http_sources *src, sbuf *o)
+void http_render_symbols(const http_sources *src, const auth_token *only, sbuf *o)
 {
     const bcast *b = *src->bcast;
     sbuf_append(o, "{\"symbols\":[", 12);
-    int n = 0;
-    for (uint32_t id = 0; id < bcast_symbol_count(b); id++) {
-        if (bcast_symbol_removed(b, id))
+    for (uint32_t id = 0, k = 0; id < bcast_symbol_count(b); id++) {
+        if (bcast_symbol_removed(b, id) || (only && !auth_token_allows(only, bcast_symbol_name(b, id))))
             continue;
         size_t len;
         const char *json = bcast_symbol_json(b, id, &len);
         /* The latest value's own object, with the symbol's status first. */
-        sbuf_printf(o, "%s{\"status\":\"%s\",", n++ ? "," : "", bcast_symbol_status(b, id));
+        sbuf_printf(o, "%s{\"status\":\"%s\",", k++ ? "," : "", bcast_symbol_status(b, id));
         if (json)
             sbuf_append(o, json + 1, len - 1);
         else
@@ -413,13 +414,16 @@ static void http_error_body(sbuf *o, const char *code, const char *msg)
     sbuf_append(o, "\"}", 2);
 }
 
-int http_render_snapshot(const http_sources *src, const char *symbols, sbuf *o)
+int http_render_snapshot(const http_sources *src, const char *symbols, const auth_token *only,
+                         sbuf *o)
 {
     const bcast *b = *src->bcast;
     if (!symbols || !symbols[0]) {
         int n = 0;
         sbuf_append(o, "{\"updates\":[", 12);
         for (uint32_t id = 0; id < bcast_symbol_count(b); id++) {
+            if (only && !auth_token_allows(only, bcast_symbol_name(b, id)))
+                continue; /* a named list was checked by the gate */
             size_t len;
             const char *json = bcast_symbol_json(b, id, &len);
             if (json && !bcast_symbol_removed(b, id)) {
@@ -511,6 +515,8 @@ static int http_parse_history(struct lws *wsi, const http_sources *src, hist_que
         for (int j = 0; j < 5; j++)
             if (!strcmp(arg, keys[j]))
                 k = j;
+        if (k < 0 && !strcmp(arg, "token"))
+            continue; /* the bearer token (gate.h) */
         if (k < 0) {
             snprintf(msg, msgcap, "unknown parameter \"%.40s\" (symbol, interval, from, to, limit)",
                      arg);
@@ -618,6 +624,7 @@ static int http_respond(struct lws *wsi, http_server *h, http_session *s, int st
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store",
                                      8, &p, end) ||
         (s->api && http_cors_header(wsi, h->src.cors_origins, &p, end)) ||
+        (status == 401 && gate_www_authenticate(wsi, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     s->sent = 0;
@@ -706,23 +713,30 @@ static int http_begin(struct lws *wsi, http_server *h, http_session *s)
         int n = lws_serve_http_file(wsi, path, mime, NULL, 0);
         return n < 0 || (n > 0 && lws_http_transaction_completed(wsi)) ? -1 : 0;
     }
-    if (!strcmp(uri, "/metrics")) {
+    if (!strcmp(uri, "/api/admin")) {
+        /* admin.allowed_addresses decides, not auth tokens: the page fetches it without one */
+        if (admin_render(&h->src, &s->body))
+            s->body.overflow = 1;
+        return http_respond(wsi, h, s, status, type);
+    }
+    auth_token *tok = NULL; /* auth.mode token: what the request's token entitles */
+    int refused = gate_http(sess_gate(*h->src.sess), wsi, uri, &s->body, &tok);
+    if (refused) {
+        status = refused;
+    } else if (!strcmp(uri, "/metrics")) {
         type = "text/plain; version=0.0.4";
         status = http_render_metrics(&h->src, &s->body);
         metric(&s->body, "tickerd_admin_refused_total", "counter",
                "Requests for /admin or /api/admin from an address not in admin.allowed_addresses",
                h->admin_refused);
-    } else if (!strcmp(uri, "/api/admin")) {
-        if (admin_render(&h->src, &s->body))
-            s->body.overflow = 1;
     } else if (!strcmp(uri, "/healthz")) {
         status = http_render_healthz(&h->src, &s->body);
     } else if (!strcmp(uri, "/api/symbols")) {
-        http_render_symbols(&h->src, &s->body);
+        http_render_symbols(&h->src, tok, &s->body);
     } else if (!strcmp(uri, "/api/snapshot")) {
         char arg[8192];
         const char *list = lws_get_urlarg_by_name(wsi, "symbols=", arg, sizeof(arg));
-        status = http_render_snapshot(&h->src, list, &s->body);
+        status = http_render_snapshot(&h->src, list, tok, &s->body);
     } else if (!strcmp(uri, "/api/history")) {
         hist_query q;
         char msg[200];
@@ -731,8 +745,10 @@ static int http_begin(struct lws *wsi, http_server *h, http_session *s)
             http_error_body(&s->body, status == 404 ? "unknown_symbol" : "bad_request", msg);
         } else {
             s->req = hist_submit(*h->src.hist, &q, NULL, 1, HIST_FMT_API, http_history_done, s);
-            if (s->req)
+            if (s->req) {
+                auth_token_free(tok);
                 return 0; /* answered from http_history_done */
+            }
             status = 503;
             http_error_body(&s->body, "busy", "too many history requests in progress; retry shortly");
         }
@@ -740,7 +756,8 @@ static int http_begin(struct lws *wsi, http_server *h, http_session *s)
         sbuf_free(&s->body);
         return lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL) ? -1 : 0;
     }
-    return http_respond(wsi, h, s, status, type);
+    auth_token_free(tok);
+    return http_respond(wsi, h, s, status, refused ? "application/json" : type);
 }
 
 static int http_writeable(struct lws *wsi, http_server *h, http_session *s)
@@ -777,6 +794,10 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     switch (reason) {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         return 1; /* no WebSocket upgrades onto the HTTP protocol */
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* a keep-alive connection is bound here between requests: its
+         * upgrade meets the same gate as a fresh one's (ws.c) */
+        return h ? gate_upgrade(sess_gate(*h->src.sess), wsi) : 0;
     case LWS_CALLBACK_HTTP:
         return http_begin(wsi, h, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:

@@ -514,6 +514,10 @@ static int eio_http_begin(eio_server *e, struct lws *wsi, eio_http *h)
 {
     memset(h, 0, sizeof(*h));
     h->wsi = wsi;
+    if (e->upper.refuse && e->upper.refuse(e->upper_arg, wsi)) {
+        eio_http_error(h, 403, 4);
+        return 0;
+    }
     int is_get = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
     int is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
     if (eio_check_query(e, h, wsi, "polling"))
@@ -885,6 +889,8 @@ static int eio_router(struct lws *wsi, enum lws_callback_reasons reason, void *u
         char sid[64];
         if (eio_check_query(e, NULL, wsi, "websocket"))
             return 1;
+        if (e->upper.refuse && e->upper.refuse(e->upper_arg, wsi))
+            return 1; /* (refused with a 403 before the upgrade already: gate_upgrade) */
         eio_wsref *r = calloc(1, sizeof(*r));
         if (!r)
             return 1;

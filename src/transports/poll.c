@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/gate.h"
 #include "tickerd/http.h"
 #include "tickerd/log.h"
 #include "tickerd/util.h"
@@ -166,9 +167,14 @@ static int poll_begin(struct lws *wsi, poll_server *p, poll_req *r)
     char symbols[POLL_ARG_MAX], since[POLL_CURSOR_MAX + 1];
     const char *list = lws_get_urlarg_by_name(wsi, "symbols=", symbols, sizeof(symbols));
     const char *cursor = lws_get_urlarg_by_name(wsi, "since=", since, sizeof(since));
+    gate *g = sess_gate(p->srv);
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
         sess_count_error(p->srv, "poll", "bad_request");
         poll_error_body(r, HTTP_STATUS_METHOD_NOT_ALLOWED, "bad_request", "GET only");
+    } else if (g && !gate_origin_ok(g, wsi, GATE_T_POLL)) {
+        sess_count_error(p->srv, "poll", "forbidden_origin");
+        poll_error_body(r, HTTP_STATUS_FORBIDDEN, "forbidden_origin",
+                        "this page's Origin may not poll here (server.allowed_origins)");
     } else if (p->shutting_down || sess_full(p->srv)) {
         sess_count_error(p->srv, "poll", "server_full");
         poll_error_body(r, HTTP_STATUS_SERVICE_UNAVAILABLE, "server_full",
@@ -183,14 +189,36 @@ static int poll_begin(struct lws *wsi, poll_server *p, poll_req *r)
         if (!r->sess)
             return -1;
         sess_set_peer_fd(r->sess, lws_get_socket_fd(wsi));
-        int refused = sess_subscribe_csv(r->sess, list, cursor);
-        if (refused) {
+        /* every poll carries its token: one that expires is refused at the
+         * next poll (a held request ends at its hold) */
+        int why = 0;
+        if (sess_auth_required(p->srv)) {
+            char tok[GATE_TOKEN_BUF];
+            int n = gate_token(wsi, tok, sizeof(tok));
+            why = n > 0 ? sess_authenticate(r->sess, tok, (size_t)n)
+                        : n < 0 ? AUTH_E_MALFORMED : AUTH_E_MISSING;
+            if (n <= 0)
+                auth_count_failure(gate_auth(g), (auth_result)why);
+        }
+        int refused = why ? 0 : sess_subscribe_csv(r->sess, list, cursor);
+        if (why) {
+            char body[512];
+            size_t blen = gate_unauthorized_json(body, sizeof(body), (auth_result)why);
+            sbuf_append(&r->body, body, blen);
+            r->status = why == AUTH_E_MAX_CONNS ? 429 : HTTP_STATUS_UNAUTHORIZED;
+            sess_count_error(p->srv, "poll", "unauthorized");
+            r->state = POLL_HEADERS_DUE;
+            poll_release(r);
+        } else if (refused) {
             sess_out out;
             if (sess_next(r->sess, &out) == SESS_OUT_REPLY) {
                 int unknown = refused == 1 + SESS_ERR_UNKNOWN_SYMBOL;
+                int forbidden = refused == 1 + SESS_ERR_FORBIDDEN;
                 sbuf_append(&r->body, out.data, out.len);
-                r->status = unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST;
-                sess_count_error(p->srv, "poll", unknown ? "unknown_symbol" : "bad_request");
+                r->status = forbidden ? HTTP_STATUS_FORBIDDEN
+                            : unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST;
+                sess_count_error(p->srv, "poll",
+                                 forbidden ? "forbidden" : unknown ? "unknown_symbol" : "bad_request");
             } else {
                 r->status = HTTP_STATUS_INTERNAL_SERVER_ERROR;
             }
@@ -242,6 +270,7 @@ static int poll_writeable(poll_req *r)
             lws_add_http_header_by_token(r->wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                          (unsigned char *)"no-store", 8, &p, end) ||
             http_cors_origin_header(r->wsi, r->p->cors_origins, r->origin, &p, end) ||
+            (r->status == HTTP_STATUS_UNAUTHORIZED && gate_www_authenticate(r->wsi, &p, end)) ||
             lws_finalize_write_http_header(r->wsi, start, &p, end))
             return -1;
         r->state = POLL_BODY_DUE;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tickerd/auth.h"
+#include "tickerd/gate.h"
 #include "tickerd/history.h"
 #include "tickerd/log.h"
 #include "tickerd/netlist.h"
@@ -35,12 +37,13 @@ struct sess_server {
     hist *hist;           /* history reads (subscribe's "history"); NULL = none */
     unsigned char *frame; /* SESS_HEADROOM + max_frame_bytes scratch for frames */
     size_t frame_cap;
-    sess *sessions; /* every session, newest first (the admin view) */
+    gate *gate;
+    auth *auth; /* NULL: auth.mode none */
+    sess *all;  /* every session, for sess_sweep and sess_each */
 };
 
 struct sess {
     sess_server *srv;
-    sess *next, *prev; /* srv->sessions */
     const sess_transport *ops;
     void *arg;
     char peer[NETLIST_ADDR_TEXT]; /* client address, "" until the transport says */
@@ -63,13 +66,19 @@ struct sess {
     uint8_t hist_done[SESS_HIST_INFLIGHT];
     uint32_t hist_next; /* next result of hist[0] to send */
     uint8_t nhist;
+    /* auth.mode token */
+    sess *anext, *aprev; /* in srv->all (sess_sweep, the admin view) */
+    auth_token *tok;     /* NULL until authenticated */
+    int64_t auth_by_us;  /* no token yet: closed at this (monotonic) time */
+    uint8_t reauth_sent;
 };
 
 static const char *const error_names[SESS_ERR_COUNT] = {
     "bad_json",          "bad_request",       "unknown_op",
     "unknown_symbol",    "too_many_subscriptions", "message_too_large",
     "binary_not_supported", "rate_limited",   "internal",
-    "busy",              "symbol_removed",
+    "busy",              "symbol_removed",    "unauthorized",
+    "forbidden",         "token_expired",
 };
 
 const char *sess_error_name(sess_error_code code) { return error_names[code]; }
@@ -167,12 +176,14 @@ sess *sess_create(sess_server *srv, const sess_transport *ops, void *arg, bcast_
         return NULL;
     }
     s->binary = enc == BCAST_ENC_BIN;
+    s->anext = srv->all;
+    if (s->anext)
+        s->anext->aprev = s;
+    srv->all = s;
+    if (srv->auth)
+        s->auth_by_us = tk_mono_us() + auth_timeout_us(srv->auth);
     bcast_client_set_encoding(s->client, enc);
     s->created_us = tk_mono_us();
-    s->next = srv->sessions;
-    if (s->next)
-        s->next->prev = s;
-    srv->sessions = s;
     sess_transport_stats *t = sess_tstats(srv, ops->name);
     if (t)
         t->sessions++;
@@ -187,12 +198,16 @@ void sess_destroy(sess *s)
         return;
     sess_history_release(s);
     bcast_client_destroy(s->client);
-    if (s->prev)
-        s->prev->next = s->next;
+    if (s->aprev)
+        s->aprev->anext = s->anext;
     else
-        s->srv->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+        s->srv->all = s->anext;
+    if (s->anext)
+        s->anext->aprev = s->aprev;
+    if (s->tok) {
+        auth_session_release(s->srv->auth, auth_token_sub(s->tok));
+        auth_token_free(s->tok);
+    }
     sess_transport_stats *t = sess_tstats(s->srv, s->ops->name);
     if (t)
         t->sessions--;
@@ -329,19 +344,23 @@ static void sess_history_release(sess *s)
 
 static json_t *sess_id_copy(const json_t *id) { return id ? json_deep_copy(id) : json_null(); }
 
-static void sess_err(sess *s, const json_t *id, sess_error_code code, const char *message,
-                     json_t *symbols)
+/* An error reply; extra (an object, taken) adds its keys. budget: it
+ * counts against limits.max_errors (the client's doing); the notices of
+ * the session's own lifetime (expiry) do not. */
+static void sess_err_full(sess *s, const json_t *id, sess_error_code code, const char *message,
+                          json_t *extra, int budget)
 {
     sess_server *srv = s->srv;
     srv->stats.errors[code]++;
     json_t *r = json_pack("{s:s, s:o, s:s, s:s}", "op", "error", "id", sess_id_copy(id), "code",
                           error_names[code], "message", message);
-    if (r && symbols)
-        json_object_set_new(r, "symbols", symbols);
-    else
-        json_decref(symbols);
+    if (r && extra)
+        json_object_update(r, extra);
+    json_decref(extra);
     if (r)
         sess_queue_reply(s, r);
+    if (!budget)
+        return;
 
     int64_t now = tk_mono_us();
     if (now - s->errors_since_us > SESS_ERROR_WINDOW_US) {
@@ -388,7 +407,7 @@ void sess_set_peer_fd(sess *s, int fd) { netlist_peer_text(fd, s->peer, sizeof(s
 void sess_each(const sess_server *srv, sess_each_fn fn, void *arg)
 {
     int64_t now = tk_mono_us();
-    for (const sess *s = srv->sessions; s; s = s->next) {
+    for (const sess *s = srv->all; s; s = s->anext) {
         const bcast_client_stats *cs = bcast_client_get_stats(s->client);
         sess_info info = {
             .transport = s->ops->name,
@@ -413,6 +432,12 @@ long sess_symbols_removed(sess_server *srv, const uint32_t *ids, size_t n)
     return told;
 }
 
+static void sess_err(sess *s, const json_t *id, sess_error_code code, const char *message,
+                     json_t *symbols)
+{
+    sess_err_full(s, id, code, message, symbols ? json_pack("{s:o}", "symbols", symbols) : NULL, 1);
+}
+
 static void sess_ack(sess *s, const json_t *id, const char *req, json_t *extra_key_val)
 {
     json_t *r = json_pack("{s:s, s:o, s:s}", "op", "ack", "id", sess_id_copy(id), "req", req);
@@ -424,6 +449,208 @@ static void sess_ack(sess *s, const json_t *id, const char *req, json_t *extra_k
         json_object_update(r, extra_key_val);
     json_decref(extra_key_val);
     sess_queue_reply(s, r);
+}
+
+/* ---- authentication (auth.mode token) ---- */
+
+void sess_set_gate(sess_server *srv, gate *g)
+{
+    srv->gate = g;
+    srv->auth = gate_auth(g);
+}
+
+gate *sess_gate(const sess_server *srv) { return srv->gate; }
+int sess_auth_required(const sess_server *srv) { return srv->auth != NULL; }
+
+int sess_authenticate(sess *s, const char *token, size_t len)
+{
+    auth *a = s->srv->auth;
+    if (!a)
+        return AUTH_OK;
+    auth_result why;
+    auth_token *t = auth_verify(a, token, len, tk_now_us(), &why);
+    if (!t)
+        return why;
+    if (s->tok) { /* a re-auth: the same subject, a later expiry */
+        if (strcmp(auth_token_sub(t), auth_token_sub(s->tok))) {
+            auth_token_free(t);
+            auth_count_failure(a, AUTH_E_SUBJECT);
+            return AUTH_E_SUBJECT;
+        }
+        auth_token_free(s->tok);
+        s->tok = t;
+        s->reauth_sent = 0;
+        auth_counters(a)->accepted++;
+        return AUTH_OK;
+    }
+    why = auth_session_acquire(a, t);
+    if (why) {
+        auth_token_free(t);
+        return why;
+    }
+    s->tok = t;
+    s->auth_by_us = 0;
+    return AUTH_OK;
+}
+
+static json_t *sess_reason(int why) { return json_pack("{s:s}", "reason", auth_result_name((auth_result)why)); }
+
+void sess_auth_refused(sess *s, int why)
+{
+    if (s->closing)
+        return;
+    auth_counters(s->srv->auth)->unauthenticated_closes++;
+    sess_err_full(s, NULL, SESS_ERR_UNAUTHORIZED, auth_result_text((auth_result)why), sess_reason(why), 0);
+    sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
+}
+
+/* A narrower token: subscriptions it no longer entitles go (listed in the
+ * ack as "revoked"). */
+typedef struct sess_keep_ctx {
+    const auth_token *tok;
+    json_t *revoked;
+} sess_keep_ctx;
+
+static int sess_keep(void *arg, const char *symbol)
+{
+    sess_keep_ctx *c = arg;
+    if (auth_token_allows(c->tok, symbol))
+        return 1;
+    json_array_append_new(c->revoked, json_string(symbol));
+    return 0;
+}
+
+static json_t *sess_patterns(const auth_token *t)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < auth_token_npatterns(t); i++)
+        json_array_append_new(a, json_string(auth_token_pattern(t, i)));
+    return a;
+}
+
+/* {"op":"auth","token":"..."}: the first message on /ws without a token in
+ * the request, and the refresh of any session's token (no gap: the session
+ * goes on). A refused first token closes (4002); a refused refresh leaves
+ * the session with the token it has. */
+static void sess_auth_op(sess *s, const json_t *id, const json_t *req)
+{
+    if (!s->srv->auth) {
+        sess_ack(s, id, "auth", json_pack("{s:s}", "mode", "none"));
+        return;
+    }
+    const json_t *tok = json_object_get(req, "token");
+    if (!json_is_string(tok)) {
+        sess_err(s, id, SESS_ERR_BAD_REQUEST, "\"token\" must be a string (a JWT)", NULL);
+        if (!s->tok) {
+            auth_counters(s->srv->auth)->unauthenticated_closes++;
+            sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
+        }
+        return;
+    }
+    int had = s->tok != NULL;
+    int why = sess_authenticate(s, json_string_value(tok), json_string_length(tok));
+    if (why) {
+        if (!had) { /* as sess_auth_refused, answering the request's id */
+            auth_counters(s->srv->auth)->unauthenticated_closes++;
+            sess_err_full(s, id, SESS_ERR_UNAUTHORIZED, auth_result_text((auth_result)why),
+                          sess_reason(why), 0);
+            sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
+            return;
+        }
+        sess_err_full(s, id, SESS_ERR_UNAUTHORIZED, auth_result_text((auth_result)why), sess_reason(why), 1);
+        return;
+    }
+    json_t *extra = json_pack("{s:s, s:I, s:o}", "sub", auth_token_sub(s->tok), "expires_at",
+                              (json_int_t)(auth_token_deadline_us(s->tok) / 1000), "symbols",
+                              sess_patterns(s->tok));
+    if (had) {
+        sess_keep_ctx c = {s->tok, json_array()};
+        size_t n = c.revoked ? bcast_client_retain(s->client, sess_keep, &c, auth_token_allows_all(s->tok)) : 0;
+        auth_counters(s->srv->auth)->revoked_subscriptions += n;
+        if (extra && n)
+            json_object_set_new(extra, "revoked", c.revoked);
+        else
+            json_decref(c.revoked);
+    }
+    sess_ack(s, id, "auth", extra);
+}
+
+/* A request before the session has a token. */
+static void sess_unauthenticated(sess *s, const json_t *id)
+{
+    auth_counters(s->srv->auth)->unauthenticated_closes++;
+    auth_count_failure(s->srv->auth, AUTH_E_MISSING);
+    sess_err_full(s, id, SESS_ERR_UNAUTHORIZED,
+                  "authenticate first: {\"op\":\"auth\",\"token\":\"...\"} (or a token in the request)",
+                  sess_reason(AUTH_E_MISSING), 0);
+    sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
+}
+
+/* Names outside the token: a forbidden error listing them (nothing
+ * changes); else "*" becomes the entitled symbols known now (unless the
+ * token holds "*" itself). *names / *n / *syms are replaced then (*owned
+ * takes the new JSON list). Returns 0 to go on. */
+static int sess_entitle(sess *s, const json_t *id, const char ***names, size_t *n,
+                        const json_t **syms, json_t **owned)
+{
+    const auth_token *t = s->tok;
+    json_t *refused = json_array();
+    int star = 0;
+    if (!refused)
+        return -1;
+    for (size_t i = 0; i < *n; i++) {
+        if (!strcmp((*names)[i], "*"))
+            star = 1;
+        else if (!auth_token_allows(t, (*names)[i]))
+            json_array_append_new(refused, json_string((*names)[i]));
+    }
+    if (json_array_size(refused)) {
+        auth_counters(s->srv->auth)->forbidden_subscribes++;
+        sbuf msg;
+        sbuf_init(&msg, 512);
+        sbuf_printf(&msg, "not entitled to:");
+        for (size_t i = 0; i < json_array_size(refused); i++)
+            sbuf_printf(&msg, "%s %s", i ? "," : "", json_string_value(json_array_get(refused, i)));
+        sbuf_printf(&msg, "; nothing changed");
+        sess_err_full(s, id, SESS_ERR_FORBIDDEN, msg.overflow ? "not entitled to these symbols" : msg.data,
+                      json_pack("{s:o, s:o}", "symbols", refused, "allowed", sess_patterns(t)), 1);
+        sbuf_free(&msg);
+        return -1;
+    }
+    json_decref(refused);
+    if (!star || auth_token_allows_all(t))
+        return 0;
+    bcast *b = s->srv->b;
+    uint32_t nsyms = bcast_symbol_count(b);
+    const char **out = malloc((*n + nsyms) * sizeof(*out) + 1);
+    json_t *list = json_array();
+    if (!out || !list) {
+        free(out);
+        json_decref(list);
+        return -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*names)[i], "*"))
+            out[k++] = (*names)[i];
+    for (uint32_t id2 = 0; id2 < nsyms; id2++)
+        if (auth_token_allows(t, bcast_symbol_name(b, id2)))
+            out[k++] = bcast_symbol_name(b, id2);
+    size_t distinct = tk_dedupe_names(out, k);
+    if (distinct == (size_t)-1) {
+        free(out);
+        json_decref(list);
+        return -1;
+    }
+    for (size_t i = 0; i < distinct; i++)
+        json_array_append_new(list, json_string(out[i]));
+    free(*names);
+    *names = out;
+    *n = distinct;
+    json_decref(*owned);
+    *owned = list;
+    *syms = list;
+    return 0;
 }
 
 /* Takes n tokens from the session's message-rate bucket
@@ -602,6 +829,10 @@ static void sess_subscription(sess *s, const json_t *id, const char *op, const j
     bcast_resume *resume = NULL;
     size_t nresume = 0;
     json_t *deduped = NULL; /* syms without repeats, when it had some */
+    if (s->srv->auth && !s->tok) {
+        sess_unauthenticated(s, id);
+        return;
+    }
     if (!json_is_array(syms) || n == 0) {
         sess_err(s, id, SESS_ERR_BAD_REQUEST, "\"symbols\" must be a non-empty array of strings",
                  NULL);
@@ -650,7 +881,11 @@ static void sess_subscription(sess *s, const json_t *id, const char *op, const j
                          "\"history\" needs named symbols, not \"*\"", NULL);
                 goto done;
             }
-        size_t *unknown = malloc((n + nresume) * sizeof(*unknown));
+        /* Entitlements first: a name outside the token is forbidden whether
+         * or not this server knows it. */
+        if (s->tok && sess_entitle(s, id, &names, &n, &syms, &deduped))
+            goto done;
+        size_t *unknown = malloc((n + nresume + 1) * sizeof(*unknown)); /* n is 0 for a "*" nothing entitles */
         if (!unknown)
             goto oom;
         /* Seqs are comparable only within one server instance (epoch). */
@@ -741,12 +976,16 @@ void sess_request(sess *s, const char *msg, size_t len)
         const char *op = json_string_value(json_object_get(root, "op"));
         if (!op)
             sess_err(s, id, SESS_ERR_BAD_REQUEST, "\"op\" must be a string", NULL);
+        else if (!strcmp(op, "auth"))
+            sess_auth_op(s, id, root);
+        else if (srv->auth && !s->tok)
+            sess_unauthenticated(s, id);
         else if (!strcmp(op, "ping"))
             sess_ack(s, id, op, json_pack("{s:I}", "time", (json_int_t)tk_now_us()));
         else if (!strcmp(op, "subscribe") || !strcmp(op, "unsubscribe"))
             sess_subscription(s, id, op, root);
         else
-            sess_err(s, id, SESS_ERR_UNKNOWN_OP, "unknown op (subscribe, unsubscribe, ping)", NULL);
+            sess_err(s, id, SESS_ERR_UNKNOWN_OP, "unknown op (subscribe, unsubscribe, ping, auth)", NULL);
     }
     json_decref(root);
 }
@@ -808,7 +1047,8 @@ static int sess_position_into(sess *s, const char *pos, json_t *req, const json_
             json_decref(resume);
             return -1;
         }
-        int wanted = star && bcast_symbol_id(s->srv->b, name) != UINT32_MAX;
+        int wanted = star && bcast_symbol_id(s->srv->b, name) != UINT32_MAX &&
+                     (!s->tok || auth_token_allows(s->tok, name)); /* "*" means the entitled ones */
         for (size_t i = 0; !wanted && i < json_array_size(syms); i++)
             wanted = !strcmp(json_string_value(json_array_get(syms, i)), name);
         if (wanted)
@@ -865,6 +1105,7 @@ static sess_event sess_event_of(const char *d, size_t len)
         {"{\"op\":\"history\"", SESS_EV_HISTORY},
         {"{\"op\":\"ack\"", SESS_EV_ACK},
         {"{\"op\":\"error\"", SESS_EV_ERROR},
+        {"{\"op\":\"reauth\"", SESS_EV_REAUTH},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         size_t n = strlen(map[i].prefix);
@@ -945,4 +1186,45 @@ int sess_has_pending(const sess *s)
     if (s->closing)
         return 0;
     return sess_history_due(s) || bcast_client_has_pending(s->client);
+}
+
+void sess_sweep(sess_server *srv)
+{
+    if (!srv->auth)
+        return;
+    int64_t now = tk_now_us(), mono = tk_mono_us(), before = auth_reauth_before_us(srv->auth);
+    auth_stats *st = auth_counters(srv->auth);
+    /* sess_close only marks: no session goes away during the walk */
+    for (sess *s = srv->all; s; s = s->anext) {
+        if (s->closing)
+            continue;
+        if (!s->tok) {
+            if (s->auth_by_us && mono >= s->auth_by_us) {
+                s->auth_by_us = 0;
+                st->unauthenticated_closes++;
+                auth_count_failure(srv->auth, AUTH_E_MISSING);
+                sess_err_full(s, NULL, SESS_ERR_UNAUTHORIZED,
+                              "no {\"op\":\"auth\"} within auth.auth_timeout_ms",
+                              sess_reason(AUTH_E_MISSING), 0);
+                sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
+            }
+            continue;
+        }
+        int64_t deadline = auth_token_deadline_us(s->tok);
+        if (now >= deadline) {
+            st->expired_closes++;
+            sess_err_full(s, NULL, SESS_ERR_TOKEN_EXPIRED,
+                          "the token expired; connect again with a new one", NULL, 0);
+            sess_close(s, SESS_CLOSE_TOKEN_EXPIRED, "token expired");
+        } else if (!s->reauth_sent && now >= deadline - before) {
+            /* once per token: a new auth op with a later exp resets it */
+            s->reauth_sent = 1;
+            st->reauth_sent++;
+            json_t *r = json_pack("{s:s, s:I, s:I}", "op", "reauth", "expires_at",
+                                  (json_int_t)(deadline / 1000), "in_ms",
+                                  (json_int_t)((deadline - now) / 1000));
+            if (r)
+                sess_queue_reply(s, r);
+        }
+    }
 }

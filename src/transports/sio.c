@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "tickerd/eio_parse.h"
+#include "tickerd/gate.h"
 
 #define SIO_TRANSPORT "socketio"
 #define SIO_CTL_MAX 256
@@ -63,6 +64,32 @@ static void sio_closed(void *up)
 }
 
 static int sio_full(void *arg) { return sess_full(arg); }
+static int sio_refuse(void *arg, struct lws *wsi)
+{
+    gate *g = sess_gate(arg);
+    if (!g || gate_origin_ok(g, wsi, GATE_T_SOCKETIO))
+        return 0;
+    sess_count_error(arg, SIO_TRANSPORT, "forbidden_origin");
+    return 1;
+}
+
+/* CONNECT's auth payload {"token": "..."} (socket.io-client's `auth`
+ * option) goes through the same check as every other transport's token.
+ * Returns 0, or the auth_result refusing it. */
+static int sio_authenticate(sio_conn *sc, const sio_packet *p)
+{
+    if (!sess_auth_required(sc->srv))
+        return 0;
+    json_error_t err;
+    json_t *a = p->data_len ? json_loadb(p->data, p->data_len, 0, &err) : NULL;
+    const json_t *t = json_object_get(a, "token");
+    int why = json_is_string(t) ? sess_authenticate(sc->s, json_string_value(t), json_string_length(t))
+                                : AUTH_E_MISSING;
+    if (!json_is_string(t))
+        auth_count_failure(gate_auth(sess_gate(sc->srv)), AUTH_E_MISSING);
+    json_decref(a);
+    return why;
+}
 static void sio_count_error(void *arg, const char *reason)
 {
     sess_count_error(arg, SIO_TRANSPORT, reason);
@@ -137,12 +164,24 @@ static int sio_message(void *up, const char *data, size_t len)
         }
         if (sc->s || sc->ctl_len) /* a second CONNECT: the reference closes */
             return -1;
-        /* the auth payload (p.data) is accepted as the WebSocket endpoint
-         * accepts any client: tickerd has no authentication yet */
         sc->s = sess_create(sc->srv, &sio_ops, sc, BCAST_ENC_JSON);
         if (!sc->s)
             return -1;
         sess_set_peer(sc->s, eio_peer(sc->c));
+        int why = sio_authenticate(sc, &p);
+        if (why) {
+            /* CONNECT_ERROR: the client's connect_error, err.data says why;
+             * the client may CONNECT again with another token */
+            sess_destroy(sc->s);
+            sc->s = NULL;
+            sess_count_error(sc->srv, SIO_TRANSPORT, "unauthorized");
+            sc->ctl_len = (size_t)snprintf(sc->ctl, sizeof(sc->ctl),
+                                           "4{\"message\":\"unauthorized\",\"data\":{\"code\":\"unauthorized\","
+                                           "\"reason\":\"%s\"}}",
+                                           auth_result_name((auth_result)why));
+            eio_want_write(sc->c);
+            return 0;
+        }
         /* the Socket.IO id is not the Engine.IO one (the spec keeps them
          * apart); the session's sid with a suffix is as unguessable */
         sc->ctl_len = (size_t)snprintf(sc->ctl, sizeof(sc->ctl), "0{\"sid\":\"%s.io\"}", eio_sid(sc->c));
@@ -177,6 +216,14 @@ static size_t sio_reply(const char *text, size_t len, char *buf, size_t cap)
     json_t *id = json_object_get(r, "id");
     const char *op = json_string_value(json_object_get(r, "op"));
     int is_error = op && !strcmp(op, "error");
+    if (op && !strcmp(op, "reauth") && !json_is_integer(id)) {
+        /* the server's own notice: an event of that name */
+        char *body = json_dumps(r, JSON_COMPACT);
+        int w = body ? snprintf(buf, cap, "2[\"reauth\",%s]", body) : 0;
+        free(body);
+        json_decref(r);
+        return w > 0 && (size_t)w < cap ? (size_t)w : 0;
+    }
     json_t *payload;
     if (is_error) {
         json_t *e = json_deep_copy(r);
@@ -279,6 +326,7 @@ static const eio_upper sio_upper_ops = {
     .closed = sio_closed,
     .full = sio_full,
     .count_error = sio_count_error,
+    .refuse = sio_refuse,
 };
 
 const eio_upper *sio_upper(void) { return &sio_upper_ops; }

@@ -15,6 +15,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 
+#include "tickerd/gate.h"
 #include "tickerd/http.h"
 #include "tickerd/log.h"
 #include "tickerd/util.h"
@@ -161,6 +162,7 @@ static int sse_headers(sse_session *s, unsigned status, const char *type, lws_fi
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store",
                                      8, &p, end) ||
         http_cors_header(wsi, s->sse->cors_origins, &p, end) ||
+        (status == HTTP_STATUS_UNAUTHORIZED && gate_www_authenticate(wsi, &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     return 0;
@@ -192,6 +194,13 @@ static int sse_begin(struct lws *wsi, sse_server *sse, sse_session *s)
         static const char body[] = "{\"op\":\"error\",\"code\":\"bad_request\",\"message\":\"GET only\"}";
         return sse_refuse(s, HTTP_STATUS_METHOD_NOT_ALLOWED, "bad_request", body, sizeof(body) - 1);
     }
+    gate *g = sess_gate(sse->srv);
+    if (g && !gate_origin_ok(g, wsi, GATE_T_SSE)) {
+        static const char body[] =
+            "{\"op\":\"error\",\"code\":\"forbidden_origin\",\"message\":\"this page's Origin "
+            "may not open a stream here (server.allowed_origins)\"}";
+        return sse_refuse(s, HTTP_STATUS_FORBIDDEN, "forbidden_origin", body, sizeof(body) - 1);
+    }
     if (sse->shutting_down || sess_full(sse->srv)) {
         static const char body[] =
             "{\"op\":\"error\",\"code\":\"server_full\",\"message\":\"too many sessions "
@@ -220,6 +229,25 @@ static int sse_begin(struct lws *wsi, sse_server *sse, sse_session *s)
     if (!s->sess)
         return -1;
     sess_set_peer_fd(s->sess, lws_get_socket_fd(wsi));
+    if (sess_auth_required(sse->srv)) {
+        /* EventSource sets no headers: ?token= (or Authorization from
+         * other clients); a refusal is a 401, which EventSource does not
+         * retry */
+        char tok[GATE_TOKEN_BUF];
+        int n = gate_token(wsi, tok, sizeof(tok));
+        int why = n > 0 ? sess_authenticate(s->sess, tok, (size_t)n)
+                        : n < 0 ? AUTH_E_MALFORMED : AUTH_E_MISSING;
+        if (n <= 0)
+            auth_count_failure(gate_auth(g), (auth_result)why);
+        if (why) {
+            char body[512];
+            size_t blen = gate_unauthorized_json(body, sizeof(body), (auth_result)why);
+            sess_destroy(s->sess);
+            s->sess = NULL;
+            return sse_refuse(s, why == AUTH_E_MAX_CONNS ? 429 : HTTP_STATUS_UNAUTHORIZED,
+                              "unauthorized", body, blen);
+        }
+    }
     int refused = sess_subscribe_csv(s->sess, list, pos);
     if (refused) {
         sess_out out;
@@ -227,8 +255,11 @@ static int sse_begin(struct lws *wsi, sse_server *sse, sse_session *s)
         int r;
         if (sess_next(s->sess, &out) == SESS_OUT_REPLY) {
             int unknown = refused == 1 + SESS_ERR_UNKNOWN_SYMBOL;
-            r = sse_refuse(s, unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST,
-                           unknown ? "unknown_symbol" : "bad_request", out.data, out.len);
+            int forbidden = refused == 1 + SESS_ERR_FORBIDDEN;
+            r = sse_refuse(s, forbidden ? HTTP_STATUS_FORBIDDEN
+                              : unknown ? HTTP_STATUS_NOT_FOUND : HTTP_STATUS_BAD_REQUEST,
+                           forbidden ? "forbidden" : unknown ? "unknown_symbol" : "bad_request",
+                           out.data, out.len);
         } else {
             r = -1;
         }
@@ -260,6 +291,7 @@ static const char *sse_event_name(sess_event ev)
     case SESS_EV_REPLAY: return "replay";
     case SESS_EV_UPDATE: return "update";
     case SESS_EV_HISTORY: return "history";
+    case SESS_EV_REAUTH: return "reauth";
     default: return "message";
     }
 }

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <sys/ioctl.h>
 
+#include "tickerd/gate.h"
 #include "tickerd/log.h"
 #include "tickerd/util.h"
 #include "tickerd/ws_rx.h"
@@ -317,8 +318,17 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     ws_server *ws = proto ? proto->user : NULL;
 
     switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* Every upgrade, /socket.io/ ones too: Origin (and a /ws token)
+         * before the 101, so a refusal is an HTTP status with a body. */
+        return ws ? gate_upgrade(sess_gate(ws->srv), wsi) : 0;
+
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return ws_path_ok(wsi) ? 0 : 1;
+        /* (the Origin again: an upgrade that reached here unchecked) */
+        return ws_path_ok(wsi) && (!ws || !sess_gate(ws->srv) ||
+                                   gate_origin_ok(sess_gate(ws->srv), wsi, GATE_T_WS))
+                   ? 0
+                   : 1;
 
     case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
         /* Clients offer permessage-deflate unasked (browsers always): take
@@ -353,6 +363,18 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (!s->sess)
             return -1;
         sess_set_peer_fd(s->sess, lws_get_socket_fd(wsi));
+        if (sess_auth_required(ws->srv)) {
+            /* a token in the request (checked before the upgrade, verified
+             * again to start the session); without one the first message
+             * must be {"op":"auth"} (docs/protocol.md#authentication) */
+            char tok[GATE_TOKEN_BUF];
+            int n = gate_token(wsi, tok, sizeof(tok));
+            int why = n < 0 ? AUTH_E_MALFORMED : n ? sess_authenticate(s->sess, tok, (size_t)n) : 0;
+            if (n < 0)
+                auth_count_failure(gate_auth(sess_gate(ws->srv)), AUTH_E_MALFORMED);
+            if (why)
+                sess_auth_refused(s->sess, why);
+        }
         return 0;
 
     case LWS_CALLBACK_RECEIVE:

@@ -39,6 +39,7 @@ static void shipped_file_equals_builtin_defaults(void)
     CHECK(!memcmp(&def.broadcast, &file.broadcast, sizeof(def.broadcast)));
     CHECK(!memcmp(&def.limits, &file.limits, sizeof(def.limits)));
     CHECK(!memcmp(&def.socketio, &file.socketio, sizeof(def.socketio)));
+    CHECK(!memcmp(&def.auth, &file.auth, sizeof(def.auth)));
     CHECK(def.nfeeds == 1 && file.nfeeds == 1);
     CHECK(!strcmp(def.feeds[0].name, file.feeds[0].name));
     CHECK(def.feeds[0].type == file.feeds[0].type);
