@@ -429,6 +429,44 @@ int venue_generic_url(const char *tmpl, const char *const *syms, size_t n, size_
     return venue_out_end(&o);
 }
 
+int venue_generic_check_subscribe(const char *tmpl, char *why, size_t whycap)
+{
+    if (strpbrk(tmpl, "\r\n"))
+        return snprintf(why, whycap, "one message: no line breaks"), -1;
+    if (vg_find(tmpl, "{symbol}") && vg_find(tmpl, "{symbols}"))
+        return snprintf(why, whycap, "use {symbol} or {symbols}, not both"), -1;
+    return 0;
+}
+
+int venue_generic_subscribe(const char *tmpl, const char *const *syms, size_t n, char *out,
+                            size_t cap)
+{
+    venue_out o;
+    venue_out_init(&o, out, cap);
+    if (!venue_all_ok(syms, n, venue_symbol_ok))
+        return -1;
+    size_t messages = vg_find(tmpl, "{symbol}") ? n : 1;
+    for (size_t i = 0; i < messages; i++) {
+        if (i)
+            venue_out_puts(&o, "\n");
+        for (const char *p = tmpl; *p;) {
+            if (!strncmp(p, "{symbol}", 8)) {
+                venue_out_puts(&o, syms[i]); /* venue_symbol_ok: nothing to escape */
+                p += 8;
+            } else if (!strncmp(p, "{symbols}", 9)) {
+                venue_out_puts(&o, "[");
+                venue_out_quoted_list(&o, syms, n);
+                venue_out_puts(&o, "]");
+                p += 9;
+            } else {
+                char c[2] = {*p++, '\0'};
+                venue_out_puts(&o, c);
+            }
+        }
+    }
+    return venue_out_end(&o);
+}
+
 /* ---- the symbol mapping ---- */
 
 static int vg_identity(const char *s, char *out, size_t cap)

@@ -44,6 +44,7 @@
 #include "tickerd/log.h"
 #include "tickerd/util.h"
 #include "tickerd/venue.h"
+#include "tickerd/venue_generic.h"
 
 #define WSFEED_PROTOCOL "tickerd-upstream"
 #define WSFEED_BACKOFF_BASE_MS 250
@@ -70,6 +71,10 @@ typedef struct wsfeed_opts {
     char capture[512]; /* "" = off */
     venue_symbol_map *symbols;
     size_t nsymbols;
+    /* "venue": "generic": the subscribe template and the mapping (plain values) */
+    int generic;
+    char subscribe[VENUE_GENERIC_URL_MAX];
+    venue_generic map;
 } wsfeed_opts;
 
 typedef enum { WSC_IDLE, WSC_CONNECTING, WSC_OPEN } wsconn_state;
@@ -164,8 +169,9 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
         {"capture", CFG_STRING, offsetof(wsfeed_opts, capture), 0, 512},
         {"ping_interval_ms", CFG_INT, offsetof(wsfeed_opts, ping_interval_ms), 100, 3600000},
         {"rotate_after_s", CFG_INT, offsetof(wsfeed_opts, rotate_after_s), 0, 86400},
+        {"subscribe", CFG_STRING, offsetof(wsfeed_opts, subscribe), 0, VENUE_GENERIC_URL_MAX},
     };
-    static const char *const handled[] = {"type", "name", "symbols", NULL};
+    static const char *const handled[] = {"type", "name", "symbols", "map", NULL};
     wsfeed_opts *o = calloc(1, sizeof(*o));
     if (!o)
         return cfg_fail(err, "%s: out of memory", path);
@@ -175,9 +181,28 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
     o->rotate_after_s = -1; /* not given */
     if (cfg_parse_fields(obj, path, fields, sizeof(fields) / sizeof(fields[0]), handled, o, err))
         goto fail;
-    const venue_preset *v = venue_find(o->venue);
-    if (!v || !v->ws_parse) {
-        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, okx, bybit, bitstamp", path);
+    o->generic = !strcmp(o->venue, "generic");
+    const venue_preset *v = o->generic ? &venue_generic_preset : venue_find(o->venue);
+    if (!v || (!v->ws_parse && !o->generic)) {
+        cfg_fail(err, "%s.venue: must be one of binance, coinbase, kraken, okx, bybit, bitstamp, generic",
+                 path);
+        goto fail;
+    }
+    if (o->generic) {
+        char why[160];
+        if (!o->url[0]) {
+            cfg_fail(err, "%s.url: required for venue generic", path);
+            goto fail;
+        }
+        if (venue_generic_check_subscribe(o->subscribe, why, sizeof(why))) {
+            cfg_fail(err, "%s.subscribe: %s", path, why);
+            goto fail;
+        }
+        if (venue_generic_parse_map(json_object_get(obj, "map"), path, &o->map, err))
+            goto fail;
+    } else if (o->subscribe[0] || json_object_get(obj, "map")) {
+        cfg_fail(err, "%s.%s: only for \"venue\": \"generic\" (a preset knows its messages)", path,
+                 o->subscribe[0] ? "subscribe" : "map");
         goto fail;
     }
     if (!o->ping_interval_ms)
@@ -208,6 +233,26 @@ static int wsfeed_parse(const json_t *obj, const char *path, void **out, cfg_err
     if (venue_parse_symbols(json_object_get(obj, "symbols"), path, v, max, &o->symbols,
                             &o->nsymbols, err))
         goto fail;
+    /* One stream for every symbol: a quote must say which it is. */
+    if (o->generic && o->nsymbols > 1 && !o->map.symbol.n && !o->map.symbol_is_key) {
+        cfg_fail(err, "%s.map.symbol: required with %zu symbols on one stream", path, o->nsymbols);
+        goto fail;
+    }
+    if (o->generic) {
+        char probe[WSFEED_SUBSCRIBE_MAX];
+        const char **syms = malloc(o->nsymbols * sizeof(*syms));
+        int n = -1;
+        for (size_t i = 0; syms && i < o->nsymbols; i++)
+            syms[i] = o->symbols[i].venue;
+        if (syms)
+            n = venue_generic_subscribe(o->subscribe, syms, o->nsymbols, probe, sizeof(probe));
+        free(syms);
+        if (n < 0) {
+            cfg_fail(err, "%s.subscribe: the messages for %zu symbols exceed %d bytes", path,
+                     o->nsymbols, WSFEED_SUBSCRIBE_MAX);
+            goto fail;
+        }
+    }
     *out = o;
     return 0;
 fail:
@@ -342,7 +387,12 @@ static void wsconn_message(wsconn *c, const char *msg, size_t len)
     venue_emit emit = {.arg = c, .update = wsfeed_on_update};
     int64_t recv_us = tk_now_us();
     feed_capture_ws(w->capture, recv_us, msg, len); /* raw, whatever it says */
-    venue_msg m = w->preset->ws_parse(msg, len, w->env.source, recv_us, &emit, err, sizeof(err));
+    /* generic: with one symbol and no symbol path, every quote is that symbol's */
+    venue_msg m = w->o.generic
+                      ? venue_generic_parse(&w->o.map, 0, msg, len,
+                                            w->o.nsymbols == 1 ? w->venue_syms[0] : NULL,
+                                            w->env.source, recv_us, &emit, err, sizeof(err))
+                      : w->preset->ws_parse(msg, len, w->env.source, recv_us, &emit, err, sizeof(err));
     switch (m) {
     case VENUE_MSG_DATA:
         /* Data only flows for subscribed streams, so it also proves the
@@ -738,8 +788,9 @@ static int wsfeed_split_url(wsfeed *w)
      * streams in the URL). */
     for (size_t k = 0; k < w->nshards; k++) {
         wsshard *sh = &w->shards[k];
-        char stream[sizeof(sh->path) - 256];
-        if (w->preset->ws_path(w->venue_syms + sh->first, sh->n, stream, sizeof(stream)) < 0)
+        char stream[sizeof(sh->path) - 256] = ""; /* generic: the configured path as it is */
+        if (w->preset->ws_path &&
+            w->preset->ws_path(w->venue_syms + sh->first, sh->n, stream, sizeof(stream)) < 0)
             return -1;
         if (venue_ws_target(path, stream, sh->path, sizeof(sh->path)) < 0)
             return -1;
@@ -784,7 +835,7 @@ static void *wsfeed_create(const void *opts, const feed_env *env)
         return NULL;
     w->env = *env;
     w->o = *o;
-    w->preset = venue_find(o->venue);
+    w->preset = o->generic ? &venue_generic_preset : venue_find(o->venue);
     w->o.symbols = calloc(o->nsymbols, sizeof(*o->symbols));
     w->venue_syms = calloc(o->nsymbols, sizeof(*w->venue_syms));
     w->known = calloc(o->nsymbols, sizeof(*w->known));
@@ -820,8 +871,11 @@ static void *wsfeed_create(const void *opts, const feed_env *env)
         sh->subscribe = malloc(WSFEED_SUBSCRIBE_MAX);
         if (!sh->subscribe)
             goto fail;
-        if (w->preset->ws_subscribe(w->venue_syms + sh->first, sh->n, sh->subscribe,
-                                    WSFEED_SUBSCRIBE_MAX) < 0) {
+        const char *const *syms = w->venue_syms + sh->first;
+        int n = o->generic ? venue_generic_subscribe(o->subscribe, syms, sh->n, sh->subscribe,
+                                                     WSFEED_SUBSCRIBE_MAX)
+                           : w->preset->ws_subscribe(syms, sh->n, sh->subscribe, WSFEED_SUBSCRIBE_MAX);
+        if (n < 0) {
             log_error("feed %s: subscribe message too large", env->name);
             goto fail;
         }

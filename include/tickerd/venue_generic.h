@@ -99,6 +99,18 @@ size_t venue_generic_requests(const char *tmpl, size_t n);
 int venue_generic_url(const char *tmpl, const char *const *syms, size_t n, size_t i, char *out,
                       size_t cap);
 
+/* A WebSocket source's subscribe template (a "ws" feed's "subscribe"): one
+ * message, JSON or not, where "{symbols}" becomes the JSON array of the
+ * symbols (["BTC-USD","ETH-USD"]) and "{symbol}" one symbol (the template is
+ * then sent once per symbol, so "{symbol}" usually sits inside quotes); other
+ * braces are the message's own. Not both placeholders, no line breaks.
+ * Returns 0, or -1 with why. */
+int venue_generic_check_subscribe(const char *tmpl, char *why, size_t whycap);
+/* The messages for n symbols, joined by '\n' (wsfeed sends one per line).
+ * The length, or -1 when they do not fit cap. */
+int venue_generic_subscribe(const char *tmpl, const char *const *syms, size_t n, char *out,
+                            size_t cap);
+
 /* The symbol mapping of the generic venue: a canonical symbol is its own
  * spelling; others come from {"symbol", "venue"} in the config. No parsers:
  * adapters call venue_generic_parse with the feed's mapping. */

@@ -81,7 +81,7 @@ const DEFAULTS = {
 };
 
 const VENUES = ['binance', 'coinbase', 'kraken', 'coingecko', 'okx', 'bybit', 'bitstamp', 'custom'];
-const WS_VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp'];
+const WS_VENUES = ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp', 'custom'];
 
 // =====================================================================================================
 // Small helpers: PRNG, time and number formatting, JSON text surgery
@@ -1615,6 +1615,9 @@ class CoinGecko {
  *   GET /custom/quotes?ids=BTC-USD,ETH-USD → {"ok":true,"result":{"quotes":[{"sym","px":{"last","bid","ask"} (strings),
  *       "vol24" (number),"updated" (epoch ms)}]}}; an unknown id → HTTP 200 {"ok":false,"error":{"message":…}}
  *   GET /custom/quote/<SYMBOL> → {"data":[{"c","b","a" (numbers),"t" (RFC3339)}]}; unknown → 404 {"error":"no such symbol"}
+ *   WS /custom/ws: {"action":"subscribe","symbols":["BTC-USD",…]} (exactly these two members) →
+ *       {"type":"subscribed","symbols":[…]}, then {"type":"tick","data":{"sym","px":{"last","bid","ask"},"vol24",
+ *       "updated"}} per change (the /custom/quotes quote); anything else → {"type":"error","message":…}
  */
 class Custom {
   constructor(ex) {
@@ -1630,9 +1633,7 @@ class Custom {
         if (!ids.length || unknown !== undefined) return { status: 200, body: { ok: false, error: { message: `unknown id ${String(unknown ?? '').slice(0, 40)}` } } };
         const quotes = ids.map((id) => {
           const b = this.ex.books.get(id);
-          const s = opts.snap(b);
-          const p = (x) => fixed(x, b.dp);
-          return { sym: id, px: { last: opts.wrongTypes ? { v: p(s.last) } : p(s.last), bid: p(s.bid), ask: p(s.ask) }, vol24: num(s.volume, 4), updated: Math.floor(s.ts) };
+          return this.quote(b, opts.snap(b), opts);
         });
         return { status: 200, data: true, body: { ok: true, result: { quotes } } };
       },
@@ -1649,6 +1650,41 @@ class Custom {
   }
 
   faultBody(status) { return { ok: false, error: { message: http.STATUS_CODES[status] || 'Error' } }; }
+
+  quote(b, s, o) {
+    const p = (x) => fixed(x, b.dp);
+    return { sym: b.symbol, px: { last: o.wrongTypes ? { v: p(s.last) } : p(s.last), bid: p(s.bid), ask: p(s.ask) }, vol24: num(s.volume, 4), updated: Math.floor(s.ts) };
+  }
+
+  onOpen(conn) { conn.subs = new Set(); }
+
+  onMessage(conn, text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { msg = null; }
+    const keys = msg && typeof msg === 'object' && !Array.isArray(msg) ? Object.keys(msg).sort().join() : '';
+    if (keys !== 'action,symbols' || msg.action !== 'subscribe' || !Array.isArray(msg.symbols) || !msg.symbols.length) {
+      this.ex.sendCtl(conn, { type: 'error', message: `bad request: ${text.slice(0, 100)}` });
+      return;
+    }
+    const unknown = msg.symbols.find((id) => typeof id !== 'string' || !this.ex.books.has(id));
+    const rej = this.ex.faults.take('custom', 'reject_subscribe', 'ws');
+    if (unknown !== undefined || rej) {
+      this.ex.sendCtl(conn, { type: 'error', message: rej ? (rej.reason || 'subscribe rejected') : `unknown symbol ${String(unknown).slice(0, 40)}` });
+      return;
+    }
+    this.ex.sendCtl(conn, { type: 'subscribed', symbols: msg.symbols });
+    for (const id of msg.symbols) { conn.subs.add(id); this.sendTick(conn, this.ex.books.get(id)); }
+  }
+
+  sendTick(conn, b) { this.ex.sendData(conn, b, (s, o) => ({ type: 'tick', data: this.quote(b, s, o) })); }
+
+  onTick(changed) {
+    for (const conn of this.ex.conns.custom) for (const b of changed) if (conn.subs.has(b.symbol)) this.sendTick(conn, b);
+  }
+
+  onHeartbeat() {}
+
+  shutdown(conn, graceMs) { conn.timers.push(setTimeout(() => this.ex.closeConn(conn, 1001, 'Going away'), graceMs)); }
 }
 
 // =====================================================================================================
@@ -1668,11 +1704,11 @@ class FakeExchange {
       const price = typeof spec === 'object' && spec.price > 0 ? spec.price : BASE_PRICES[base] || 100;
       this.books.set(sym, new Book(sym, price, this.seed));
     }
-    this.conns = { binance: new Set(), coinbase: new Set(), kraken: new Set(), okx: new Set(), bybit: new Set(), bitstamp: new Set() };
+    this.conns = { binance: new Set(), coinbase: new Set(), kraken: new Set(), okx: new Set(), bybit: new Set(), bitstamp: new Set(), custom: new Set() };
     this.stats = {
-      connectionsTotal: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
-      messagesSent: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
-      messagesReceived: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0 },
+      connectionsTotal: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0, custom: 0 },
+      messagesSent: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0, custom: 0 },
+      messagesReceived: { binance: 0, coinbase: 0, kraken: 0, okx: 0, bybit: 0, bitstamp: 0, custom: 0 },
       requestsServed: { binance: 0, coinbase: 0, kraken: 0, coingecko: 0, okx: 0, bybit: 0, bitstamp: 0, custom: 0 },
       slowConsumersDropped: 0,
     };
@@ -1771,7 +1807,8 @@ class FakeExchange {
   wsVenue(pathname) {
     const { venue: forced, rest } = stripVenuePrefix(pathname);
     let v = null;
-    if (rest === '/ws/v5/public') v = 'okx';
+    if (forced === 'custom') v = rest === '/ws' ? 'custom' : null;
+    else if (rest === '/ws/v5/public') v = 'okx';
     else if (rest === '/v5/public/spot') v = 'bybit';
     else if (rest === '/stream' || rest === '/stream/' || rest === '/ws' || rest === '/ws/' || rest.startsWith('/ws/')) v = 'binance';
     else if (rest === '/v2' || rest === '/v2/') v = 'kraken';

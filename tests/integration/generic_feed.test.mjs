@@ -94,6 +94,59 @@ test('generic: bad bodies, errors in HTTP 200, HTTP 500 and 429 are counted; the
   assert.match((await feedHealth(bad, 'custom-bad')).detail, /unknown id XRP-USD/);
 });
 
+/** WS /custom/ws: {"action":"subscribe","symbols":[...]} → ack, then {"type":"tick","data":{quote}} per change. */
+const wsFeed = (fx, extra = {}) => ({
+  type: 'ws', name: 'custom-ws', venue: 'generic', url: `${fx.wsUrl}/custom/ws`, symbols: ['BTC-USD', 'ETH-USD'],
+  subscribe: '{"action":"subscribe","symbols":{symbols}}', silence_timeout_ms: 1500, max_backoff_ms: 300,
+  map: { symbol: 'data.sym', last: 'data.px.last', bid: 'data.px.bid', ask: 'data.px.ask', volume: 'data.vol24', ts: 'data.updated', match: { type: 'tick' } },
+  ...extra,
+});
+
+test('generic over WebSocket: the subscribe template sent as configured, ticks mapped, acks ignored, faults recovered', T, async () => {
+  const fx = await fakeExchange();
+  const srv = await startTickerd({ config: { feeds: [wsFeed(fx)] } });
+  const seen = await collectPrices(srv, ['BTC-USD', 'ETH-USD'], 3);
+  const st = fx.state().prices;
+  for (const [sym, ups] of seen) {
+    const u = ups.at(-1);
+    assert.equal(u.src, 'custom-ws');
+    assert.ok(u.bid > 0 && u.ask > u.bid && u.volume > 0, `${sym}: a whole quote`);
+    assert.ok(Math.abs(u.last / st[sym].last - 1) < 0.01, `${sym}: ${u.last} near the fake's ${st[sym].last}`);
+  }
+  const ws = fx.requests({ transport: 'ws' });
+  assert.equal(ws[0].requestLine, 'GET /custom/ws HTTP/1.1');
+  assert.deepEqual(ws[0].received, ['{"action":"subscribe","symbols":["BTC-USD","ETH-USD"]}']);
+  assert.equal((await feedHealth(srv, 'custom-ws')).state, 'live');
+  const count = async (name) => (await metrics(srv)).sum(name, { feed: 'custom-ws' });
+  assert.equal(await count('tickerd_feed_malformed_total'), 0, 'the "subscribed" ack is not a malformed tick');
+  // a tick whose last is an object is malformed, counted, and the stream goes on
+  fx.fault({ venue: 'custom', kind: 'wrong_types', count: 2 });
+  await waitFor(async () => (await count('tickerd_feed_malformed_total')) >= 2, { timeoutMs: 6000, message: 'wrong types counted' });
+  fx.fault({ venue: 'custom', kind: 'disconnect' });
+  await waitFor(async () => (await metrics(srv)).sum('tickerd_feed_reconnects_total', { feed: 'custom-ws' }) >= 1, { timeoutMs: 6000, message: 'reconnected' });
+  await collectPrices(srv, ['BTC-USD', 'ETH-USD'], 2);
+  assert.equal(fx.requests({ transport: 'ws' }).length, 2, 'one reconnect, subscribed again');
+});
+
+test('generic over WebSocket: one message per {symbol}; bad template and missing symbol path exit 2', T, async () => {
+  const fx = await fakeExchange();
+  const srv = await startTickerd({ config: { feeds: [wsFeed(fx, { subscribe: '{"action":"subscribe","symbols":["{symbol}"]}' })] } });
+  await collectPrices(srv, ['BTC-USD', 'ETH-USD'], 2);
+  assert.deepEqual(fx.requests({ transport: 'ws' })[0].received.slice(0, 2),
+    ['{"action":"subscribe","symbols":["BTC-USD"]}', '{"action":"subscribe","symbols":["ETH-USD"]}']);
+  const bad = [
+    [{ subscribe: '{"a":{symbol},"b":{symbols}}' }, /feeds\[0\]\.subscribe: use \{symbol\} or \{symbols\}, not both/],
+    [{ map: { last: 'data.px.last' } }, /feeds\[0\]\.map\.symbol: required with 2 symbols on one stream/],
+    [{ url: '' }, /feeds\[0\]\.url: required for venue generic/],
+    [{ venue: 'okx', map: undefined }, /feeds\[0\]\.subscribe: only for "venue": "generic"/],
+  ];
+  for (const [extra, re] of bad) {
+    const r = await runTickerd({ config: { feeds: [wsFeed(fx, extra)] } });
+    assert.equal(r.code, 2, JSON.stringify(extra));
+    assert.match(r.stderr, re);
+  }
+});
+
 test('generic: the shipped etc/examples/generic.json (CoinGecko and OKX shapes) runs end to end', T, async () => {
   const fx = await fakeExchange();
   const cfg = JSON.parse(fs.readFileSync(path.join(ROOT, 'etc/examples/generic.json'), 'utf8'));
