@@ -685,6 +685,13 @@ test('fault reject_subscribe: each venue rejects in its own format, once per cou
   assert.deepEqual(await s.nextJson(), { event: 'bts:error', channel: 'live_trades_btcusd', data: { code: null, message: 'Bad subscription string.' } });
   s.close();
 
+  const c = await Peer.open(ws(fx, '/custom/ws'));
+  c.send({ action: 'subscribe', symbols: ['BTC-USD'] });
+  assert.deepEqual(await c.nextJson(), { type: 'error', message: 'subscribe rejected' });
+  c.send({ action: 'subscribe', symbols: ['BTC-USD'] });
+  assert.deepEqual(await c.nextJson(), { type: 'subscribed', symbols: ['BTC-USD'] });
+  c.close();
+
   const b = await Peer.open(ws(fx, '/ws'));
   b.send({ method: 'SUBSCRIBE', params: ['btcusdt@bookTicker'], id: 5 });
   assert.deepEqual(await b.nextJson(), { error: { code: 2, msg: 'Invalid request: invalid stream' }, id: 5 });
@@ -700,7 +707,7 @@ test('fault server_shutdown: Binance serverShutdown + close, Kraken maintenance 
   await k.nextJson((j) => j.channel === 'status');
   const c = await Peer.open(ws(fx, '/'));
   const r = fx.fault({ venue: 'all', kind: 'server_shutdown' });
-  assert.deepEqual(r.applied.map((x) => x.venue), ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp']);
+  assert.deepEqual(r.applied.map((x) => x.venue), ['binance', 'coinbase', 'kraken', 'okx', 'bybit', 'bitstamp', 'custom']);
   const ev = await b.nextJson((j) => j.e === 'serverShutdown');
   assert.ok(Number.isInteger(ev.E));
   assert.equal((await closedWithin(b, 1000)).code, 1001);
