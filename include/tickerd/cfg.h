@@ -15,6 +15,11 @@
 
 struct feed_type;
 
+/* cluster.role: standalone runs feeds and serves; ingest also writes every value
+ * to Redis; edge runs no feeds and serves what Redis carries. */
+enum { CFG_CLUSTER_STANDALONE = 0, CFG_CLUSTER_INGEST = 1, CFG_CLUSTER_EDGE = 2 };
+#define CFG_CLUSTER_MAX_REDIS 16
+
 typedef struct cfg_error {
     char msg[512];
 } cfg_error;
@@ -101,6 +106,11 @@ typedef struct cfg_t {
         int sse_retry_ms;    /* /sse: the "retry:" EventSource waits before reconnecting */
         int poll_hold_s;     /* /api/poll: longest hold of a request with nothing new */
     } api;
+    struct {
+        int role;            /* CFG_CLUSTER_STANDALONE | _INGEST | _EDGE (docs/cluster.md) */
+        char redis[CFG_CLUSTER_MAX_REDIS][128]; /* "host:port" per shard */
+        int nredis;
+    } cluster;
     feed_cfg *feeds;
     size_t nfeeds;
 } cfg_t;
