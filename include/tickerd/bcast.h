@@ -195,6 +195,8 @@ const char *bcast_symbol_name(const bcast *b, uint32_t id);
 /* "live", "stale" (no fresh source: the last known value), "no_data", or
  * "removed" (bcast_symbols_remove). */
 const char *bcast_symbol_status(const bcast *b, uint32_t id);
+/* Seq of symbol id's latest value; 0 when it has none. */
+uint64_t bcast_symbol_seq(const bcast *b, uint32_t id);
 /* Latest encoded value of symbol id; NULL when it has none yet. */
 const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len);
 

@@ -239,6 +239,8 @@ uint32_t bcast_symbol_id(const bcast *b, const char *name)
 }
 const char *bcast_symbol_name(const bcast *b, uint32_t id) { return symtab_name(b->names, id); }
 
+uint64_t bcast_symbol_seq(const bcast *b, uint32_t id) { return id < b->nsyms ? b->syms[id].seq : 0; }
+
 const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len)
 {
     if (id >= b->nsyms || !b->syms[id].seq)
