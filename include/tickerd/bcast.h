@@ -143,7 +143,33 @@ const char *bcast_reset_name(bcast_reset_reason r);
 
 /* --- from the normalizer (wired by the app) --- */
 int bcast_symbol_added(bcast *b, uint32_t id, const char *symbol);
+/* q->seq is normally the previous seq + 1; a seq that jumps restarts the
+ * symbol's resume ring there. The same seq again re-publishes the value in
+ * place (a cluster edge marking it stale or fresh without a new seq): its
+ * ring slot is replaced and every subscriber is sent it again. q->enc, when
+ * set, is used as the JSON encoding instead of encoding q. */
 void bcast_publish(bcast *b, uint32_t id, const norm_quote *q);
+
+/* --- the cluster edge's seams (docs/cluster.md) --- */
+/* fn(arg, id, 1) when a symbol's room gains its first member, fn(arg, id, 0)
+ * when it loses its last: an edge holds a Redis channel per occupied room.
+ * Called from inside subscribe/unsubscribe; fn may call
+ * bcast_symbol_set_loading and nothing else of this broadcaster. */
+typedef void (*bcast_room_fn)(void *arg, uint32_t id, int occupied);
+void bcast_set_room_hook(bcast *b, bcast_room_fn fn, void *arg);
+/* While a symbol is loading (an edge fetching its recent values from Redis),
+ * new subscriptions to it wait: no snapshot of a value that may be old, no
+ * resume decision against a ring still being filled. Values published
+ * meanwhile fill the ring. Clearing it gives every waiting subscription what
+ * it would have got at once: its snapshot, its replay or reset. */
+void bcast_symbol_set_loading(bcast *b, uint32_t id, int loading);
+/* Forget the symbol's value and seq (its seqs start over: a Redis restarted
+ * empty, or a gap no stream fills); every subscriber gets the next value as a
+ * reset snapshot ("reset":true), counted under why. */
+void bcast_symbol_reset(bcast *b, uint32_t id, bcast_reset_reason why);
+/* Replace the epoch (an edge takes the cluster's from Redis); at most
+ * BCAST_EPOCH_LEN characters are kept. */
+void bcast_set_epoch(bcast *b, const char *epoch);
 
 /* A reload removed symbols ids[0..n) from every feed: they stop being
  * offered (unknown to subscribe, left out of "*", bcast_symbol_id says
@@ -169,6 +195,8 @@ const char *bcast_symbol_name(const bcast *b, uint32_t id);
 /* "live", "stale" (no fresh source: the last known value), "no_data", or
  * "removed" (bcast_symbols_remove). */
 const char *bcast_symbol_status(const bcast *b, uint32_t id);
+/* Seq of symbol id's latest value; 0 when it has none. */
+uint64_t bcast_symbol_seq(const bcast *b, uint32_t id);
 /* Latest encoded value of symbol id; NULL when it has none yet. */
 const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len);
 

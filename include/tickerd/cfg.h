@@ -16,6 +16,11 @@
 
 struct feed_type;
 
+/* cluster.role: standalone runs feeds and serves; ingest also writes every value
+ * to Redis; edge runs no feeds and serves what Redis carries. */
+enum { CFG_CLUSTER_STANDALONE = 0, CFG_CLUSTER_INGEST = 1, CFG_CLUSTER_EDGE = 2 };
+#define CFG_CLUSTER_MAX_REDIS 16
+
 typedef struct cfg_error {
     char msg[512];
 } cfg_error;
@@ -130,6 +135,11 @@ typedef struct cfg_t {
         int enabled;               /* /admin and /api/admin exist (off by default) */
         netlist allowed_addresses; /* peers that may read them (default loopback) */
     } admin;
+    struct {
+        int role;            /* CFG_CLUSTER_STANDALONE | _INGEST | _EDGE (docs/cluster.md) */
+        char redis[CFG_CLUSTER_MAX_REDIS][128]; /* "host:port" per shard */
+        int nredis;
+    } cluster;
     feed_cfg *feeds;
     size_t nfeeds;
 } cfg_t;

@@ -46,6 +46,8 @@ typedef struct http_sources {
     const char *web_root;     /* the page's directory (the admin page is served from it) */
     const int *admin_enabled; /* admin.enabled */
     const netlist *admin_allowed; /* admin.allowed_addresses */
+    /* The cluster's part (cluster_ops.h); NULL in tests that have none. */
+    const struct cluster_view *cluster;
 } http_sources;
 
 typedef struct http_server http_server;

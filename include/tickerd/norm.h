@@ -47,6 +47,11 @@ typedef struct norm_quote {
     const char *source;  /* feed name, owned by the normalizer */
     uint8_t stale;         /* no source is fresh: this is the last known value */
     uint8_t stale_cleared; /* the first value published after being stale */
+    /* The value already encoded as bcast_encode_json would (seq included), or
+     * NULL: a cluster edge publishes the bytes the ingest encoded, so every
+     * edge sends exactly the same object (docs/cluster.md). */
+    const char *enc;
+    uint16_t enc_len;
 } norm_quote;
 
 typedef enum {
@@ -132,6 +137,15 @@ void norm_flush(norm *n);
  * at once with a flush interval of 0). O(symbols) per call. Freshness uses
  * the local wall clock (the now_us given here and to norm_ingest_at). */
 void norm_check_stale(norm *n, int64_t now_us);
+
+/* Publish a value made elsewhere (a cluster edge: the ingest's normalizer
+ * made it, Redis numbered it): the symbol q->symbol is created if new, and q
+ * is published as given — its seq, stale flags and encoding (q->enc) kept,
+ * its source name interned. It replaces the symbol's cached value; no
+ * validation, priority or coalescing applies (the ingest did that). Returns
+ * the symbol id, or UINT32_MAX when refused (not canonical, the symbol limit:
+ * counted as rejected). */
+uint32_t norm_apply_external(norm *n, const norm_quote *q);
 
 const norm_stats *norm_get_stats(const norm *n);
 uint32_t norm_symbol_count(const norm *n);

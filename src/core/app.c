@@ -12,6 +12,10 @@
 #endif
 
 #include "tickerd/bcast.h"
+#include "tickerd/cluster.h"
+#include "tickerd/cluster_edge.h"
+#include "tickerd/cluster_ingest.h"
+#include "tickerd/cluster_ops.h"
 #include "tickerd/feed.h"
 #include "tickerd/feed_ws.h"
 #include "tickerd/history.h"
@@ -58,6 +62,7 @@ struct app {
     char history_error[256];
     feed **feeds;
     size_t nfeeds;
+    cluster_view cluster; /* cluster.role: the ingest writer or the edge reader (docs/cluster.md) */
     struct lws_protocols protocols[10];
     struct lws_protocols guard_protocols[2];
     struct lws_http_mount page_mount;
@@ -89,6 +94,12 @@ static void app_on_publish(void *arg, uint32_t id, const norm_quote *q)
 {
     app *a = arg;
     bcast_publish(a->bcast, id, q);
+    if (a->cluster.ingest) {
+        /* Redis gets the encoding just made; it numbers it (the cluster's seq). */
+        size_t len;
+        const char *enc = bcast_symbol_json(a->bcast, id, &len);
+        cluster_ingest_put(a->cluster.ingest, id, q, enc, len);
+    }
     /* History observes: a copy into the writer's ring, never a wait (a full
      * ring drops the tick, counted and recorded as a gap). */
     if (a->store)
@@ -111,6 +122,8 @@ static int app_loop_callback(struct lws *wsi, enum lws_callback_reasons reason, 
         for (size_t i = 0; i < a->nfeeds; i++)
             feed_wake(a->feeds[i]);
         hist_deliver(a->hist);
+        if (a->cluster.edge)
+            cluster_edge_deliver(a->cluster.edge);
     }
     return 0;
 }
@@ -136,6 +149,8 @@ static void app_housekeeping(lws_sorted_usec_list_t *sul)
     norm_check_stale(a->norm, now);
     for (size_t i = 0; i < a->nfeeds; i++)
         feed_note_status(a->feeds[i], now);
+    if (a->cluster.edge)
+        cluster_edge_tick(a->cluster.edge, now);
     lws_sul_schedule(a->ctx, 0, &a->housekeeping_sul, app_housekeeping, APP_HOUSEKEEPING_US);
 }
 
@@ -332,6 +347,48 @@ static void app_apply_priorities(app *a, const cfg_t *c)
         log_error("out of memory: source priorities unchanged");
     free(names);
     free(ov);
+}
+
+/* cluster.role: an ingest writes what its normalizer publishes to Redis; an
+ * edge runs no feeds and serves what Redis carries (docs/cluster.md). */
+static int app_cluster_start(app *a)
+{
+    const cfg_t *c = &a->cfg;
+    char err[160] = "";
+    a->cluster.role = c->cluster.role;
+    if (c->cluster.role == CFG_CLUSTER_INGEST) {
+        a->cluster.ingest = cluster_ingest_create(
+            (const char (*)[128])c->cluster.redis, c->cluster.nredis,
+            (uint32_t)(c->broadcast.resume_depth ? c->broadcast.resume_depth : 1),
+            (uint32_t)c->normalizer.max_symbols, err, sizeof(err));
+        if (!a->cluster.ingest || cluster_ingest_start(a->cluster.ingest))
+            goto fail;
+    } else if (c->cluster.role == CFG_CLUSTER_EDGE) {
+        if (c->nfeeds)
+            log_warn("cluster.role edge: the %zu configured feed(s) are not run (the ingest runs "
+                     "them)",
+                     c->nfeeds);
+        cluster_edge_opts o = {
+            .redis = (const char (*)[128])c->cluster.redis,
+            .nshards = c->cluster.nredis,
+            .max_symbols = (uint32_t)c->normalizer.max_symbols,
+            .load_depth = (uint32_t)c->broadcast.resume_depth,
+            .stale_after_ms = c->normalizer.stale_after_ms,
+            .ctx = a->ctx,
+        };
+        a->cluster.edge = cluster_edge_create(&o, a->norm, a->bcast, err, sizeof(err));
+        if (!a->cluster.edge || cluster_edge_start(a->cluster.edge))
+            goto fail;
+    } else {
+        return 0;
+    }
+    log_info("cluster: role %s, %d Redis shard(s) (%s%s)", cluster_role_name(c->cluster.role),
+             c->cluster.nredis, c->cluster.redis[0], c->cluster.nredis > 1 ? ", ..." : "");
+    return 0;
+fail:
+    log_error("cluster: cannot start the %s role: %s", cluster_role_name(c->cluster.role),
+              err[0] ? err : "cannot start its threads");
+    return -1;
 }
 
 static int app_resolve_web_root(app *a)
@@ -554,6 +611,7 @@ app *app_create(cfg_t *cfg)
         .feeds = (feed *const *const *)&a->feeds,
         .nfeeds = &a->nfeeds,
         .started_us = tk_now_us(),
+        .cluster = a->cfg.cluster.role != CFG_CLUSTER_STANDALONE ? &a->cluster : NULL,
     };
     a->http = http_create(&src);
     a->feeds = calloc(a->cfg.nfeeds ? a->cfg.nfeeds : 1, sizeof(*a->feeds));
@@ -569,8 +627,10 @@ app *app_create(cfg_t *cfg)
     }
     norm_set_stale_after(a->norm, a->cfg.normalizer.stale_after_ms);
     norm_set_jump_band(a->norm, a->cfg.normalizer.jump_band_pct);
+    if (app_cluster_start(a))
+        goto fail;
 
-    for (size_t i = 0; i < a->cfg.nfeeds; i++) {
+    for (size_t i = 0; i < a->cfg.nfeeds && !a->cluster.edge; i++) {
         feed *f = app_feed_start(a, &a->cfg.feeds[i]);
         if (!f)
             goto fail;
@@ -788,6 +848,11 @@ int app_reload(app *a, cfg_t *nc)
     if (nc->normalizer.max_symbols != a->cfg.normalizer.max_symbols)
         log_warn("reload: normalizer.max_symbols changes need a restart");
     nc->normalizer.max_symbols = a->cfg.normalizer.max_symbols;
+    if (memcmp(&nc->cluster, &a->cfg.cluster, sizeof(nc->cluster)))
+        log_warn("reload: cluster.* changes need a restart");
+    nc->cluster = a->cfg.cluster;
+    if (a->cluster.edge)
+        nc->nfeeds = 0; /* an edge runs no feeds (the config's stay in nc, freed with it) */
     app_reload_feeds(a, nc);
     app_reload_symbols(a, &a->cfg, nc);
     app_apply_priorities(a, nc);
@@ -809,6 +874,9 @@ void app_destroy(app *a)
     /* The history worker answers what is queued and stops before the context
      * (its wake) goes; requests left unanswered are freed by hist_destroy. */
     hist_stop(a->hist);
+    /* The edge's readers wake the loop: stopped before the context goes. */
+    cluster_edge_destroy(a->cluster.edge);
+    a->cluster.edge = NULL;
     if (a->ctx) {
         lws_sul_cancel(&a->flush_sul);
         lws_sul_cancel(&a->housekeeping_sul);
@@ -839,6 +907,7 @@ void app_destroy(app *a)
     sse_destroy(a->sse);
     poll_destroy(a->poll);
     sess_server_destroy(a->sess);
+    cluster_ingest_destroy(a->cluster.ingest);
     norm_destroy(a->norm);
     bcast_destroy(a->bcast);
     /* Last: the final flush writes what the feeds published up to here. */

@@ -73,6 +73,7 @@ typedef struct bcast_symbol {
     uint32_t ring_count; /* values held: seqs seq - ring_count + 1 .. seq */
     uint8_t stale;       /* the latest value is a stale re-publication */
     uint8_t removed;     /* no configured feed serves it any more (bcast_symbols_remove) */
+    uint8_t loading;     /* an edge is fetching its values: new subscriptions wait */
 } bcast_symbol;
 
 typedef struct bcast_sub {
@@ -84,7 +85,13 @@ typedef struct bcast_sub {
     uint8_t reset;     /* that snapshot (or the first value, without snap) is a reset */
     uint8_t replay;    /* ring values after sent_seq are due, before any update */
     uint8_t parked;    /* history on its way: no live update until bcast_unpark */
+    uint8_t wait;      /* WAIT_*: what it gets once its symbol stops loading */
 } bcast_sub;
+
+/* A subscription made while its symbol was loading waits, outside every
+ * count, for bcast_symbol_set_loading(.., 0): then a snapshot, a resume from
+ * sent_seq, or a reset (another epoch). */
+enum { WAIT_NONE = 0, WAIT_SNAPSHOT, WAIT_RESUME, WAIT_RESET };
 
 struct bcast_client {
     bcast *b;
@@ -112,6 +119,8 @@ struct bcast {
     uint32_t nremoved; /* symbols with removed set */
     bcast_stats stats;
     char epoch[BCAST_EPOCH_LEN + 1];
+    bcast_room_fn room_fn;
+    void *room_arg;
     uint8_t bin_rings; /* a binary client has connected: keep binary rings too */
 };
 
@@ -230,6 +239,8 @@ uint32_t bcast_symbol_id(const bcast *b, const char *name)
 }
 const char *bcast_symbol_name(const bcast *b, uint32_t id) { return symtab_name(b->names, id); }
 
+uint64_t bcast_symbol_seq(const bcast *b, uint32_t id) { return id < b->nsyms ? b->syms[id].seq : 0; }
+
 const char *bcast_symbol_json(const bcast *b, uint32_t id, size_t *len)
 {
     if (id >= b->nsyms || !b->syms[id].seq)
@@ -328,6 +339,8 @@ static void room_remove(bcast *b, uint32_t sym, uint32_t pos)
         bcast_member *moved = &s->members[pos];
         moved->c->subs[moved->sub].room_pos = pos;
     }
+    if (!s->nmembers && b->room_fn)
+        b->room_fn(b->room_arg, sym, 0);
 }
 
 /* ---- client subscriptions ---- */
@@ -375,10 +388,23 @@ static void sub_clear(bcast_client *c, bcast_sub *s)
         c->nreplay--;
     }
     s->reset = 0;
+    s->wait = WAIT_NONE;
+}
+
+/* Its symbol is loading: wait (see WAIT_*) instead. */
+static int sub_wait_load(bcast_client *c, bcast_sub *s, int what)
+{
+    if (!c->b->syms[s->sym].loading)
+        return 0;
+    sub_clear(c, s);
+    s->wait = (uint8_t)what;
+    return 1;
 }
 
 static void sub_mark_snapshot(bcast_client *c, bcast_sub *s)
 {
+    if (sub_wait_load(c, s, WAIT_SNAPSHOT))
+        return;
     sub_clear(c, s);
     s->snap = 1;
     c->nsnap++;
@@ -433,6 +459,10 @@ static void sub_resume(bcast_client *c, bcast_sub *s, uint64_t seq, int other_ep
 {
     bcast *b = c->b;
     const bcast_symbol *sym = &b->syms[s->sym];
+    if (sub_wait_load(c, s, other_epoch ? WAIT_RESET : WAIT_RESUME)) {
+        s->sent_seq = seq;
+        return;
+    }
     sub_clear(c, s);
     s->sent_seq = seq;
     if (other_epoch) {
@@ -463,6 +493,8 @@ static int sub_add(bcast_client *c, uint32_t sym, int snapshot)
     sub->room_pos = s->nmembers;
     s->members[s->nmembers++] = (bcast_member){c, idx};
     b->stats.subscriptions++;
+    if (s->nmembers == 1 && b->room_fn)
+        b->room_fn(b->room_arg, sym, 1); /* may start loading: before the snapshot below */
     if (snapshot)
         sub_mark_snapshot(c, sub);
     return 0;
@@ -967,15 +999,32 @@ void bcast_publish(bcast *b, uint32_t id, const norm_quote *q)
     bcast_symbol *s = &b->syms[id];
     uint64_t prev_seq = s->seq;
     /* Encode once; every subscriber's frame copies these bytes. */
-    s->enc_len = (uint16_t)bcast_encode_json(s->enc, q);
+    if (q->enc && q->enc_len && q->enc_len < BCAST_ENC_MAX) {
+        memcpy(s->enc, q->enc, q->enc_len);
+        s->enc_len = q->enc_len;
+    } else {
+        s->enc_len = (uint16_t)bcast_encode_json(s->enc, q);
+    }
     s->seq = q->seq;
     s->stale = q->stale;
-    if (b->opts.resume_depth)
-        ring_push(b, s, prev_seq);
-    bin_publish(b, s, q, prev_seq);
+    /* The same seq again: the value re-published in place (a stale mark).
+     * The ring keeps its run (prev_seq - 1 makes the slot the run's next). */
+    int again = prev_seq && q->seq == prev_seq;
+    if (b->opts.resume_depth) {
+        if (again && s->ring_count)
+            s->ring_count--;
+        ring_push(b, s, again ? prev_seq - 1 : prev_seq);
+    }
+    if (again && s->bin_ring_count)
+        s->bin_ring_count--;
+    bin_publish(b, s, q, again ? prev_seq - 1 : prev_seq);
     for (uint32_t i = 0; i < s->nmembers; i++) {
         bcast_client *c = s->members[i].c;
         bcast_sub *sub = &c->subs[s->members[i].sub];
+        if (again && sub->sent_seq == q->seq && !sub->wait)
+            sub->sent_seq = q->seq - 1; /* sent it before: send it again */
+        if (sub->wait)
+            continue; /* gets it when its symbol stops loading */
         /* A due snapshot or replay will carry this value anyway; a parked
          * subscription gets it with its unpark (replayed from the ring). */
         if (sub->parked)
@@ -1245,4 +1294,65 @@ size_t bcast_client_frame(bcast_client *c, char *buf, size_t cap)
     /* The transport asks to write again while anything is pending. */
     c->wake_requested = bcast_client_has_pending(c) ? 1 : 0;
     return len;
+}
+
+/* ---- the cluster edge's seams ---- */
+
+void bcast_set_room_hook(bcast *b, bcast_room_fn fn, void *arg)
+{
+    b->room_fn = fn;
+    b->room_arg = arg;
+}
+
+void bcast_symbol_set_loading(bcast *b, uint32_t id, int loading)
+{
+    if (id >= b->nsyms)
+        return;
+    bcast_symbol *s = &b->syms[id];
+    s->loading = loading ? 1 : 0;
+    if (loading)
+        return;
+    for (uint32_t i = 0; i < s->nmembers; i++) {
+        bcast_client *c = s->members[i].c;
+        bcast_sub *sub = &c->subs[s->members[i].sub];
+        int what = sub->wait;
+        sub->wait = WAIT_NONE;
+        if (what == WAIT_SNAPSHOT)
+            sub_mark_snapshot(c, sub);
+        else if (what == WAIT_RESUME)
+            sub_resume(c, sub, sub->sent_seq, 0);
+        else if (what == WAIT_RESET)
+            sub_mark_reset(c, sub, BCAST_RESET_EPOCH);
+        else
+            continue;
+        if (bcast_client_has_pending(c))
+            client_wake(c);
+    }
+}
+
+void bcast_symbol_reset(bcast *b, uint32_t id, bcast_reset_reason why)
+{
+    if (id >= b->nsyms)
+        return;
+    bcast_symbol *s = &b->syms[id];
+    s->seq = 0;
+    s->stale = 0;
+    s->ring_count = 0;
+    s->bin_ring_count = 0;
+    for (uint32_t i = 0; i < s->nmembers; i++) {
+        bcast_client *c = s->members[i].c;
+        bcast_sub *sub = &c->subs[s->members[i].sub];
+        if (sub->wait)
+            continue; /* decided when the loading ends, against the new seqs */
+        /* The reset waits for the symbol's next value (it has none now). */
+        sub_mark_reset(c, sub, why);
+        sub->sent_seq = 0;
+        if (!bcast_client_has_pending(c))
+            c->wake_requested = 0;
+    }
+}
+
+void bcast_set_epoch(bcast *b, const char *epoch)
+{
+    snprintf(b->epoch, sizeof(b->epoch), "%s", epoch);
 }

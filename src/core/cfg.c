@@ -418,6 +418,51 @@ static int cfg_check_access(const cfg_t *cfg, cfg_error *err)
     return 0;
 }
 
+/* cluster: {"role": "standalone"|"ingest"|"edge", "redis": ["host:port", ...]}.
+ * The redis list is ordered: its index is the shard (docs/cluster.md). */
+static int cfg_parse_cluster(cfg_t *cfg, const json_t *v, cfg_error *err)
+{
+    if (!json_is_object(v))
+        return cfg_fail(err, "cluster: must be an object");
+    const char *key;
+    json_t *x;
+    json_object_foreach((json_t *)v, key, x) {
+        if (!strcmp(key, "role")) {
+            const char *r = json_string_value(x);
+            if (r && !strcmp(r, "standalone"))
+                cfg->cluster.role = CFG_CLUSTER_STANDALONE;
+            else if (r && !strcmp(r, "ingest"))
+                cfg->cluster.role = CFG_CLUSTER_INGEST;
+            else if (r && !strcmp(r, "edge"))
+                cfg->cluster.role = CFG_CLUSTER_EDGE;
+            else
+                return cfg_fail(err, "cluster.role: must be \"standalone\", \"ingest\" or \"edge\"");
+        } else if (!strcmp(key, "redis")) {
+            if (!json_is_array(x) || json_array_size(x) > CFG_CLUSTER_MAX_REDIS)
+                return cfg_fail(err, "cluster.redis: must be a list of at most %d \"host:port\"",
+                                CFG_CLUSTER_MAX_REDIS);
+            size_t i;
+            json_t *e;
+            cfg->cluster.nredis = 0;
+            json_array_foreach(x, i, e) {
+                const char *s = json_string_value(e);
+                const char *colon = s ? strrchr(s, ':') : NULL;
+                char *end;
+                long port = colon ? strtol(colon + 1, &end, 10) : 0;
+                if (!s || !colon || colon == s || *end || port < 1 || port > 65535 ||
+                    strlen(s) >= sizeof(cfg->cluster.redis[0]))
+                    return cfg_fail(err, "cluster.redis[%zu]: must be \"host:port\"", i);
+                strcpy(cfg->cluster.redis[cfg->cluster.nredis++], s);
+            }
+        } else {
+            return cfg_fail(err, "cluster.%s: unknown key", key);
+        }
+    }
+    if (cfg->cluster.role != CFG_CLUSTER_STANDALONE && cfg->cluster.nredis == 0)
+        return cfg_fail(err, "cluster.redis: ingest and edge need at least one \"host:port\"");
+    return 0;
+}
+
 static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
 {
     if (!json_is_object(root))
@@ -449,6 +494,8 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
             rc = cfg_parse_feeds(cfg, v, err);
         else if (!strcmp(key, "auth"))
             rc = cfg_parse_auth(cfg, v, err);
+        else if (!strcmp(key, "cluster"))
+            rc = cfg_parse_cluster(cfg, v, err);
         else
             rc = cfg_fail(err, "%s: unknown key", key);
         if (rc)

@@ -605,5 +605,27 @@ void norm_check_stale(norm *n, int64_t now_us)
     }
 }
 
+uint32_t norm_apply_external(norm *n, const norm_quote *q)
+{
+    norm_reject_reason reason = NORM_REJECT_BAD_SYMBOL;
+    uint32_t id = norm_resolve(n, q->symbol, &reason);
+    if (id == SYMTAB_NONE) {
+        norm_reject(n, reason);
+        return UINT32_MAX;
+    }
+    norm_entry *e = &n->entries[id];
+    int src = q->source ? norm_source_add(n, q->source) : -1;
+    e->q = *q;
+    strcpy(e->q.symbol, symtab_name(n->symbols, id));
+    e->q.source = src >= 0 ? n->sources[src] : "?";
+    n->stats.accepted++;
+    n->stats.published++;
+    n->sink.publish(n->sink.arg, id, &e->q);
+    /* The encoding belongs to the caller: not kept past the call. */
+    e->q.enc = NULL;
+    e->q.enc_len = 0;
+    return id;
+}
+
 const norm_stats *norm_get_stats(const norm *n) { return &n->stats; }
 uint32_t norm_symbol_count(const norm *n) { return symtab_count(n->symbols); }

@@ -10,6 +10,7 @@
 
 #include "tickerd/admin.h"
 #include "tickerd/gate.h"
+#include "tickerd/cluster_ops.h"
 #include "tickerd/guard.h"
 #include "tickerd/util.h"
 
@@ -314,6 +315,8 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     }
     http_feed_conn_metrics(src, o);
     http_history_metrics(src, o);
+    if (src->cluster)
+        cluster_render_metrics(src->cluster, o);
     metric(o, "tickerd_uptime_seconds", "gauge", "Seconds since start",
            (uint64_t)((tk_now_us() - src->started_us) / 1000000));
     return 200;
@@ -373,6 +376,11 @@ int http_render_healthz(const http_sources *src, sbuf *o)
                              feeds);
     if (root)
         json_object_set_new(root, "history", http_history_json(src, now));
+    if (root && src->cluster) {
+        /* An edge has no feeds: it is live while Redis is. */
+        json_object_set_new(root, "cluster", cluster_health_json(src->cluster, &live));
+        json_object_set_new(root, "status", json_string(live ? "ok" : "down"));
+    }
     char *text = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (text)
         sbuf_append(o, text, strlen(text));

@@ -1254,6 +1254,118 @@ static void removed_symbols_end_their_rooms_and_come_back_with_their_seq(void)
     bcast_destroy(b);
 }
 
+
+/* ---- cluster edge seams ---- */
+
+static int room_events[4], room_last_occupied = -1;
+static bcast *room_b;
+static void room_hook(void *arg, uint32_t id, int occupied)
+{
+    (void)arg;
+    room_events[id]++;
+    room_last_occupied = occupied;
+    if (occupied)
+        bcast_symbol_set_loading(room_b, id, 1); /* what an edge does */
+}
+
+static void edge_rooms_load_before_snapshots_and_resumes(void)
+{
+    bcast_opts o = {.max_subscriptions = 100, .max_frame_bytes = 65536, .resume_depth = 16};
+    bcast *b = bcast_create(&o);
+    for (uint32_t i = 0; i < 4; i++)
+        bcast_symbol_added(b, i, SYMS[i]);
+    room_b = b;
+    memset(room_events, 0, sizeof(room_events));
+    bcast_set_room_hook(b, room_hook, NULL);
+    publish(b, 0, 100, 7); /* an old value the edge held */
+
+    bcast_client *c = bcast_client_create(b, wake, NULL);
+    bcast_client *r = bcast_client_create(b, wake, NULL);
+    const char *names[] = {"BTC-USD"};
+    size_t unknown[2], nunknown;
+    CHECK(bcast_subscribe(c, names, 1, unknown, &nunknown) == BCAST_OK);
+    CHECK(room_events[0] == 1 && room_last_occupied == 1);
+    /* Loading: no snapshot of the old value. */
+    CHECK(!bcast_client_has_pending(c));
+    bcast_resume res = {"BTC-USD", 9};
+    CHECK(bcast_subscribe_resume(r, names, 1, &res, 1, 0, unknown, &nunknown) == BCAST_OK);
+    CHECK(room_events[0] == 1); /* already occupied */
+    CHECK(!bcast_client_has_pending(r));
+    /* The load: values 8..12 (a jump from 7 restarts the ring at 8). */
+    for (uint64_t q = 8; q <= 12; q++)
+        publish(b, 0, 100 + (double)q, q);
+    CHECK(!bcast_client_has_pending(c) && !bcast_client_has_pending(r));
+    bcast_symbol_set_loading(b, 0, 0);
+
+    json_t *root;
+    const char *op;
+    json_t *ups = next_frame(c, &root, &op);
+    CHECK(ups && !strcmp(op, "snapshot") && json_array_size(ups) == 1);
+    CHECK(json_integer_value(json_object_get(json_array_get(ups, 0), "seq")) == 12);
+    json_decref(root);
+    ups = next_frame(r, &root, &op);
+    CHECK(ups && !strcmp(op, "replay") && json_array_size(ups) == 3);
+    CHECK(json_integer_value(json_object_get(json_array_get(ups, 0), "seq")) == 10);
+    json_decref(root);
+
+    /* Same seq again: re-sent in place (a stale mark), the ring kept. */
+    norm_quote q;
+    memset(&q, 0, sizeof(q));
+    strcpy(q.symbol, "BTC-USD");
+    q.last = q.bid = q.ask = q.open = 112;
+    q.seq = 12;
+    q.stale = 1;
+    q.source = "sim";
+    bcast_publish(b, 0, &q);
+    ups = next_frame(c, &root, &op);
+    CHECK(ups && !strcmp(op, "update") && json_array_size(ups) == 1);
+    json_t *u = json_array_get(ups, 0);
+    CHECK(json_integer_value(json_object_get(u, "seq")) == 12);
+    CHECK(json_is_true(json_object_get(u, "stale")));
+    json_decref(root);
+    bcast_client *late = bcast_client_create(b, wake, NULL);
+    bcast_resume res2 = {"BTC-USD", 10};
+    CHECK(bcast_subscribe_resume(late, names, 1, &res2, 1, 0, unknown, &nunknown) == BCAST_OK);
+    ups = next_frame(late, &root, &op);
+    CHECK(ups && !strcmp(op, "replay") && json_array_size(ups) == 2);
+    json_decref(root);
+
+    /* A pre-encoded value is sent byte for byte. */
+    const char *enc = "{\"symbol\":\"BTC-USD\",\"seq\":13,\"x\":1}";
+    memset(&q, 0, sizeof(q));
+    strcpy(q.symbol, "BTC-USD");
+    q.last = q.bid = q.ask = q.open = 113;
+    q.seq = 13;
+    q.source = "sim";
+    q.enc = enc;
+    q.enc_len = (uint16_t)strlen(enc);
+    bcast_publish(b, 0, &q);
+    size_t len;
+    const char *got = bcast_symbol_json(b, 0, &len);
+    CHECK(got && len == strlen(enc) && !memcmp(got, enc, len));
+
+    /* A reset (Redis restarted empty): the next value, seq 1, is a reset snapshot. */
+    while (bcast_client_frame(c, (char[4096]){0}, 4096))
+        ;
+    bcast_symbol_reset(b, 0, BCAST_RESET_EPOCH);
+    CHECK(!bcast_client_has_pending(c));
+    publish(b, 0, 50, 1);
+    ups = next_frame(c, &root, &op);
+    CHECK(ups && !strcmp(op, "snapshot") && json_is_true(json_object_get(root, "reset")));
+    CHECK(json_integer_value(json_object_get(json_array_get(ups, 0), "seq")) == 1);
+    json_decref(root);
+
+    bcast_set_epoch(b, "00112233445566778899");
+    CHECK(!strcmp(bcast_epoch(b), "0011223344556677"));
+
+    bcast_client_destroy(c);
+    bcast_client_destroy(r);
+    CHECK(room_events[0] == 1);
+    bcast_client_destroy(late);
+    CHECK(room_events[0] == 2 && room_last_occupied == 0);
+    bcast_destroy(b);
+}
+
 int main(void)
 {
     RUN(snapshot_comes_before_updates);
@@ -1283,5 +1395,6 @@ int main(void)
     RUN(json_only_broadcasters_keep_no_binary_ring);
     RUN(binary_backlog_and_unpark_read_the_binary_ring);
     RUN(removed_symbols_end_their_rooms_and_come_back_with_their_seq);
+    RUN(edge_rooms_load_before_snapshots_and_resumes);
     return check_done();
 }

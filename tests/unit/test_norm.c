@@ -530,6 +530,30 @@ static void the_stale_flag_fits_the_encoding_bound(void)
     CHECK(len > 15 && !strcmp(buf + len - 15, ",\"stale\":false}"));
 }
 
+
+static void external_values_keep_their_seq_and_encoding(void)
+{
+    seen s;
+    norm *n = make(&s, 10);
+    norm_quote q;
+    memset(&q, 0, sizeof(q));
+    strcpy(q.symbol, "ETH-USD");
+    q.last = q.bid = q.ask = q.open = 2000;
+    q.seq = 4711;
+    q.source = "coinbase";
+    q.enc = "{}";
+    q.enc_len = 2;
+    uint32_t id = norm_apply_external(n, &q);
+    CHECK(id == 0 && s.symbols == 1 && s.published == 1);
+    CHECK(s.last.seq == 4711 && s.last.enc_len == 2 && !strcmp(s.last.source, "coinbase"));
+    q.seq = 4713; /* a gap is the caller's business */
+    CHECK(norm_apply_external(n, &q) == 0 && s.last.seq == 4713 && s.symbols == 1);
+    strcpy(q.symbol, "not canonical");
+    CHECK(norm_apply_external(n, &q) == UINT32_MAX);
+    CHECK(norm_get_stats(n)->rejected[NORM_REJECT_BAD_SYMBOL] == 1);
+    norm_destroy(n);
+}
+
 int main(void)
 {
     RUN(rejects_bad_updates_and_counts_each_reason);
@@ -554,5 +578,6 @@ int main(void)
     RUN(per_symbol_priority_overrides_the_default_order);
     RUN(a_failover_within_a_flush_interval_publishes_once);
     RUN(the_stale_flag_fits_the_encoding_bound);
+    RUN(external_values_keep_their_seq_and_encoding);
     return check_done();
 }
