@@ -227,6 +227,7 @@ static ws_limits app_ws_limits(const cfg_t *c)
         .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
         .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
         .ping_interval_ms = (uint32_t)c->broadcast.ping_interval_s * 1000,
+        .subscribe_timeout_ms = (uint32_t)c->limits.subscribe_timeout_ms,
     };
     return l;
 }
@@ -421,11 +422,19 @@ static int app_guard_event(struct lws *wsi, enum lws_callback_reasons reason, in
     *refused = 0;
     if (!a || !guard_front(a->guard, wsi, reason))
         return 0;
-    /* over a limit under the address a trusted proxy forwarded */
+    /* Over a limit under the address a trusted proxy forwarded: the answer
+     * the guard gives at accept (guard.c), then the connection is closed. */
+    static const char body[] = "{\"error\":\"too_many_connections\",\"message\":\"too many "
+                               "connections from this address; retry later\"}\n";
+    unsigned char buf[LWS_PRE + 400];
+    int n = snprintf((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE,
+                     "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     sizeof(body) - 1, body);
     *refused = 1;
-    if (lws_return_http_status(wsi, 429, "too many connections from this address"))
-        return -1;
-    return reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE ? -1 : 1;
+    lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
+    return -1;
 }
 
 static int app_front_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,

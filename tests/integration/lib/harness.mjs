@@ -527,7 +527,7 @@ export function httpGet(target, urlPath = '/', opts = {}) {
   const { host, port } = hostPort(target, opts);
   const timeoutMs = opts.timeoutMs ?? 5000;
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: urlPath, agent: false, headers: { Connection: 'close', ...(opts.headers || {}) } }, (res) => {
+    const req = http.get({ host, port, path: urlPath, agent: false, localAddress: opts.localAddress, headers: { Connection: 'close', ...(opts.headers || {}) } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
