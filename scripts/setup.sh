@@ -8,11 +8,13 @@ cd "$(dirname "$0")/.."
 mode=${1:-run}
 
 pkgs=(build-essential cmake pkg-config libwebsockets-dev libjansson-dev libcurl4-openssl-dev libsqlite3-dev)
+pkgs+=(libssl-dev)  # server.tls: certificate checks and the SSL_CTX defaults
 pkgs+=(libsystemd-dev)  # sd_notify for the Type=notify unit
 pkgs+=(libhiredis-dev)  # the cluster roles' Redis client (docs/cluster.md)
 pkgs+=(dpkg-dev)  # dpkg-shlibdeps: the .deb's Depends (CPACK_DEBIAN_PACKAGE_SHLIBDEPS)
 pkgs+=(libuv1-dev libwebsockets-evlib-uv)  # epoll event loop for lws (tickerd falls back to poll() without)
 if [ "$mode" = test ]; then
+  pkgs+=(openssl)  # the TLS tests make their certificates with the CLI
   pkgs+=(chromium)  # the dashboard's real-browser tests (driven by playwright-core)
   pkgs+=(clang libclang-rt-14-dev)  # libFuzzer targets over the venue parsers
   pkgs+=(redis-server)  # a real Redis for the cluster tests

@@ -84,6 +84,13 @@ typedef struct cfg_t {
         int max_connections;
         char event_loop[8]; /* "poll" (lws' own) or "libuv" (epoll, when lws' plugin loads) */
         cfg_access access;
+        struct cfg_tls {
+            char cert[512]; /* PEM certificate (chain); "" = plain HTTP */
+            char key[512];  /* PEM private key */
+            char ca[512];   /* PEM CA bundle: client certificates required when set */
+            int redirect_port; /* 0 = none; else a plain listener answering 301 to https */
+        } tls;
+        netlist trusted_proxies; /* peers whose X-Forwarded-For is believed */
     } server;
     cfg_auth auth;
     struct {
@@ -111,6 +118,16 @@ typedef struct cfg_t {
         int max_message_bytes;
         int max_messages_per_sec;
         int max_errors;
+        /* The listener's per-address accounting (guard.h); 0 turns one off. */
+        int max_connections_per_address;   /* open at once, per IPv4 address or IPv6 /64 */
+        int new_connections_per_sec;       /* per address: token bucket rate */
+        int new_connections_burst;         /* per address: token bucket size */
+        int max_pending_heads;             /* unfinished handshakes/heads, server-wide */
+        int max_pending_heads_per_address; /* the same, per address */
+        int header_timeout_ms;             /* the first request head (and TLS handshake) */
+        int max_header_bytes;              /* request line + header fields (431 above) */
+        int subscribe_timeout_ms;          /* /ws, Socket.IO: close a session idle this long */
+        netlist exempt_addresses;          /* per-address limits do not apply to these */
     } limits;
     struct {
         int enabled;

@@ -12,7 +12,6 @@
 #define GUARD_LINE_MAX 4096  /* request line, without CRLF: longer is 414 */
 #define GUARD_HEAD_MAX 8192  /* request line and header fields: longer is 431 */
 #define GUARD_FIELDS_MAX 64  /* header fields + query arguments (lws keeps ~90 fragments) */
-#define GUARD_HEAD_TIMEOUT_S 10 /* the whole head must arrive within this */
 /* lws' header space (info.max_http_header_data) that fits every passed head. */
 #define GUARD_LWS_HEADER_SPACE (GUARD_HEAD_MAX + 512)
 
@@ -30,6 +29,9 @@ typedef enum {
  * sockets, fuzzed by tests/fuzz/fuzz_guard_head.c). On GUARD_PASS,
  * *head_len is the head's length including its blank line. */
 guard_verdict guard_check_head(const char *buf, size_t len, size_t *head_len);
+/* The same with a smaller head limit (limits.max_header_bytes, at most
+ * GUARD_HEAD_MAX; the request line's own limit stays GUARD_LINE_MAX). */
+guard_verdict guard_check_head_max(const char *buf, size_t len, size_t max_head, size_t *head_len);
 
 /* Status code and reason name ("uri_too_long"...) of an error verdict
  * (0 and "" for the others). */

@@ -21,6 +21,7 @@
 #include "tickerd/norm.h"
 #include "tickerd/guard.h"
 #include "tickerd/session.h"
+#include "tickerd/tls.h"
 #include "tickerd/ws.h"
 
 #define HTTP_PROTOCOL_NAME "tickerd-http"
@@ -32,6 +33,7 @@ typedef struct http_sources {
     const bcast *const *bcast;
     const ws_server *const *ws;
     const guard *const *guard;
+    const tls_stats *tls; /* server.tls: certificate expiry, reloads */
     const sess_server *const *sess;
     feed *const *const *feeds;
     const size_t *nfeeds;

@@ -36,5 +36,15 @@ int netlist_add(netlist *l, const char *text, const char **why);
 int netlist_match_fd(const netlist *l, int fd, char *peer, size_t cap);
 /* The peer address of fd as text ("" when unknown); IPv4-mapped shown as IPv4. */
 void netlist_peer_text(int fd, char *peer, size_t cap);
+/* The peer of fd as bytes: returns its family (4 or 6; an IPv4-mapped
+ * address as 4, in addr[0..4)), 0 when it has none. */
+int netlist_peer_addr(int fd, uint8_t addr[16]);
+/* The address in text (no prefix length; an IPv4-mapped one as IPv4):
+ * its family (4 or 6), 0 when it is not an address. */
+int netlist_parse_addr(const char *text, uint8_t addr[16]);
+/* Is the address (family 4 or 6, bytes as above) in l? */
+int netlist_match_addr(const netlist *l, int family, const uint8_t addr[16]);
+/* Text of an address as above (cap >= NETLIST_ADDR_TEXT). */
+void netlist_addr_text(int family, const uint8_t addr[16], char *out, size_t cap);
 
 #endif

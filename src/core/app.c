@@ -33,6 +33,7 @@
 #include "tickerd/guard.h"
 #include "tickerd/auth.h"
 #include "tickerd/gate.h"
+#include "tickerd/tls.h"
 
 #define APP_HOUSEKEEPING_US 250000
 
@@ -45,9 +46,12 @@ struct app {
 #endif
     struct lws_vhost *vhost;  /* serves HTTP and WebSocket; listens on nothing itself */
     struct lws_vhost *listen; /* the port: accepted sockets meet the guard first */
+    struct lws_vhost *redirect; /* server.tls.redirect_port: 301 to https */
     guard *guard;
     auth *auth; /* tokens (auth.*) */
     gate *gate; /* Origin policy, address lists, tokens of requests */
+    void *ssl_ctx;            /* the serving vhost's SSL_CTX (TLS), for reloads */
+    tls_stats tls;
     norm *norm;
     bcast *bcast;
     sess_server *sess; /* sessions of every transport */
@@ -65,6 +69,7 @@ struct app {
     cluster_view cluster; /* cluster.role: the ingest writer or the edge reader (docs/cluster.md) */
     struct lws_protocols protocols[10];
     struct lws_protocols guard_protocols[2];
+    struct lws_protocols redirect_protocols[2];
     struct lws_http_mount page_mount;
     struct lws_protocol_vhost_options ws_default, ws_pvo;
     lws_retry_bo_t ws_liveness;
@@ -145,6 +150,7 @@ static void app_housekeeping(lws_sorted_usec_list_t *sul)
     ws_sweep(a->ws);
     sse_sweep(a->sse);
     sess_sweep(a->sess); /* token expiry, reauth, auth timeouts */
+    guard_sweep(a->guard);
     int64_t now = tk_now_us();
     norm_check_stale(a->norm, now);
     for (size_t i = 0; i < a->nfeeds; i++)
@@ -241,6 +247,7 @@ static ws_limits app_ws_limits(const cfg_t *c)
         .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
         .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
         .ping_interval_ms = (uint32_t)c->broadcast.ping_interval_s * 1000,
+        .subscribe_timeout_ms = (uint32_t)c->limits.subscribe_timeout_ms,
     };
     return l;
 }
@@ -444,6 +451,112 @@ static struct lws_context *app_create_context(app *a, struct lws_context_creatio
     return lws_create_context(info);
 }
 
+static guard_opts app_guard_opts(const cfg_t *c)
+{
+    guard_opts o = {
+        .max_per_address = (uint32_t)c->limits.max_connections_per_address,
+        .rate_per_sec = (uint32_t)c->limits.new_connections_per_sec,
+        .burst = (uint32_t)c->limits.new_connections_burst,
+        .max_pending = (uint32_t)c->limits.max_pending_heads,
+        .max_pending_per_address = (uint32_t)c->limits.max_pending_heads_per_address,
+        .header_timeout_ms = (uint32_t)c->limits.header_timeout_ms,
+        .max_header_bytes = (uint32_t)c->limits.max_header_bytes,
+        .exempt = c->limits.exempt_addresses,
+        .trusted_proxies = c->server.trusted_proxies,
+    };
+    return o;
+}
+
+/* Two of the serving vhost's protocols are wrapped so that the guard sees
+ * what it must: the first (HTTP's), where lws sends every wsi's outermost
+ * events (LWS_CALLBACK_WSI_DESTROY) and the TLS context's setup, and the
+ * default one (tickerd.json, itself wrapped by eio), which a freshly adopted
+ * connection is bound to and so receives its first complete head
+ * (FILTER_HTTP_CONNECTION, HTTP_CONFIRM_UPGRADE). */
+static lws_callback_function *app_http_callback, *app_default_callback;
+
+static app *app_of(struct lws_vhost *vh) { return vh ? lws_vhost_user(vh) : NULL; }
+
+/* 0 to go on, else what the callback returns (the request refused). */
+static int app_guard_event(struct lws *wsi, enum lws_callback_reasons reason, int *refused)
+{
+    app *a = app_of(lws_get_vhost(wsi));
+    *refused = 0;
+    if (!a || !guard_front(a->guard, wsi, reason))
+        return 0;
+    /* Over a limit under the address a trusted proxy forwarded: the answer
+     * the guard gives at accept (guard.c), then the connection is closed. */
+    static const char body[] = "{\"error\":\"too_many_connections\",\"message\":\"too many "
+                               "connections from this address; retry later\"}\n";
+    unsigned char buf[LWS_PRE + 400];
+    int n = snprintf((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE,
+                     "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     sizeof(body) - 1, body);
+    *refused = 1;
+    lws_write(wsi, buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP);
+    return -1;
+}
+
+static int app_front_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len)
+{
+    if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
+        app *a = app_of(in); /* in: the vhost being set up */
+        if (a) {
+            a->ssl_ctx = user;
+            tls_harden(user);
+            a->tls.not_after = tls_not_after(user);
+        }
+        return 0;
+    }
+    /* server.tls.ca: lws 4.1.6 asks here about each certificate of a client's
+     * chain and takes 0 as "valid" whatever OpenSSL found (len carries
+     * OpenSSL's verdict, preverify_ok): without this any self-signed client
+     * certificate would pass. */
+    if (reason == LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION)
+        return len ? 0 : 1;
+    int refused, rc = app_guard_event(wsi, reason, &refused);
+    return refused ? rc : app_http_callback(wsi, reason, user, in, len);
+}
+
+static int app_front_default(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                             void *in, size_t len)
+{
+    int refused = 0, rc = 0;
+    if (reason == LWS_CALLBACK_FILTER_HTTP_CONNECTION ||
+        reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
+        rc = app_guard_event(wsi, reason, &refused);
+    return refused ? rc : app_default_callback(wsi, reason, user, in, len);
+}
+
+/* server.tls.redirect_port: a plain vhost of its own that answers every
+ * request 301 to the https port. */
+static int app_listen_redirect(app *a, const struct lws_context_creation_info *base)
+{
+    const cfg_t *c = &a->cfg;
+    if (!c->server.tls.redirect_port)
+        return 0;
+    struct lws_context_creation_info ri;
+    memset(&ri, 0, sizeof(ri));
+    ri.options = base->options & ~(uint64_t)LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+    ri.vhost_name = "tickerd-redirect";
+    ri.port = c->server.tls.redirect_port;
+    ri.iface = c->server.bind;
+    a->redirect_protocols[0] = tls_redirect_protocol(&a->port);
+    ri.protocols = a->redirect_protocols;
+    a->redirect = lws_create_vhost(a->ctx, &ri);
+    if (!a->redirect) {
+        log_error("server.tls.redirect_port: cannot listen on %s:%d", c->server.bind,
+                  c->server.tls.redirect_port);
+        return -1;
+    }
+    log_info("redirecting http://%s:%d/ to https", c->server.bind,
+             lws_get_vhost_listen_port(a->redirect));
+    return 0;
+}
+
 static int app_listen(app *a)
 {
     const cfg_t *c = &a->cfg;
@@ -460,6 +573,10 @@ static int app_listen(app *a)
     a->protocols[6] = sse_protocol(a->sse);
     a->protocols[7] = poll_protocol(a->poll);
     a->protocols[8] = guard_protocol(a->guard); /* connections still sending their first head */
+    app_http_callback = a->protocols[0].callback;
+    a->protocols[0].callback = app_front_http;
+    app_default_callback = a->protocols[1].callback;
+    a->protocols[1].callback = app_front_default;
 
     a->page_mount.mountpoint = "/";
     a->page_mount.mountpoint_len = 1;
@@ -474,12 +591,15 @@ static int app_listen(app *a)
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
-    /* TLS for upstream wss:// feeds (the listener itself is plain HTTP). */
+    /* TLS for upstream wss:// feeds, and for the listener with server.tls. */
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    int tls = c->server.tls.cert[0] != 0;
     if (!strchr(c->server.bind, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    /* Every head the guard lets through fits (see guard.h). */
-    info.max_http_header_data = GUARD_LWS_HEADER_SPACE;
+    /* Every head the guard lets through fits (see guard.h). With TLS the
+     * guard cannot read the head: lws' header space is then its limit. */
+    info.max_http_header_data =
+        tls ? (unsigned short)(c->limits.max_header_bytes + 512) : GUARD_LWS_HEADER_SPACE;
     a->ctx = app_create_context(a, &info);
     if (!a->ctx) {
         log_error("lws context creation failed");
@@ -500,12 +620,29 @@ static int app_listen(app *a)
     a->ws_pvo.name = WS_PROTOCOL_NAME;
     a->ws_pvo.options = &a->ws_default;
     info.pvo = &a->ws_pvo;
+    info.user = a; /* app_front_callback finds the app with lws_vhost_user */
+    uint64_t plain_options = info.options;
+    if (tls) {
+        /* tls_check has vouched for the files; tls_harden (at the context's
+         * setup) sets TLS 1.2+ and the cipher list. HTTP/1.1 only in ALPN:
+         * every transport here is HTTP/1.1 (WebSocket over h2 is not). */
+        info.ssl_cert_filepath = c->server.tls.cert;
+        info.ssl_private_key_filepath = c->server.tls.key;
+        info.ssl_cipher_list = TLS_CIPHERS_12;
+        info.alpn = "http/1.1";
+        if (c->server.tls.ca[0]) {
+            info.ssl_ca_filepath = c->server.tls.ca;
+            info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
+        }
+    }
     a->vhost = lws_create_vhost(a->ctx, &info);
-    if (!a->vhost) {
-        log_error("lws vhost creation failed");
+    if (!a->vhost || (tls && !a->ssl_ctx)) {
+        log_error(tls ? "server.tls: lws could not set up TLS with server.tls.cert and server.tls.key"
+                      : "lws vhost creation failed");
         return -1;
     }
-    guard_set_target(a->guard, a->vhost);
+    guard_set_target(a->guard, a->vhost, tls);
+    info.options = plain_options;
 
     /* The listening vhost: each accepted socket is a raw one bound to the
      * guard until its first request head has been checked. */
@@ -525,7 +662,7 @@ static int app_listen(app *a)
         return -1;
     }
     a->port = lws_get_vhost_listen_port(a->listen);
-    return 0;
+    return app_listen_redirect(a, &li);
 }
 
 /* Every connection is a descriptor: a limit the process can never reach
@@ -565,7 +702,6 @@ app *app_create(cfg_t *cfg)
                           a->cfg.normalizer.flush_interval_ms, &sink);
     a->sess = a->bcast ? sess_server_create(a->bcast, &sl) : NULL;
     a->ws = a->sess ? ws_create(a->sess, &wl) : NULL;
-    a->guard = guard_create();
     char aerr[512] = "out of memory";
     a->auth = auth_create(&a->cfg.auth, aerr, sizeof(aerr));
     a->gate = a->auth ? gate_create(a->auth, &a->cfg.server.access, a->cfg.api.cors_origins) : NULL;
@@ -575,6 +711,12 @@ app *app_create(cfg_t *cfg)
     }
     if (a->sess)
         sess_set_gate(a->sess, a->gate);
+    guard_opts go = app_guard_opts(&a->cfg);
+    struct rlimit fds;
+    a->guard = guard_create(getrlimit(RLIMIT_NOFILE, &fds) || fds.rlim_cur == RLIM_INFINITY
+                                ? 65536
+                                : (size_t)fds.rlim_cur,
+                            &go);
     eio_limits el = app_eio_limits(&a->cfg);
     a->eio = a->sess ? eio_create(&el, sio_upper(), a->sess) : NULL;
     sse_limits ssel = app_sse_limits(&a->cfg);
@@ -607,6 +749,7 @@ app *app_create(cfg_t *cfg)
         .bcast = (const bcast *const *)&a->bcast,
         .ws = (const ws_server *const *)&a->ws,
         .guard = (const guard *const *)&a->guard,
+        .tls = &a->tls,
         .sess = (const sess_server *const *)&a->sess,
         .feeds = (feed *const *const *)&a->feeds,
         .nfeeds = &a->nfeeds,
@@ -642,7 +785,8 @@ app *app_create(cfg_t *cfg)
     log_info("tickerd %s: %zu feed(s), %u symbols, flush every %d ms, page from %s", TK_VERSION,
              a->nfeeds, bcast_symbol_count(a->bcast), a->cfg.normalizer.flush_interval_ms,
              a->web_root);
-    log_info("listening on http://%s:%d/ (WebSocket at /ws)", a->cfg.server.bind, a->port);
+    log_info("listening on %s://%s:%d/ (WebSocket at /ws)", a->ssl_ctx ? "https" : "http",
+             a->cfg.server.bind, a->port);
     return a;
 fail:
     app_destroy(a);
@@ -782,9 +926,49 @@ out:
     free(gone);
 }
 
+/* SIGHUP re-reads the certificate files (renewed in place, or new paths):
+ * new handshakes get them, connections up keep theirs. Files that fail the
+ * check leave the certificate in use, said in the log and /metrics. */
+static void app_reload_tls(app *a, cfg_t *nc)
+{
+    const struct cfg_tls *now = &a->cfg.server.tls;
+    struct cfg_tls *next = &nc->server.tls;
+    if (next->redirect_port != now->redirect_port)
+        log_warn("reload: server.tls.redirect_port cannot change live; keeping %d until a restart",
+                 now->redirect_port);
+    next->redirect_port = now->redirect_port;
+    if (!a->ssl_ctx || !next->cert[0]) {
+        if (!!a->ssl_ctx != !!next->cert[0])
+            log_warn("reload: TLS cannot be turned %s live; keeping it %s until a restart",
+                     a->ssl_ctx ? "off" : "on", a->ssl_ctx ? "on" : "off");
+        *next = *now;
+        return;
+    }
+    if (!now->ca[0] != !next->ca[0]) {
+        log_warn("reload: server.tls.ca cannot be set or unset live (client certificates %s "
+                 "until a restart)",
+                 now->ca[0] ? "stay required" : "stay unrequested");
+        snprintf(next->ca, sizeof(next->ca), "%s", now->ca);
+    }
+    char err[1200];
+    if (tls_reload(a->ssl_ctx, next->cert, next->key, next->ca, err, sizeof(err))) {
+        a->tls.reload_failures++;
+        log_error("reload: %s; keeping the certificate in use", err);
+        *next = *now;
+        return;
+    }
+    a->tls.reloads++;
+    a->tls.not_after = tls_not_after(a->ssl_ctx);
+    log_info("reload: TLS certificate re-read from %s (new handshakes use it)", next->cert);
+}
+
 int app_reload(app *a, cfg_t *nc)
 {
     app_fit_connections_to_fds(nc);
+    app_reload_tls(a, nc);
+    /* Applied live: the certificate (above) and the proxies list. */
+    struct cfg_tls tls_next = nc->server.tls;
+    netlist proxies_next = nc->server.trusted_proxies;
     /* The listening socket and the page stay as they are until a restart. */
     if (memcmp(&nc->server, &a->cfg.server, sizeof(nc->server))) {
         /* name each key that cannot change live, with the value kept */
@@ -805,7 +989,11 @@ int app_reload(app *a, cfg_t *nc)
         nc->server = a->cfg.server;
         nc->server.max_connections = max_conn; /* a limit, not a socket: applies now */
         nc->server.access = access;            /* policies too (gate.h) */
+        nc->server.tls = tls_next;
+        nc->server.trusted_proxies = proxies_next;
     }
+    guard_opts go = app_guard_opts(nc);
+    guard_set_opts(a->guard, &go);
     log_set_level((log_level)nc->log.level);
     log_set_format((log_format)nc->log.format);
     char aerr[512];

@@ -147,6 +147,20 @@ static const cfg_field limits_fields[] = {
     {"max_message_bytes", CFG_INT, CFG_OFF(limits.max_message_bytes), 64, 1048576},
     {"max_messages_per_sec", CFG_INT, CFG_OFF(limits.max_messages_per_sec), 1, 1000000},
     {"max_errors", CFG_INT, CFG_OFF(limits.max_errors), 1, 1000000},
+    {"max_connections_per_address", CFG_INT, CFG_OFF(limits.max_connections_per_address), 0, 1000000},
+    {"new_connections_per_sec", CFG_INT, CFG_OFF(limits.new_connections_per_sec), 0, 1000000},
+    {"new_connections_burst", CFG_INT, CFG_OFF(limits.new_connections_burst), 1, 1000000},
+    {"max_pending_heads", CFG_INT, CFG_OFF(limits.max_pending_heads), 0, 1000000},
+    {"max_pending_heads_per_address", CFG_INT, CFG_OFF(limits.max_pending_heads_per_address), 0, 1000000},
+    {"header_timeout_ms", CFG_INT, CFG_OFF(limits.header_timeout_ms), 100, 600000},
+    {"max_header_bytes", CFG_INT, CFG_OFF(limits.max_header_bytes), 1024, 8192},
+    {"subscribe_timeout_ms", CFG_INT, CFG_OFF(limits.subscribe_timeout_ms), 0, 86400000},
+};
+static const cfg_field tls_fields[] = {
+    {"cert", CFG_STRING, CFG_OFF(server.tls.cert), 0, sizeof(((cfg_t *)0)->server.tls.cert)},
+    {"key", CFG_STRING, CFG_OFF(server.tls.key), 0, sizeof(((cfg_t *)0)->server.tls.key)},
+    {"ca", CFG_STRING, CFG_OFF(server.tls.ca), 0, sizeof(((cfg_t *)0)->server.tls.ca)},
+    {"redirect_port", CFG_INT, CFG_OFF(server.tls.redirect_port), 0, 65535},
 };
 static const cfg_field history_fields[] = {
     {"enabled", CFG_BOOL, CFG_OFF(history.enabled), 0, 0},
@@ -350,6 +364,65 @@ static int cfg_parse_log(cfg_t *cfg, const json_t *obj, cfg_error *err)
     return 0;
 }
 
+/* A JSON array of addresses and networks into l (replacing its entries). */
+static int cfg_parse_netlist(const json_t *list, const char *path, netlist *l, cfg_error *err)
+{
+    if (!json_is_array(list))
+        return cfg_fail(err, "%s: must be an array of addresses or networks "
+                             "(\"127.0.0.1\", \"10.0.0.0/8\", \"::1\")", path);
+    memset(l, 0, sizeof(*l));
+    size_t i;
+    const json_t *v;
+    json_array_foreach(list, i, v) {
+        const char *why = "must be a string";
+        if (!json_is_string(v) || netlist_add(l, json_string_value(v), &why))
+            return cfg_fail(err, "%s[%zu]: %s", path, i, why);
+    }
+    return 0;
+}
+
+static int cfg_parse_server(cfg_t *cfg, const json_t *obj, cfg_error *err)
+{
+    static const char *const also[] = {"tls", "trusted_proxies", NULL};
+    if (cfg_parse_fields(obj, "server", server_fields, NFIELDS(server_fields), also, cfg, err))
+        return -1;
+    const json_t *tls = json_object_get(obj, "tls");
+    if (tls && cfg_parse_fields(tls, "server.tls", tls_fields, NFIELDS(tls_fields), NULL, cfg, err))
+        return -1;
+    const json_t *tp = json_object_get(obj, "trusted_proxies");
+    return tp ? cfg_parse_netlist(tp, "server.trusted_proxies", &cfg->server.trusted_proxies, err)
+              : 0;
+}
+
+static int cfg_parse_limits(cfg_t *cfg, const json_t *obj, cfg_error *err)
+{
+    static const char *const also[] = {"exempt_addresses", NULL};
+    if (cfg_parse_fields(obj, "limits", limits_fields, NFIELDS(limits_fields), also, cfg, err))
+        return -1;
+    const json_t *ex = json_object_get(obj, "exempt_addresses");
+    return ex ? cfg_parse_netlist(ex, "limits.exempt_addresses", &cfg->limits.exempt_addresses, err)
+              : 0;
+}
+
+/* server.tls: a key needs its certificate and the other way round. Whether
+ * the files are readable, match and are valid now is tls_check's (startup,
+ * --check-config, reload). */
+static int cfg_check_tls(const cfg_t *cfg, cfg_error *err)
+{
+    const struct cfg_tls *t = &cfg->server.tls;
+    if (t->cert[0] && !t->key[0])
+        return cfg_fail(err, "server.tls.key: required with server.tls.cert");
+    if (t->key[0] && !t->cert[0])
+        return cfg_fail(err, "server.tls.cert: required with server.tls.key");
+    if (t->ca[0] && !t->cert[0])
+        return cfg_fail(err, "server.tls.ca: needs server.tls.cert and server.tls.key");
+    if (t->redirect_port && !t->cert[0])
+        return cfg_fail(err, "server.tls.redirect_port: needs server.tls.cert and server.tls.key");
+    if (t->redirect_port && t->redirect_port == cfg->server.port)
+        return cfg_fail(err, "server.tls.redirect_port: %d is server.port", t->redirect_port);
+    return 0;
+}
+
 static const cfg_field admin_fields[] = {
     {"enabled", CFG_BOOL, CFG_OFF(admin.enabled), 0, 0},
 };
@@ -360,22 +433,10 @@ static int cfg_parse_admin(cfg_t *cfg, const json_t *obj, cfg_error *err)
     if (cfg_parse_fields(obj, "admin", admin_fields, NFIELDS(admin_fields), also, cfg, err))
         return -1;
     const json_t *list = json_object_get(obj, "allowed_addresses");
-    if (!list)
-        return 0;
-    if (!json_is_array(list))
-        return cfg_fail(err, "admin.allowed_addresses: must be an array of addresses or networks "
-                             "(\"127.0.0.1\", \"10.0.0.0/8\", \"::1\")");
     /* The file's list replaces the default one. */
-    memset(&cfg->admin.allowed_addresses, 0, sizeof(cfg->admin.allowed_addresses));
-    size_t i;
-    const json_t *v;
-    json_array_foreach(list, i, v) {
-        const char *why = "must be a string";
-        if (!json_is_string(v) ||
-            netlist_add(&cfg->admin.allowed_addresses, json_string_value(v), &why))
-            return cfg_fail(err, "admin.allowed_addresses[%zu]: %s", i, why);
-    }
-    return 0;
+    return list ? cfg_parse_netlist(list, "admin.allowed_addresses", &cfg->admin.allowed_addresses,
+                                    err)
+                : 0;
 }
 
 /* auth: the keys, then the key material itself (a file that cannot be
@@ -472,14 +533,14 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
     json_object_foreach((json_t *)root, key, v) {
         int rc;
         if (!strcmp(key, "server"))
-            rc = cfg_parse_fields(v, key, server_fields, NFIELDS(server_fields), NULL, cfg, err);
+            rc = cfg_parse_server(cfg, v, err);
         else if (!strcmp(key, "normalizer"))
             rc = cfg_parse_normalizer(cfg, v, err);
         else if (!strcmp(key, "broadcast"))
             rc = cfg_parse_fields(v, key, broadcast_fields, NFIELDS(broadcast_fields), NULL, cfg,
                                   err);
         else if (!strcmp(key, "limits"))
-            rc = cfg_parse_fields(v, key, limits_fields, NFIELDS(limits_fields), NULL, cfg, err);
+            rc = cfg_parse_limits(cfg, v, err);
         else if (!strcmp(key, "log"))
             rc = cfg_parse_log(cfg, v, err);
         else if (!strcmp(key, "history"))
@@ -503,7 +564,7 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
     }
     if (strcmp(cfg->server.event_loop, "poll") && strcmp(cfg->server.event_loop, "libuv"))
         return cfg_fail(err, "server.event_loop: must be \"poll\" or \"libuv\"");
-    if (cfg_check_access(cfg, err))
+    if (cfg_check_access(cfg, err) || cfg_check_tls(cfg, err))
         return -1;
     return cfg_check_priority(cfg, err);
 }
@@ -527,6 +588,7 @@ int cfg_history_path(const cfg_t *cfg, char *out, size_t cap)
 
 int cfg_defaults(cfg_t *cfg)
 {
+    const char *why;
     memset(cfg, 0, sizeof(*cfg));
     strcpy(cfg->server.bind, "127.0.0.1");
     cfg->server.port = 8080;
@@ -553,12 +615,25 @@ int cfg_defaults(cfg_t *cfg)
     cfg->limits.max_message_bytes = 4096;
     cfg->limits.max_messages_per_sec = 50;
     cfg->limits.max_errors = 20;
+    /* Per-address defaults (docs/security.md#defaults): room for a NAT of
+     * browsers, far below what one address could take of the fd table. */
+    cfg->limits.max_connections_per_address = 256;
+    cfg->limits.new_connections_per_sec = 20;
+    cfg->limits.new_connections_burst = 100;
+    cfg->limits.max_pending_heads = 4096;
+    cfg->limits.max_pending_heads_per_address = 32;
+    cfg->limits.header_timeout_ms = 10000;
+    cfg->limits.max_header_bytes = 8192;
+    cfg->limits.subscribe_timeout_ms = 60000;
+    /* Loopback is the operator's own tools, benchmarks or a proxy on the same
+     * host (list it in server.trusted_proxies to limit the clients behind it). */
+    netlist_add(&cfg->limits.exempt_addresses, "127.0.0.0/8", &why);
+    netlist_add(&cfg->limits.exempt_addresses, "::1", &why);
     cfg->socketio.ping_interval_ms = 25000;
     cfg->socketio.ping_timeout_ms = 20000;
     cfg->api.sse_heartbeat_s = 15;
     cfg->api.sse_retry_ms = 2000;
     cfg->api.poll_hold_s = 25;
-    const char *why;
     netlist_add(&cfg->admin.allowed_addresses, "127.0.0.1/8", &why);
     netlist_add(&cfg->admin.allowed_addresses, "::1", &why);
     cfg->history.enabled = 1;

@@ -18,6 +18,7 @@
 #include "tickerd/check.h"
 #include "tickerd/log.h"
 #include "tickerd/store.h"
+#include "tickerd/tls.h"
 #include "tickerd/util.h"
 
 #define EXIT_CONFIG 2
@@ -260,6 +261,16 @@ int main(int argc, char **argv)
     cfg_error err;
     if (load_config(&c, &cfg, &err)) {
         fprintf(stderr, "tickerd: config error: %s\n", err.msg);
+        return EXIT_CONFIG;
+    }
+    /* Before lws sees them: an unreadable, mismatched or expired certificate
+     * is a configuration error naming its key, not a failed vhost. */
+    char tls_err[1200];
+    if (cfg.server.tls.cert[0] &&
+        tls_check(cfg.server.tls.cert, cfg.server.tls.key, cfg.server.tls.ca, tls_err,
+                  sizeof(tls_err))) {
+        fprintf(stderr, "tickerd: config error: %s\n", tls_err);
+        cfg_free(&cfg);
         return EXIT_CONFIG;
     }
     log_detect_journal();

@@ -93,16 +93,45 @@ void netlist_peer_text(int fd, char *peer, size_t cap)
     peer_text(peer_of(fd, addr), addr, peer, cap);
 }
 
+int netlist_match_addr(const netlist *l, int family, const uint8_t addr[16])
+{
+    for (uint32_t i = 0; family && i < l->n; i++)
+        if (l->e[i].family == family && prefix_equal(l->e[i].addr, addr, l->e[i].bits))
+            return 1;
+    return 0;
+}
+
 int netlist_match_fd(const netlist *l, int fd, char *peer, size_t cap)
 {
     uint8_t addr[16];
     int family = peer_of(fd, addr);
     if (peer)
         peer_text(family, addr, peer, cap);
-    if (!family)
+    return netlist_match_addr(l, family, addr);
+}
+
+int netlist_peer_addr(int fd, uint8_t addr[16])
+{
+    memset(addr, 0, 16);
+    return peer_of(fd, addr);
+}
+
+int netlist_parse_addr(const char *text, uint8_t addr[16])
+{
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, text, addr) == 1)
+        return 4;
+    if (inet_pton(AF_INET6, text, addr) != 1)
         return 0;
-    for (uint32_t i = 0; i < l->n; i++)
-        if (l->e[i].family == family && prefix_equal(l->e[i].addr, addr, l->e[i].bits))
-            return 1;
-    return 0;
+    if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+        memmove(addr, addr + 12, 4);
+        memset(addr + 4, 0, 12);
+        return 4;
+    }
+    return 6;
+}
+
+void netlist_addr_text(int family, const uint8_t addr[16], char *out, size_t cap)
+{
+    peer_text(family, addr, out, cap);
 }

@@ -16,6 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tickerd/tls.h"
+
 static int check_say(check_report_fn report, void *arg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -107,9 +109,21 @@ static int check_bind(const cfg_t *cfg, check_report_fn report, void *arg)
     return problems;
 }
 
+/* server.tls: the files startup would refuse (unreadable, mismatched, expired). */
+static int check_tls(const cfg_t *cfg, check_report_fn report, void *arg)
+{
+    char err[1200];
+    if (!cfg->server.tls.cert[0])
+        return 0;
+    if (!tls_check(cfg->server.tls.cert, cfg->server.tls.key, cfg->server.tls.ca, err, sizeof(err)))
+        return 0;
+    return check_say(report, arg, "%s", err);
+}
+
 int check_env(const cfg_t *cfg, int skip_bind, check_report_fn report, void *arg)
 {
-    int n = check_web_root(cfg, report, arg) + check_history(cfg, report, arg);
+    int n = check_web_root(cfg, report, arg) + check_history(cfg, report, arg) +
+            check_tls(cfg, report, arg);
     if (!skip_bind)
         n += check_bind(cfg, report, arg);
     return n;

@@ -256,7 +256,34 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            "Connections closed without a complete request head (gave up or timed out)",
            gs->head_timeouts);
     metric(o, "tickerd_http_heads_pending", "gauge",
-           "Connections still sending their first request head", gs->pending);
+           "Connections still sending their first request head (TLS: or finishing the handshake)",
+           gs->pending);
+    metric_head(o, "tickerd_connections_refused_total", "counter",
+                "Connections refused by the listener's per-address and handshake limits, by reason");
+    for (int r = 0; r < GUARD_REFUSE_COUNT; r++)
+        metric_labelled(o, "tickerd_connections_refused_total", "reason",
+                        guard_refusal_name((guard_refusal)r), gs->refused[r]);
+    metric(o, "tickerd_connection_addresses", "gauge",
+           "Client addresses (IPv4, IPv6 /64) with connections open", gs->addresses);
+    metric(o, "tickerd_forwarded_connections_total", "counter",
+           "Connections from a trusted proxy counted under their X-Forwarded-For address",
+           gs->forwarded);
+    metric(o, "tickerd_forwarded_ignored_total", "counter",
+           "Requests with X-Forwarded-For from a peer not in server.trusted_proxies (not believed)",
+           gs->forwarded_ignored);
+    if (src->tls) {
+        metric(o, "tickerd_tls_cert_not_after_seconds", "gauge",
+               "Expiry of the listener's TLS certificate (Unix time; 0 without TLS)",
+               (uint64_t)(src->tls->not_after > 0 ? src->tls->not_after : 0));
+        metric(o, "tickerd_tls_reloads_total", "counter",
+               "SIGHUPs that re-read the TLS certificate", src->tls->reloads);
+        metric(o, "tickerd_tls_reload_failures_total", "counter",
+               "SIGHUPs whose TLS files were refused (the certificate in use was kept)",
+               src->tls->reload_failures);
+    }
+    metric(o, "tickerd_subscribe_timeout_closes_total", "counter",
+           "WebSocket clients closed (1008) for subscribing to nothing within limits.subscribe_timeout_ms",
+           ws->subscribe_timeouts);
     metric(o, "tickerd_invalid_utf8_closes_total", "counter",
            "WebSocket clients closed (1007) for a text message that is not UTF-8", ws->utf8_closes);
     metric(o, "tickerd_ws_rx_buffer_bytes", "gauge",

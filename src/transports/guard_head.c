@@ -113,6 +113,11 @@ static size_t guard_line_len(const char *start, const char *lf)
 
 guard_verdict guard_check_head(const char *buf, size_t len, size_t *head_len)
 {
+    return guard_check_head_max(buf, len, GUARD_HEAD_MAX, head_len);
+}
+
+guard_verdict guard_check_head_max(const char *buf, size_t len, size_t max_head, size_t *head_len)
+{
     const char *end = buf + len;
     const char *lf = guard_eol(buf, end);
     int args = 0;
@@ -127,8 +132,8 @@ guard_verdict guard_check_head(const char *buf, size_t len, size_t *head_len)
     for (const char *p = lf + 1;; p = lf + 1) {
         lf = guard_eol(p, end);
         if (!lf)
-            return len > GUARD_HEAD_MAX ? GUARD_FIELDS_TOO_LARGE : GUARD_INCOMPLETE;
-        if ((size_t)(lf + 1 - buf) > GUARD_HEAD_MAX)
+            return len > max_head ? GUARD_FIELDS_TOO_LARGE : GUARD_INCOMPLETE;
+        if ((size_t)(lf + 1 - buf) > max_head)
             return GUARD_FIELDS_TOO_LARGE;
         size_t n = guard_line_len(p, lf);
         if (!n)

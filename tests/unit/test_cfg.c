@@ -87,6 +87,17 @@ static void bad_config_names_the_key(void)
     CHECK(error_names("{\"server\":{\"port\":1}, \"server\":{\"port\":2}}", "duplicate"));
     CHECK(error_names("[1]", "top level"));
     CHECK(error_names("{", "invalid JSON"));
+    /* issue 11: server.tls, server.trusted_proxies, the per-address limits */
+    CHECK(error_names("{\"server\":{\"tls\":{\"cert\":\"/x.pem\"}}}", "server.tls.key: required"));
+    CHECK(error_names("{\"server\":{\"tls\":{\"key\":\"/x.pem\"}}}", "server.tls.cert: required"));
+    CHECK(error_names("{\"server\":{\"tls\":{\"redirect_port\":81}}}", "server.tls.redirect_port"));
+    CHECK(error_names("{\"server\":{\"tls\":{\"bogus\":1}}}", "server.tls.bogus: unknown key"));
+    CHECK(error_names("{\"server\":{\"trusted_proxies\":[\"10.0.0.0/33\"]}}",
+                      "server.trusted_proxies[0]: prefix length"));
+    CHECK(error_names("{\"limits\":{\"exempt_addresses\":\"127.0.0.1\"}}",
+                      "limits.exempt_addresses: must be an array"));
+    CHECK(error_names("{\"limits\":{\"max_header_bytes\":100000}}", "limits.max_header_bytes"));
+    CHECK(error_names("{\"limits\":{\"new_connections_burst\":0}}", "limits.new_connections_burst"));
 }
 
 static void unreadable_file_is_an_error(void)

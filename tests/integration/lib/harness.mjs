@@ -23,7 +23,7 @@ import { startFakeExchange } from '../../fake-exchange/fake-exchange.mjs';
 
 export const TICKERD_BIN = process.env.TICKERD_BIN || '/work/main/build/tickerd';
 const VERBOSE = !!process.env.TICKERD_TEST_VERBOSE;
-export const LISTEN_RE = /listening on http:\/\/([^\s/]+):(\d+)\//;
+export const LISTEN_RE = /listening on https?:\/\/([^\s/]+):(\d+)\//;
 
 export const sleep = (ms) => delay(ms);
 
@@ -209,6 +209,7 @@ export async function startTickerd({ config = {}, args = [], env = {}, stateDir,
   }
   const rawHost = m[1];
   const port = Number(m[2]);
+  const tls = /listening on https:/.test(m[0]); // server.tls: the urls are https / wss
   const host = rawHost.replace(/^\[(.*)\]$/, '$1');
 
   const server = {
@@ -218,8 +219,9 @@ export async function startTickerd({ config = {}, args = [], env = {}, stateDir,
     port,
     host,
     rawHost,
-    url: `http://${rawHost}:${port}/`,
-    wsUrl: `ws://${rawHost}:${port}/ws`,
+    tls,
+    url: `${tls ? 'https' : 'http'}://${rawHost}:${port}/`,
+    wsUrl: `${tls ? 'wss' : 'ws'}://${rawHost}:${port}/ws`,
     configPath,
     dir,
     stderr: () => errText,
@@ -525,7 +527,7 @@ export function httpGet(target, urlPath = '/', opts = {}) {
   const { host, port } = hostPort(target, opts);
   const timeoutMs = opts.timeoutMs ?? 5000;
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: urlPath, agent: false, headers: { Connection: 'close', ...(opts.headers || {}) } }, (res) => {
+    const req = http.get({ host, port, path: urlPath, agent: false, localAddress: opts.localAddress, headers: { Connection: 'close', ...(opts.headers || {}) } }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
       res.on('end', () => {
