@@ -15,7 +15,7 @@ import WebSocket from 'ws';
 import { io } from 'socket.io-client';
 import {
   startTickerd, runTickerd, stopAll, metrics, simConfig, sleep, tempDir, waitFor, withTimeout, Client,
-  updatesOf,
+  updatesOf, launchChromium,
 } from './lib/harness.mjs';
 
 const T = { timeout: 60000 };
@@ -153,6 +153,31 @@ test('every transport over https/wss: page, APIs, /ws, /sse, /api/poll, /socket.
     s.close();
   }
   c.close();
+});
+
+test('the dashboard in Chromium over https: the page loads, its WebSocket is wss, prices tick', T, async () => {
+  const c = makeCert('browser');
+  const srv = await startTickerd({ config: tlsConfig(c) });
+  // the certificate is the test's own: Chromium is told to accept it (nothing else differs from a CA's)
+  const browser = await launchChromium(['--ignore-certificate-errors']);
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const sockets = [];
+    page.on('websocket', (w) => sockets.push(w.url()));
+    await page.goto(srv.url);
+    assert.match(page.url(), /^https:/);
+    await page.waitForSelector('#status[data-state="live"]', { timeout: 15000 });
+    await page.waitForSelector('#quotes tr[data-symbol="BTC-USD"] .c-last:not(:empty)', { timeout: 15000 });
+    const first = await page.textContent('#quotes tr[data-symbol="BTC-USD"] .c-last');
+    await page.waitForFunction((v) => document.querySelector('#quotes tr[data-symbol="BTC-USD"] .c-last').textContent !== v,
+      first, { timeout: 15000 });
+    assert.ok(sockets.length >= 1 && sockets.every((u) => u.startsWith('wss://')), sockets.join());
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
 });
 
 test('TLS 1.2 at least, no weak ciphers, no plain HTTP on the TLS port', T, async () => {
