@@ -86,6 +86,8 @@ typedef struct sess_limits {
     uint32_t max_messages_per_sec; /* limits.max_messages_per_sec */
     uint32_t max_errors;           /* limits.max_errors within SESS_ERROR_WINDOW_US, then close */
     uint32_t max_frame_bytes;      /* broadcast.max_frame_bytes: largest update frame */
+    uint32_t subscribe_timeout_ms; /* limits.subscribe_timeout_ms: close a session that never
+                                    * subscribes within this (0 = never; see sess_sweep) */
 } sess_limits;
 
 /* Per transport (by sess_transport.name), for tickerd_clients{transport}
@@ -106,6 +108,7 @@ typedef struct sess_stats {
     uint64_t errors[SESS_ERR_COUNT];
     uint64_t abuse_closes;    /* closed for repeated errors */
     uint64_t replies_dropped; /* reply list overflow (should stay 0) */
+    uint64_t subscribe_timeouts; /* closed: no subscription within subscribe_timeout_ms */
     sess_transport_stats transports[SESS_MAX_TRANSPORTS];
 } sess_stats;
 
@@ -212,10 +215,13 @@ int sess_authenticate(sess *s, const char *token, size_t len);
 /* A refused token on a session that has no other: the unauthorized error
  * (with "reason") and the close (4002) after it. */
 void sess_auth_refused(sess *s, int why);
-/* Tokens' lifetimes: a "reauth" message auth.reauth_before_s before a
- * session's token expires, the token_expired error and close (4001) at
- * expiry, and the close (4002) of a session that sent no auth op within
- * auth.auth_timeout_ms. Call periodically (every few hundred ms). */
+/* The sessions' deadlines, called periodically (every few hundred ms): a
+ * session subscribed to nothing limits.subscribe_timeout_ms after it began
+ * is closed (1008, the reason names the key: it holds a descriptor and takes
+ * nothing); and tokens' lifetimes: a "reauth" message auth.reauth_before_s
+ * before a session's token expires, the token_expired error and close (4001)
+ * at expiry, the close (4002) of a session that sent no auth op within
+ * auth.auth_timeout_ms. */
 void sess_sweep(sess_server *srv);
 
 /* A new session. NULL when out of memory. */

@@ -31,8 +31,6 @@ typedef struct ws_limits {
     uint32_t stall_timeout_ms;
     uint32_t ping_interval_ms; /* ping a peer silent this long; gone after twice it (0 = off) */
     uint8_t permessage_deflate; /* accept the extension from new connections */
-    uint32_t subscribe_timeout_ms; /* limits.subscribe_timeout_ms: close 1008 a session that has
-                                      subscribed to nothing this long after opening (0 = off) */
 } ws_limits;
 
 /* What only this transport counts; request counters are the session
@@ -43,7 +41,6 @@ typedef struct ws_stats {
     uint64_t connections_rejected;  /* closed 1013 at max_connections */
     uint64_t ping_timeouts;         /* closed: silent, no pong, for twice ping_interval */
     uint64_t utf8_closes;           /* closed 1007: a text message that is not UTF-8 */
-    uint64_t subscribe_timeouts;    /* closed 1008: no subscription within subscribe_timeout_ms */
     uint64_t rx_bytes_held;         /* gauge: bytes held reassembling unfinished messages */
     uint32_t sessions;
 } ws_stats;

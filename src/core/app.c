@@ -247,7 +247,6 @@ static ws_limits app_ws_limits(const cfg_t *c)
         .stall_timeout_ms = (uint32_t)c->broadcast.stall_timeout_ms,
         .permessage_deflate = (uint8_t)c->broadcast.permessage_deflate,
         .ping_interval_ms = (uint32_t)c->broadcast.ping_interval_s * 1000,
-        .subscribe_timeout_ms = (uint32_t)c->limits.subscribe_timeout_ms,
     };
     return l;
 }
@@ -294,6 +293,7 @@ static sess_limits app_sess_limits(const cfg_t *c)
         .max_messages_per_sec = (uint32_t)c->limits.max_messages_per_sec,
         .max_errors = (uint32_t)c->limits.max_errors,
         .max_frame_bytes = (uint32_t)c->broadcast.max_frame_bytes,
+        .subscribe_timeout_ms = (uint32_t)c->limits.subscribe_timeout_ms,
     };
     return l;
 }

@@ -282,8 +282,8 @@ int http_render_metrics(const http_sources *src, sbuf *o)
                src->tls->reload_failures);
     }
     metric(o, "tickerd_subscribe_timeout_closes_total", "counter",
-           "WebSocket clients closed (1008) for subscribing to nothing within limits.subscribe_timeout_ms",
-           ws->subscribe_timeouts);
+           "Sessions (/ws, Socket.IO) closed for subscribing to nothing within limits.subscribe_timeout_ms",
+           ss_->subscribe_timeouts);
     metric(o, "tickerd_invalid_utf8_closes_total", "counter",
            "WebSocket clients closed (1007) for a text message that is not UTF-8", ws->utf8_closes);
     metric(o, "tickerd_ws_rx_buffer_bytes", "gauge",

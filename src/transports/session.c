@@ -47,7 +47,8 @@ struct sess {
     const sess_transport *ops;
     void *arg;
     char peer[NETLIST_ADDR_TEXT]; /* client address, "" until the transport says */
-    int64_t created_us;           /* monotonic */
+    int64_t created_us;           /* monotonic: the subscribe deadline counts from here */
+    uint8_t subscribed_once;      /* held a subscription (or was closed for not): no deadline */
     bcast_client *client;
     uint8_t binary; /* update frames are binary */
     uint8_t rx_paused, closing;
@@ -1188,43 +1189,71 @@ int sess_has_pending(const sess *s)
     return sess_history_due(s) || bcast_client_has_pending(s->client);
 }
 
+/* A session holding no subscription once its deadline passed. */
+static void sess_subscribe_deadline(sess *s, int64_t mono)
+{
+    uint32_t ms = s->srv->limits.subscribe_timeout_ms;
+    if (s->subscribed_once || !ms)
+        return;
+    if (bcast_client_subscription_count(s->client)) {
+        s->subscribed_once = 1;
+        return;
+    }
+    if (mono - s->created_us < (int64_t)ms * 1000)
+        return;
+    s->subscribed_once = 1; /* closing: once */
+    s->srv->stats.subscribe_timeouts++;
+    sess_count_error(s->srv, s->ops->name, "subscribe_timeout");
+    sess_close(s, SESS_CLOSE_POLICY, "no subscription within limits.subscribe_timeout_ms");
+}
+
+/* One session's token: reauth before expiry, close at it, or the close of
+ * one that never sent its auth op. */
+static void sess_token_deadline(sess *s, int64_t now, int64_t mono)
+{
+    sess_server *srv = s->srv;
+    int64_t before = auth_reauth_before_us(srv->auth);
+    auth_stats *st = auth_counters(srv->auth);
+    if (!s->tok) {
+        if (s->auth_by_us && mono >= s->auth_by_us) {
+            s->auth_by_us = 0;
+            st->unauthenticated_closes++;
+            auth_count_failure(srv->auth, AUTH_E_MISSING);
+            sess_err_full(s, NULL, SESS_ERR_UNAUTHORIZED,
+                          "no {\"op\":\"auth\"} within auth.auth_timeout_ms",
+                          sess_reason(AUTH_E_MISSING), 0);
+            sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
+        }
+        return;
+    }
+    int64_t deadline = auth_token_deadline_us(s->tok);
+    if (now >= deadline) {
+        st->expired_closes++;
+        sess_err_full(s, NULL, SESS_ERR_TOKEN_EXPIRED,
+                      "the token expired; connect again with a new one", NULL, 0);
+        sess_close(s, SESS_CLOSE_TOKEN_EXPIRED, "token expired");
+    } else if (!s->reauth_sent && now >= deadline - before) {
+        /* once per token: a new auth op with a later exp resets it */
+        s->reauth_sent = 1;
+        st->reauth_sent++;
+        json_t *r = json_pack("{s:s, s:I, s:I}", "op", "reauth", "expires_at",
+                              (json_int_t)(deadline / 1000), "in_ms",
+                              (json_int_t)((deadline - now) / 1000));
+        if (r)
+            sess_queue_reply(s, r);
+    }
+}
+
 void sess_sweep(sess_server *srv)
 {
-    if (!srv->auth)
-        return;
-    int64_t now = tk_now_us(), mono = tk_mono_us(), before = auth_reauth_before_us(srv->auth);
-    auth_stats *st = auth_counters(srv->auth);
+    int64_t now = tk_now_us(), mono = tk_mono_us();
     /* sess_close only marks: no session goes away during the walk */
     for (sess *s = srv->all; s; s = s->anext) {
         if (s->closing)
             continue;
-        if (!s->tok) {
-            if (s->auth_by_us && mono >= s->auth_by_us) {
-                s->auth_by_us = 0;
-                st->unauthenticated_closes++;
-                auth_count_failure(srv->auth, AUTH_E_MISSING);
-                sess_err_full(s, NULL, SESS_ERR_UNAUTHORIZED,
-                              "no {\"op\":\"auth\"} within auth.auth_timeout_ms",
-                              sess_reason(AUTH_E_MISSING), 0);
-                sess_close(s, SESS_CLOSE_UNAUTHORIZED, "unauthorized");
-            }
-            continue;
-        }
-        int64_t deadline = auth_token_deadline_us(s->tok);
-        if (now >= deadline) {
-            st->expired_closes++;
-            sess_err_full(s, NULL, SESS_ERR_TOKEN_EXPIRED,
-                          "the token expired; connect again with a new one", NULL, 0);
-            sess_close(s, SESS_CLOSE_TOKEN_EXPIRED, "token expired");
-        } else if (!s->reauth_sent && now >= deadline - before) {
-            /* once per token: a new auth op with a later exp resets it */
-            s->reauth_sent = 1;
-            st->reauth_sent++;
-            json_t *r = json_pack("{s:s, s:I, s:I}", "op", "reauth", "expires_at",
-                                  (json_int_t)(deadline / 1000), "in_ms",
-                                  (json_int_t)((deadline - now) / 1000));
-            if (r)
-                sess_queue_reply(s, r);
-        }
+        if (srv->auth)
+            sess_token_deadline(s, now, mono);
+        if (!s->closing)
+            sess_subscribe_deadline(s, mono);
     }
 }

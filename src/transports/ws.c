@@ -53,8 +53,6 @@ struct ws_session {
     uint64_t wire_in;         /* wire bytes of the data frames and pongs lws delivered */
     uint64_t control_charged; /* bytes already counted as control frames */
     size_t frame_left;        /* payload of the current data frame still to come */
-    int64_t opened_us;        /* limits.subscribe_timeout_ms counts from here */
-    uint8_t subscribed;       /* has held a subscription: the timeout no longer applies */
 };
 
 const ws_stats *ws_get_stats(const ws_server *ws) { return &ws->stats; }
@@ -343,7 +341,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         memset(s, 0, sizeof(*s));
         s->wsi = wsi;
         s->ws = ws;
-        s->heard_us = s->opened_us = tk_mono_us();
+        s->heard_us = tk_mono_us();
         ws_rx_init(&s->rx, &ws->stats.rx_bytes_held);
         s->tcp_base = ws_bytes_read(s, 0);
         /* Linked before anything can fail: CLOSED follows ESTABLISHED always
@@ -462,35 +460,14 @@ static void ws_keepalive(ws_session *s, int64_t now, int64_t interval)
     }
 }
 
-/* A connection that never subscribes costs a descriptor and a session and
- * takes nothing: after limits.subscribe_timeout_ms it is closed, 1008 with a
- * reason naming the key (docs/security.md). */
-static void ws_subscribe_deadline(ws_session *s, int64_t now, int64_t limit)
-{
-    if (!limit || s->subscribed || s->close_code || !s->sess)
-        return;
-    if (bcast_client_subscription_count(sess_client(s->sess))) {
-        s->subscribed = 1;
-        return;
-    }
-    if (now - s->opened_us < limit)
-        return;
-    s->ws->stats.subscribe_timeouts++;
-    sess_count_error(s->ws->srv, "ws", "subscribe_timeout");
-    ws_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "no subscription within limits.subscribe_timeout_ms",
-             1);
-}
-
 void ws_sweep(ws_server *ws)
 {
     int64_t now = tk_mono_us();
     int64_t limit = (int64_t)ws->limits.stall_timeout_ms * 1000;
     int64_t ping_us = (int64_t)ws->limits.ping_interval_ms * 1000;
     uint32_t turn = ws->sweeps++ % WS_CONTROL_EVERY, i = 0;
-    int64_t sub_us = (int64_t)ws->limits.subscribe_timeout_ms * 1000;
     for (ws_session *s = ws->sessions; s; s = s->next) {
         ws_keepalive(s, now, ping_us);
-        ws_subscribe_deadline(s, now, sub_us);
         if (i++ % WS_CONTROL_EVERY == turn)
             ws_count_control_frames(s);
         if (!s->want_write_since_us)

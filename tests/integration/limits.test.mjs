@@ -4,6 +4,7 @@
 // Linux routes all of 127/8 to lo) connects and receives updates meanwhile.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { io } from 'socket.io-client';
 import net from 'node:net';
 import WebSocket from 'ws';
 import {
@@ -143,7 +144,7 @@ test('limits.new_connections_per_sec / _burst: a burst beyond the bucket is refu
   good.close();
 });
 
-test('limits.subscribe_timeout_ms closes a /ws session that subscribes to nothing (1008, reason names the key)', T, async () => {
+test('limits.subscribe_timeout_ms closes a /ws or Socket.IO session that subscribes to nothing (1008, reason names the key)', T, async () => {
   const srv = await server({ subscribe_timeout_ms: 1000 });
   const idle = new Client(new WebSocket(`ws://127.0.0.1:${srv.port}/ws`, { perMessageDeflate: false }));
   const busy = await goodClient(srv, { localAddress: '127.0.0.1' });
@@ -156,6 +157,16 @@ test('limits.subscribe_timeout_ms closes a /ws session that subscribes to nothin
   assert.equal(m.value('tickerd_subscribe_timeout_closes_total'), 1);
   assert.equal(m.value('tickerd_transport_errors_total', { transport: 'ws', reason: 'subscribe_timeout' }), 1);
   busy.close();
+
+  // the same deadline for a Socket.IO session (the session layer keeps it for every transport)
+  const sio = io(`http://127.0.0.1:${srv.port}`, { reconnection: false, transports: ['websocket'] });
+  const why = await withTimeout(new Promise((resolve) => sio.on('disconnect', resolve)), 5000,
+    () => 'idle Socket.IO session not disconnected');
+  assert.equal(why, 'io server disconnect');
+  sio.close();
+  const m2 = await metrics(srv);
+  assert.equal(m2.value('tickerd_subscribe_timeout_closes_total'), 2);
+  assert.equal(m2.value('tickerd_transport_errors_total', { transport: 'socketio', reason: 'subscribe_timeout' }), 1);
 });
 
 test('X-Forwarded-For is believed only from server.trusted_proxies: limits then apply to the forwarded address', T, async () => {
