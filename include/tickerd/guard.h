@@ -68,6 +68,7 @@ typedef struct guard_opts {
 typedef struct guard_stats {
     uint64_t rejected[GUARD_VERDICT_COUNT]; /* by verdict (the error ones) */
     uint64_t head_timeouts;                 /* closed: no complete head in time */
+    uint64_t accepted; /* every connection the listener accepted, refused ones too */
     uint64_t passed;
     uint64_t refused[GUARD_REFUSE_COUNT];   /* by reason */
     uint64_t forwarded;                     /* connections counted under a forwarded address */

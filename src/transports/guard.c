@@ -328,6 +328,7 @@ static int guard_take(struct lws *wsi, guard *g)
 {
     uint32_t addr;
     uint8_t via_proxy;
+    g->stats.accepted++;
     guard_refusal r = guard_admit_peer(g, guard_fd(wsi), &addr, &via_proxy);
     if (r != GUARD_REFUSE_COUNT) {
         g->stats.refused[r]++;
