@@ -32,7 +32,7 @@ unset ASAN_OPTIONS UBSAN_OPTIONS
 # A short libFuzzer run per venue parser: libFuzzer needs clang, so its own build.
 echo "=== fuzz build (clang) ===" >&2
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DTICKERD_BUILD_BENCH=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_venue_binance fuzz_venue_coinbase fuzz_venue_kraken fuzz_venue_coingecko fuzz_venue_okx fuzz_venue_bybit fuzz_venue_bitstamp fuzz_venue_generic fuzz_sio fuzz_guard_head fuzz_ws_rx fuzz_session fuzz_auth
+cmake --build build-fuzz -j"$jobs" --target fuzz_venue_binance fuzz_venue_coinbase fuzz_venue_kraken fuzz_venue_coingecko fuzz_venue_okx fuzz_venue_bybit fuzz_venue_bitstamp fuzz_venue_generic fuzz_sio fuzz_guard_head fuzz_ws_rx fuzz_session fuzz_auth fuzz_http_query
 echo "=== fuzz suite ===" >&2
 (cd build-fuzz && ctest --output-on-failure -R '^fuzz_')
 echo "test.sh: all suites passed" >&2

@@ -12,6 +12,7 @@
 #include "tickerd/gate.h"
 #include "tickerd/cluster_ops.h"
 #include "tickerd/guard.h"
+#include "tickerd/http_query.h"
 #include "tickerd/util.h"
 
 #define HTTP_CHUNK 16384
@@ -529,80 +530,28 @@ int http_render_snapshot(const http_sources *src, const char *symbols, const aut
 
 /* Parse /api/history's arguments into q. Returns 0, or an HTTP status (400,
  * 404) with the reason in msg. */
+/* The URI's arguments as lws splits them (decoded), at most HTTP_QUERY_ARGS
+ * of at most 160 bytes each: a longer query is refused as such. */
+#define HTTP_QUERY_ARGS 16
 static int http_parse_history(struct lws *wsi, const http_sources *src, hist_query *q, char *msg,
                               size_t msgcap)
 {
-    static const char *const keys[] = {"symbol", "interval", "from", "to", "limit"};
-    int seen[5] = {0};
-    char arg[160];
-    memset(q, 0, sizeof(*q));
-    q->interval_s = 60;
-    q->to_us = INT64_MAX;
-    q->limit = 500;
-    int max_rows = hist_max_rows(*src->hist);
-    for (int i = 0; lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
-         i++) {
-        char *eq = strchr(arg, '=');
-        const char *val = eq ? eq + 1 : "";
-        if (eq)
-            *eq = '\0';
-        int k = -1;
-        for (int j = 0; j < 5; j++)
-            if (!strcmp(arg, keys[j]))
-                k = j;
-        if (k < 0 && !strcmp(arg, "token"))
-            continue; /* the bearer token (gate.h) */
-        if (k < 0) {
-            snprintf(msg, msgcap, "unknown parameter \"%.40s\" (symbol, interval, from, to, limit)",
-                     arg);
+    char buf[HTTP_QUERY_ARGS][160];
+    const char *args[HTTP_QUERY_ARGS];
+    size_t n = 0;
+    /* the 17th fragment lands in buf[0] only to be refused */
+    while (lws_hdr_copy_fragment(wsi, buf[n % HTTP_QUERY_ARGS], sizeof(buf[0]), WSI_TOKEN_HTTP_URI_ARGS,
+                                 (int)n) > 0) {
+        if (n == HTTP_QUERY_ARGS) {
+            snprintf(msg, msgcap, "too many parameters (symbol, interval, from, to, limit)");
             return 400;
         }
-        if (seen[k]++) {
-            snprintf(msg, msgcap, "parameter \"%s\" given twice", keys[k]);
-            return 400;
-        }
-        char *endp = NULL;
-        long long v = k >= 2 ? strtoll(val, &endp, 10) : 0;
-        if (k >= 2 && (!val[0] || *endp || v < 0)) {
-            snprintf(msg, msgcap, "\"%s\" must be a non-negative integer%s", keys[k],
-                     k < 4 ? " (microseconds since the Unix epoch)" : "");
-            return 400;
-        }
-        switch (k) {
-        case 0:
-            if (strlen(val) >= sizeof(q->symbol)) {
-                snprintf(msg, msgcap, "\"symbol\" is too long");
-                return 400;
-            }
-            snprintf(q->symbol, sizeof(q->symbol), "%s", val);
-            break;
-        case 1:
-            q->interval_s = hist_parse_interval(val);
-            if (q->interval_s < 0) {
-                snprintf(msg, msgcap, "\"interval\" must be one of tick, 1s, 1m, 1h");
-                return 400;
-            }
-            break;
-        case 2: q->from_us = v; break;
-        case 3: q->to_us = v; break;
-        default:
-            if (v < 1 || v > max_rows) {
-                snprintf(msg, msgcap, "\"limit\" must be from 1 to %d", max_rows);
-                return 400;
-            }
-            q->limit = (int)v;
-        }
+        args[n] = buf[n];
+        n++;
     }
-    if (!seen[0] || !q->symbol[0]) {
-        snprintf(msg, msgcap, "\"symbol\" is required");
-        return 400;
-    }
-    if (q->from_us >= q->to_us) {
-        snprintf(msg, msgcap, "\"from\" must be before \"to\"");
-        return 400;
-    }
-    /* With `from`, page forward from it; without, the newest rows before `to`. */
-    q->latest = !seen[2];
+    int status = http_query_history(args, n, hist_max_rows(*src->hist), q, msg, msgcap);
+    if (status)
+        return status;
     if (bcast_symbol_id(*src->bcast, q->symbol) == UINT32_MAX) {
         snprintf(msg, msgcap, "unknown symbol %.32s", q->symbol);
         return 404;
