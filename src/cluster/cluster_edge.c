@@ -760,7 +760,7 @@ static void edge_restamp(cluster_edge *e, uint32_t id, int stale)
  * changes it), or "" until every shard has one. */
 static void edge_update_epoch(cluster_edge *e, char eps[][17])
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a 64 */
+    uint64_t h = 14695981039346656037ull; /* FNV-1a 64 offset basis (the documented hash: an outside tool can compute it) */
     for (int i = 0; i < e->nshards; i++) {
         if (!eps[i][0])
             return;

@@ -2,11 +2,16 @@
 // tickerd ingest and two edges. Identical (symbol, seq, last) on both edges; a client whose edge dies resumes
 // on the other with no silent gap; Redis killed and restarted empty → stale, then an explicit reset; Redis
 // dropping the edge's subscriber connection (CLIENT KILL TYPE pubsub) → re-sync from the stream; two ingests
-// on the same feed → one seq sequence, no duplicates.
+// on the same feed → one seq sequence, no duplicates; a frozen Redis (DEBUG SLEEP 3) → stale, then recovery
+// without a gap; a slow edge dropped by a tiny client-output-buffer-limit pubsub → re-sync from the stream;
+// two Redis shards → symbols spread over both, identical sequences on two edges, the combined epoch resumes
+// across edges.
 import { test, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,12 +40,22 @@ async function freePort() {
 }
 
 function cli(port, ...args) {
-  return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).trim();
+  return execFileSync('redis-cli', ['-p', String(port), ...args],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
 }
 
-async function startRedis(port) {
+/** redis-cli without blocking the event loop (DEBUG SLEEP holds it for seconds; clients keep recording). */
+function cliAsync(port, ...args) {
+  return new Promise((resolve, reject) => {
+    execFile('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' },
+      (err, out) => (err ? reject(err) : resolve(out.trim())));
+  });
+}
+
+async function startRedis(port, { logfile } = {}) {
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '',
-    '--appendonly', 'no'], { stdio: 'ignore' });
+    '--appendonly', 'no', '--enable-debug-command', 'local', ...(logfile ? ['--logfile', logfile] : [])],
+    { stdio: 'ignore' });
   redisProcs.add(proc);
   proc.once('exit', () => redisProcs.delete(proc));
   await waitFor(() => { try { return cli(port, 'PING') === 'PONG'; } catch { return false; } },
@@ -92,6 +107,22 @@ function checkContiguous(seen, symbol) {
       `${symbol}: seq ${vals[i - 1].seq} then ${vals[i].seq} (${vals[i].op}) — a gap or a repeat`);
   }
   return vals;
+}
+
+/**
+ * No silent gap for symbol: each value is the previous seq + 1, or the same seq re-sent in place with its stale
+ * flag changed (a stale mark), or an explicit reset. Returns the values and how many stale marks it saw.
+ */
+function checkNoSilentGap(seen, symbol) {
+  const vals = seen.filter((u) => u.symbol === symbol);
+  let marks = 0;
+  for (let i = 1; i < vals.length; i++) {
+    const a = vals[i - 1], b = vals[i];
+    if (b.reset) continue;
+    if (b.seq === a.seq && (b.stale === true) !== (a.stale === true)) { marks += b.stale === true; continue; }
+    assert.equal(b.seq, a.seq + 1, `${symbol}: seq ${a.seq} then ${b.seq} (${b.op}) — a silent gap or a repeat`);
+  }
+  return { vals, marks };
 }
 
 test('1 ingest + 2 edges: clients on both edges see identical (symbol, seq, last)', async () => {
@@ -259,4 +290,219 @@ test('two ingests on the same feed: one seq sequence per symbol, no duplicates',
   const dups = (await metrics(i1)).get(key) + (await metrics(i2)).get(key);
   assert.ok(dups > 0, 'the second ingest\'s copies were recognised');
   assert.ok(total > 5);
+});
+
+test('a frozen Redis (DEBUG SLEEP 3): edges mark stale, ingest and edges recover with no silent gap', async () => {
+  const r = await startRedis(await freePort());
+  const ingest = await startTickerd({ config: ingestConfig([r.addr]) });
+  // stale_after_ms shorter than the freeze: the marks must come (they do once the edge's 1 s command timeout
+  // drops the connection, well inside the 3 s).
+  const e = await startTickerd({ config: edgeConfig([r.addr], { normalizer: { stale_after_ms: 1000 } }) });
+  await edgeUp(e);
+  const syms = ['BTC-USD', 'ETH-USD', 'EUR-USD'];
+  await waitForSymbols(e, syms, 8000);
+  const c = await connect(e);
+  const seen = record(c);
+  await c.subscribe(syms, 1);
+  await waitFor(() => syms.every((s) => seen.some((u) => u.symbol === s)), { timeoutMs: 5000 });
+  await sleep(500);
+  const mi0 = await metrics(ingest);
+  const me0 = await metrics(e);
+  const key = (n) => `${n}{shard="${r.addr}"}`;
+  const t0 = Date.now();
+  const frozen = cliAsync(r.port, 'DEBUG', 'SLEEP', '3'); // needs --enable-debug-command local (Redis 7)
+  // While Redis is frozen: the edge's shard goes down and its followed symbols are marked stale.
+  await waitFor(async () => {
+    const h = await httpGet(e, '/healthz');
+    return h.status === 503 && h.json().cluster.shards[0].state === 'down';
+  }, { timeoutMs: 3000, message: 'edge sees the shard down during the freeze' });
+  await waitFor(() => syms.every((s) => seen.some((u) => u.symbol === s && u.stale === true)),
+    { timeoutMs: 4000, message: 'stale marks for every followed symbol' });
+  assert.equal(await frozen, 'OK');
+  assert.ok(Date.now() - t0 >= 2900, 'the freeze lasted');
+  const topAfterFreeze = Object.fromEntries(syms.map((s) => [s, seen.filter((u) => u.symbol === s).at(-1).seq]));
+  // Recovery: the edge reconnects, re-syncs from the stream; values flow again and are fresh.
+  await edgeUp(e);
+  await waitFor(() => syms.every((s) => {
+    const v = seen.filter((u) => u.symbol === s);
+    return v.at(-1).seq >= topAfterFreeze[s] + 5 && v.at(-1).stale !== true;
+  }), { timeoutMs: 8000, message: 'fresh values after the freeze' });
+  for (const s of syms) {
+    const { vals, marks } = checkNoSilentGap(seen, s);
+    assert.ok(marks >= 1, `${s}: no stale mark`);
+    // Everything the edge handed over is in the stream under the same seq: nothing invented, nothing skipped.
+    const top = vals.at(-1);
+    assert.ok(top.seq <= Number(cli(r.port, 'GET', `tickerd:seq:${s}`)));
+  }
+  const mi1 = await metrics(ingest);
+  const me1 = await metrics(e);
+  assert.ok(mi1.get(key('tickerd_cluster_errors_total')) > mi0.get(key('tickerd_cluster_errors_total')),
+    'the ingest saw the freeze (a timed-out write)');
+  assert.ok(mi1.get(key('tickerd_cluster_published_total')) > mi0.get(key('tickerd_cluster_published_total')));
+  assert.equal(mi1.get(key('tickerd_cluster_connected')), 1);
+  assert.ok(me1.get(key('tickerd_cluster_connects_total')) > me0.get(key('tickerd_cluster_connects_total')));
+  assert.ok(me1.get('tickerd_cluster_stale_marks_total') >= syms.length);
+  assert.equal(me1.get('tickerd_cluster_stale_symbols'), 0, 'no symbol left stale');
+  // The ingest's sequence in Redis has no hole either (the unconfirmed writes were not numbered twice).
+  for (const s of syms) {
+    const raw = cli(r.port, '--raw', 'XRANGE', `tickerd:stream:${s}`, '-', '+');
+    const seqs = raw.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l).seq);
+    for (let i = 1; i < seqs.length; i++) assert.equal(seqs[i], seqs[i - 1] + 1, `${s}: stream ${seqs[i - 1]} → ${seqs[i]}`);
+  }
+});
+
+test('a slow edge dropped by a tiny client-output-buffer-limit pubsub re-syncs from the stream, no gap', async (t) => {
+  const logfile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tickerd-redis-')), 'redis.log');
+  const r = await startRedis(await freePort(), { logfile });
+  // Deep streams: the stream must still hold what the edge missed while it was stopped. How long that is
+  // depends on how much the kernel's socket buffers absorb first (loopback receive windows autotune up to
+  // tcp_rmem's max): 4000 values/s over 20 symbols is 200 per symbol and second, 4096 of them cover 20 s.
+  // (max_symbols small, else app.c shortens the rings to fit its memory budget).
+  const deep = { broadcast: { resume_depth: 4096 }, normalizer: { max_symbols: 100 } };
+  await startTickerd({ config: { ...ingestConfig([r.addr], 4000), ...deep } });
+  const e = await startTickerd({ config: edgeConfig([r.addr], deep) });
+  await edgeUp(e);
+  await waitForSymbols(e, ['BTC-USD', 'USD-CAD'], 8000);
+  const c = await connect(e);
+  const seen = record(c);
+  const ack = await c.subscribe(['*'], 1);
+  assert.equal(ack.op, 'ack');
+  await sleep(800);
+  const m0 = await metrics(e);
+  const key = (n) => `${n}{shard="${r.addr}"}`;
+  // The tiny limit is set once the edge has loaded its 20 symbols: while a reader thread reads a stream (a room
+  // opening) it does not read its subscriber socket, so a limit this small can drop an edge that is busy, not
+  // slow (docs/deployment.md sizes it).
+  assert.equal(cli(r.port, 'CONFIG', 'SET', 'client-output-buffer-limit', 'pubsub 4kb 2kb 1'), 'OK');
+  const logFrom = fs.statSync(logfile).size;
+  // The edge stops reading (a slow consumer): the kernel's socket buffers fill, then Redis' output buffer for
+  // its subscriber connection passes 4 kB and Redis closes it.
+  const atStop = {};
+  for (const u of seen) atStop[u.symbol] = u.seq;
+  e.proc.kill('SIGSTOP');
+  const stopped = Date.now();
+  try {
+    await waitFor(() => /output buffer limits/.test(fs.readFileSync(logfile, 'utf8').slice(logFrom)),
+      { timeoutMs: 15000, intervalMs: 100, message: 'Redis closed the slow subscriber (its log)' });
+  } finally {
+    e.proc.kill('SIGCONT');
+  }
+  t.diagnostic(`Redis dropped the stopped edge after ${Date.now() - stopped} ms`);
+  await waitFor(async () => (await metrics(e)).get(key('tickerd_cluster_connects_total')) >
+    m0.get(key('tickerd_cluster_connects_total')), { timeoutMs: 5000, message: 'the edge reconnected' });
+  await edgeUp(e);
+  const syms = Object.keys(atStop);
+  assert.ok(syms.length >= 20, `${syms.length} symbols followed`);
+  const tops = Object.fromEntries(syms.map((s) => [s, seen.filter((u) => u.symbol === s).at(-1).seq]));
+  await waitFor(() => syms.every((s) => seen.filter((u) => u.symbol === s).at(-1).seq >= tops[s] + 3),
+    { timeoutMs: 8000, message: 'values flow after the re-sync' });
+  const m1 = await metrics(e);
+  assert.ok(m1.get(key('tickerd_cluster_connects_total')) > m0.get(key('tickerd_cluster_connects_total')));
+  assert.ok(m1.get(key('tickerd_cluster_filled_total')) > m0.get(key('tickerd_cluster_filled_total')),
+    'the missed values came from the stream');
+  assert.equal(m1.get('tickerd_cluster_gaps_total'), 0, 'the edge got every seq');
+  // The recording client was itself frozen with the edge and then flooded with seconds of values at once: a
+  // client that far behind is conflated by design (broadcast.backlog_ms; seq jumps, counted), so it is checked
+  // for order only. (Woken after more than stale_after_ms + 1 s, the edge may first mark its symbols stale:
+  // the same seq again, with the flag changed.)
+  let jumps = 0;
+  for (const s of syms) {
+    const v = seen.filter((u) => u.symbol === s);
+    for (let i = 1; i < v.length; i++) {
+      if (v[i].seq === v[i - 1].seq && (v[i].stale === true) !== (v[i - 1].stale === true)) continue;
+      assert.ok(v[i].seq > v[i - 1].seq, `${s}: seq ${v[i - 1].seq} then ${v[i].seq} ${JSON.stringify(v.slice(i - 1, i + 1))}`);
+      jumps += v[i].seq > v[i - 1].seq + 1;
+    }
+  }
+  t.diagnostic(`recording client: ${jumps} conflation jumps; conflated ${m1.get('tickerd_updates_conflated_total')}`);
+  // The edge's own sequence has no hole: a client resuming from where the stop began gets every value since,
+  // replayed from the edge's ring (which only the re-sync from the stream can have filled).
+  const probe = syms.slice(0, 3);
+  const c2 = await connect(e);
+  const s2 = record(c2);
+  const ack2 = await c2.request({ op: 'subscribe', symbols: probe, resume: Object.fromEntries(probe.map((s) => [s, atStop[s]])),
+    epoch: ack.epoch, id: 2 });
+  assert.equal(ack2.op, 'ack', JSON.stringify(ack2));
+  await waitFor(() => probe.every((s) => s2.some((u) => u.symbol === s && u.op === 'update')),
+    { timeoutMs: 8000, message: 'the resumed client is live' });
+  for (const s of probe) {
+    const v = checkContiguous(s2, s);
+    assert.equal(v[0].seq, atStop[s] + 1, `${s}: replay starts at ${v[0].seq}, stopped at ${atStop[s]}: ${JSON.stringify(v.slice(0, 2).map((u) => [u.op, u.reset, u.seq]))}`);
+    assert.equal(v[0].op, 'replay');
+    assert.ok(v.length > 50, `${s}: ${v.length} values replayed and live`);
+  }
+});
+
+/** The cluster epoch of several shards, as docs/cluster.md defines it: FNV-1a-64 over the shards' epochs. */
+function combinedEpoch(epochs) {
+  let h = 0xcbf29ce484222325n;
+  for (const ch of Buffer.from(epochs.join(''))) {
+    h ^= BigInt(ch);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).padStart(16, '0');
+}
+
+test('two Redis shards: symbols spread over both, identical sequences on two edges, resume across edges', async () => {
+  const r1 = await startRedis(await freePort());
+  const r2 = await startRedis(await freePort());
+  const shards = [r1.addr, r2.addr];
+  await startTickerd({ config: ingestConfig(shards) });
+  const a = await startTickerd({ config: edgeConfig(shards) });
+  const b = await startTickerd({ config: edgeConfig(shards) });
+  await edgeUp(a);
+  await edgeUp(b);
+  await waitFor(() => Number(cli(r1.port, 'SCARD', 'tickerd:symbols')) + Number(cli(r2.port, 'SCARD', 'tickerd:symbols')) === 20,
+    { timeoutMs: 8000, message: 'all 20 symbols written' });
+  const on1 = cli(r1.port, '--raw', 'SMEMBERS', 'tickerd:symbols').split('\n').filter(Boolean);
+  const on2 = cli(r2.port, '--raw', 'SMEMBERS', 'tickerd:symbols').split('\n').filter(Boolean);
+  assert.ok(on1.length > 0 && on2.length > 0, `spread: ${on1.length} + ${on2.length}`);
+  assert.equal(on1.filter((s) => on2.includes(s)).length, 0, 'a symbol lives on one shard only');
+  for (const s of on1) assert.equal(cli(r2.port, 'EXISTS', `tickerd:seq:${s}`), '0');
+  // Two symbols of each shard.
+  const syms = [...on1.slice(0, 2), ...on2.slice(0, 2)];
+  await waitForSymbols(a, syms, 8000);
+  await waitForSymbols(b, syms, 8000);
+  const ca = await connect(a);
+  const cb = await connect(b);
+  const sa = record(ca);
+  const sb = record(cb);
+  const acka = await ca.subscribe(syms, 1);
+  const ackb = await cb.subscribe(syms, 1);
+  const e1 = cli(r1.port, 'GET', 'tickerd:epoch');
+  const e2 = cli(r2.port, 'GET', 'tickerd:epoch');
+  assert.notEqual(e1, e2, 'each shard has its own epoch');
+  assert.equal(acka.epoch, ackb.epoch, 'both edges carry the same combined epoch');
+  assert.equal(acka.epoch, combinedEpoch([e1, e2]));
+  await sleep(2000);
+  for (const s of syms) {
+    const va = checkContiguous(sa, s);
+    const bySeq = new Map(checkContiguous(sb, s).map((u) => [u.seq, u]));
+    const common = va.filter((u) => bySeq.has(u.seq));
+    assert.ok(common.length >= 5, `${s}: ${common.length} seqs seen on both edges`);
+    for (const u of common) {
+      const w = bySeq.get(u.seq);
+      assert.deepEqual([u.last, u.bid, u.ask, u.ts, u.src], [w.last, w.bid, w.ask, w.ts, w.src],
+        `${s} seq ${u.seq} differs between edges`);
+    }
+  }
+  // Edge a dies; its client resumes on b with the combined epoch: exactly the missed values of both shards.
+  const last = Object.fromEntries(syms.map((s) => [s, sa.filter((u) => u.symbol === s).at(-1).seq]));
+  a.proc.kill('SIGKILL');
+  await sleep(700);
+  const cc = await connect(b);
+  const sc = record(cc);
+  const ack2 = await cc.request({ op: 'subscribe', symbols: syms, resume: last, epoch: acka.epoch, id: 2 });
+  assert.equal(ack2.op, 'ack', JSON.stringify(ack2));
+  assert.equal(ack2.epoch, acka.epoch);
+  await sleep(1200);
+  for (const s of syms) {
+    const vals = checkContiguous(sc, s);
+    assert.ok(vals.length > 0, `${s}: nothing after the resume`);
+    assert.equal(vals[0].seq, last[s] + 1, `${s}: resumed at ${vals[0].seq} after ${last[s]}`);
+    assert.equal(vals[0].op, 'replay', `${s}: first frame after the resume is ${vals[0].op}`);
+    assert.ok(vals.every((u) => !u.reset), `${s}: a reset where a replay was possible`);
+  }
+  const m = await metrics(b);
+  for (const addr of shards) assert.ok(m.get(`tickerd_cluster_received_total{shard="${addr}"}`) > 0, addr);
 });
