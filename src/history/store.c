@@ -714,7 +714,7 @@ int store_put(store *s, const norm_quote *q)
 
 static uint64_t st_hash(const char *name)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a 64 */
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         h = (h ^ *p) * 1099511628211ULL;
     return h;
