@@ -230,6 +230,16 @@ static void app_history_open(app *a)
     const cfg_t *c = &a->cfg;
     if (!c->history.enabled)
         return;
+    /* An edge publishes what Redis carries: writing it too would make every
+     * edge a second writer of the ingest's history (of its file, when they
+     * share a state directory). History stays the ingest's job, and the
+     * edge says so to whoever asks it (docs/cluster.md). */
+    if (c->cluster.role == CFG_CLUSTER_EDGE) {
+        snprintf(a->history_error, sizeof(a->history_error),
+                 "history is kept by the ingest (cluster.role edge): ask the ingest's /api/history");
+        log_info("history: not kept on an edge (cluster.role edge)");
+        return;
+    }
     if (cfg_history_path(c, a->history_path, sizeof(a->history_path))) {
         snprintf(a->history_error, sizeof(a->history_error),
                  "no state directory: set history.path, STATE_DIRECTORY, XDG_STATE_HOME or HOME");

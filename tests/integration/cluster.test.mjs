@@ -129,7 +129,7 @@ test('1 ingest + 2 edges: clients on both edges see identical (symbol, seq, last
   const r = await startRedis(await freePort());
   await startTickerd({ config: ingestConfig([r.addr]) });
   const a = await startTickerd({ config: edgeConfig([r.addr]) });
-  const b = await startTickerd({ config: edgeConfig([r.addr]) });
+  const b = await startTickerd({ config: edgeConfig([r.addr], { history: { enabled: true } }) });
   await edgeUp(a);
   await edgeUp(b);
   const syms = ['BTC-USD', 'ETH-USD', 'EUR-USD'];
@@ -143,6 +143,10 @@ test('1 ingest + 2 edges: clients on both edges see identical (symbol, seq, last
   const ackb = await cb.subscribe(syms, 1);
   assert.equal(acka.epoch, ackb.epoch, 'both edges carry the cluster epoch');
   assert.equal(acka.epoch, cli(r.port, 'GET', 'tickerd:epoch'));
+  // history is the ingest's: an edge keeps none and says where it is
+  const hist = await httpGet(b, '/api/history?symbol=BTC-USD&interval=1m&limit=5');
+  assert.ok(hist.status >= 400, `edge /api/history answered ${hist.status}`);
+  assert.match(hist.body, /kept by the ingest \(cluster\.role edge\)/);
   await sleep(2500);
   for (const s of syms) {
     const va = checkContiguous(sa, s);
