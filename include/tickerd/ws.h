@@ -25,6 +25,9 @@
  * reassembled (up to max_message_bytes) in a buffer that exists only while a
  * fragmented message is in flight. */
 #define WS_RX_BUFFER_SIZE 256
+/* Largest single send() lws may try: above any frame (broadcast.max_frame_bytes
+ * is at most 16 MiB), so a frame goes to the kernel in one call (ws_protocol). */
+#define WS_TX_PACKET_SIZE ((size_t)32 << 20)
 
 typedef struct ws_limits {
     uint32_t max_message_bytes; /* limits.max_message_bytes: reassembly bound */

@@ -609,7 +609,7 @@ int cfg_defaults(cfg_t *cfg)
     cfg->broadcast.stall_timeout_ms = 30000;
     cfg->broadcast.ping_interval_s = 30;
     cfg->broadcast.resume_depth = 64;
-    cfg->broadcast.backlog_ms = 100;
+    cfg->broadcast.backlog_ms = 1000;
     cfg->broadcast.permessage_deflate = 0; /* measured: costs more CPU than it saves on loopback (performance.md) */
     cfg->limits.max_subscriptions = 1000;
     cfg->limits.max_message_bytes = 4096;

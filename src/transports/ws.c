@@ -421,6 +421,12 @@ struct lws_protocols ws_protocol(ws_server *ws, bcast_enc enc)
         .callback = ws_callback,
         .per_session_data_size = sizeof(ws_session),
         .rx_buffer_size = WS_RX_BUFFER_SIZE,
+        /* Without it lws 4.1.6 caps every send() at rx_buffer_size (+ 20):
+         * a 2 KB frame went out in 8 sends of 276 bytes, the rest copied to
+         * lws' buflist, one more poll() pass per piece (issue 13). With it a
+         * frame is one send(); a socket that takes only part of it leaves
+         * the rest in the buflist as before (bounded: one frame). */
+        .tx_packet_size = WS_TX_PACKET_SIZE,
         .id = enc,
         .user = ws,
     };
@@ -473,14 +479,25 @@ void ws_sweep(ws_server *ws)
         if (!s->want_write_since_us)
             continue;
         /* Slow is not stalled: while lws drains a partly sent frame no
-         * WRITEABLE comes, so also watch the kernel's send queue shrink. */
+         * WRITEABLE comes, so also watch the kernel's send queue shrink --
+         * but only once it has waited half the timeout. Under load nearly
+         * every connection waits for its turn in the poll pass, and an
+         * ioctl per connection per sweep was as many syscalls as the writes
+         * themselves at 10k clients (docs/performance.md, issue 13). The
+         * first look takes the baseline (-1: none), the next ones compare: a
+         * connection is closed once it has waited the whole timeout and taken
+         * no bytes for (at least) its second half. */
+        if (now - s->want_write_since_us < limit / 2) {
+            s->outq = -1;
+            continue;
+        }
         int outq = 0;
-        if (!ioctl(lws_get_socket_fd(s->wsi), SIOCOUTQ, &outq) && outq < s->outq)
+        if (!ioctl(lws_get_socket_fd(s->wsi), SIOCOUTQ, &outq) && s->outq >= 0 && outq < s->outq)
             s->want_write_since_us = now;
         s->outq = outq;
         if (now - s->want_write_since_us < limit)
             continue;
-        /* The peer has taken no bytes for the whole timeout: dead or frozen.
+        /* The peer has taken no bytes for (the second half of) the timeout: dead or frozen.
          * Its socket cannot take a close frame either, so drop it now. */
         ws->stats.stall_closes++;
         sess_count_error(ws->srv, "ws", "stalled");

@@ -67,7 +67,10 @@ test('a bad admin.allowed_addresses entry is named, exit 2, nothing started', T,
 });
 
 test('/api/admin counts sessions by transport and address, ranks the slowest client, shows a down feed', T, async () => {
-  const srv = await startTickerd({ config: { feeds: [sim, dead], admin: { enabled: true } } });
+  // backlog_ms 100 (the default before issue 13): a paused client is conflated as soon as its socket makes it
+  // wait 100 ms. At the default 1,000 ms it gets every value until the loopback buffers (several MB) are full,
+  // which at this rate takes longer than the wait below.
+  const srv = await startTickerd({ config: { feeds: [sim, dead], admin: { enabled: true }, broadcast: { backlog_ms: 100 } } });
   await waitForSymbols(srv, ['G00001-USD', 'G00200-USD']);
   const reader = await connect(srv);
   await reader.subscribe(['G00001-USD']);
