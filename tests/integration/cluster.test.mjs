@@ -82,6 +82,27 @@ const quiet = { history: { enabled: false } };
 const ingestConfig = (redis, rate = 400) => simConfig({ rate, ...quiet, cluster: { role: 'ingest', redis } });
 const edgeConfig = (redis, extra = {}) => ({ ...quiet, cluster: { role: 'edge', redis }, ...extra });
 
+/**
+ * Resume on edge `to` from `last` (symbol -> last seq seen) in `epoch`: the ack keeps the epoch and every
+ * symbol continues with a replay of exactly the missed values. Returns the new client's recording.
+ */
+async function resumeOn(to, syms, last, epoch, waitMs) {
+  const c = await connect(to);
+  const seen = record(c);
+  const ack = await c.request({ op: 'subscribe', symbols: syms, resume: last, epoch, id: 2 });
+  assert.equal(ack.op, 'ack', JSON.stringify(ack));
+  assert.equal(ack.epoch, epoch);
+  await sleep(waitMs);
+  for (const s of syms) {
+    const vals = checkContiguous(seen, s);
+    assert.ok(vals.length > 0, `${s}: nothing after the resume`);
+    // Exactly the missed values (replayed from the stream), then live ones: no reset needed here.
+    assert.equal(vals[0].seq, last[s] + 1, `${s}: resumed at ${vals[0].seq} after ${last[s]}`);
+    assert.equal(vals[0].op, 'replay', `${s}: first frame after the resume is ${vals[0].op}`);
+  }
+  return seen;
+}
+
 /** Every update object a client receives, with the frame's op and reset flag. */
 function record(c) {
   const seen = [];
@@ -187,19 +208,7 @@ test('an edge dies: its client resumes on the other edge with no silent gap', as
   a.proc.kill('SIGKILL');
   await sleep(700); // values go on meanwhile
   await waitForSymbols(b, syms, 8000);
-  const cb = await connect(b);
-  const sb = record(cb);
-  const ack2 = await cb.request({ op: 'subscribe', symbols: syms, resume: last, epoch: ack.epoch, id: 2 });
-  assert.equal(ack2.op, 'ack', JSON.stringify(ack2));
-  assert.equal(ack2.epoch, ack.epoch);
-  await sleep(1500);
-  for (const s of syms) {
-    const vals = checkContiguous(sb, s);
-    assert.ok(vals.length > 0, `${s}: nothing after the resume`);
-    // Exactly the missed values (replayed from the stream), then live ones: no reset needed here.
-    assert.equal(vals[0].seq, last[s] + 1, `${s}: resumed at ${vals[0].seq} after ${last[s]}`);
-    assert.equal(vals[0].op, 'replay', `${s}: first frame after the resume is ${vals[0].op}`);
-  }
+  await resumeOn(b, syms, last, ack.epoch, 1500);
 });
 
 test('Redis killed and restarted empty: values marked stale, then an explicit reset in the new epoch', async () => {
@@ -494,19 +503,8 @@ test('two Redis shards: symbols spread over both, identical sequences on two edg
   const last = Object.fromEntries(syms.map((s) => [s, sa.filter((u) => u.symbol === s).at(-1).seq]));
   a.proc.kill('SIGKILL');
   await sleep(700);
-  const cc = await connect(b);
-  const sc = record(cc);
-  const ack2 = await cc.request({ op: 'subscribe', symbols: syms, resume: last, epoch: acka.epoch, id: 2 });
-  assert.equal(ack2.op, 'ack', JSON.stringify(ack2));
-  assert.equal(ack2.epoch, acka.epoch);
-  await sleep(1200);
-  for (const s of syms) {
-    const vals = checkContiguous(sc, s);
-    assert.ok(vals.length > 0, `${s}: nothing after the resume`);
-    assert.equal(vals[0].seq, last[s] + 1, `${s}: resumed at ${vals[0].seq} after ${last[s]}`);
-    assert.equal(vals[0].op, 'replay', `${s}: first frame after the resume is ${vals[0].op}`);
-    assert.ok(vals.every((u) => !u.reset), `${s}: a reset where a replay was possible`);
-  }
+  const sc = await resumeOn(b, syms, last, acka.epoch, 1200);
+  for (const s of syms) assert.ok(checkContiguous(sc, s).every((u) => !u.reset), `${s}: a reset where a replay was possible`);
   const m = await metrics(b);
   for (const addr of shards) assert.ok(m.get(`tickerd_cluster_received_total{shard="${addr}"}`) > 0, addr);
 });

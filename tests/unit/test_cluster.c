@@ -3,25 +3,10 @@
  * errors naming the key. */
 #include <string.h>
 
+#include "cfg_errors.h"
 #include "check.h"
 #include "tickerd/cfg.h"
 #include "tickerd/cluster.h"
-
-static int error_names(const char *json, const char *expect)
-{
-    cfg_t c;
-    cfg_error err = {{0}};
-    if (!cfg_load_string(&c, json, &err)) {
-        cfg_free(&c);
-        fprintf(stderr, "  accepted: %s\n", json);
-        return 0;
-    }
-    if (!strstr(err.msg, expect)) {
-        fprintf(stderr, "  error \"%s\" does not mention \"%s\"\n", err.msg, expect);
-        return 0;
-    }
-    return 1;
-}
 
 static void hash_is_fnv1a(void)
 {
