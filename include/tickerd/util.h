@@ -42,6 +42,12 @@ void sbuf_free(sbuf *b);
 void sbuf_append(sbuf *b, const char *s, size_t n);
 void sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Prometheus text exposition into an sbuf: a metric's HELP and TYPE lines,
+ * one unlabelled sample with them, one sample with a single label. */
+void tk_metric_head(sbuf *o, const char *name, const char *type, const char *help);
+void tk_metric(sbuf *o, const char *name, const char *type, const char *help, uint64_t v);
+void tk_metric_labelled(sbuf *o, const char *name, const char *label, const char *value, uint64_t v);
+
 /* Removes later repeats of a name from names[0..n) in place, keeping the
  * order of first appearance. Returns the new count, or (size_t)-1 when out
  * of memory (names unchanged). O(n log n): lists can be long (a 1 MiB

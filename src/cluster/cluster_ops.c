@@ -5,21 +5,10 @@
 #include "tickerd/cluster.h"
 #include "tickerd/util.h"
 
-static void head(struct sbuf *o, const char *name, const char *type, const char *help)
-{
-    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void plain(struct sbuf *o, const char *name, const char *type, const char *help, uint64_t v)
-{
-    head(o, name, type, help);
-    sbuf_printf(o, "%s %llu\n", name, (unsigned long long)v);
-}
-
 /* One per-shard series: name{shard="host:port"} v for every shard. */
 #define PER_SHARD(o, name, type, help, n, addr_of, value_of)                                      \
     do {                                                                                           \
-        head(o, name, type, help);                                                                 \
+        tk_metric_head(o, name, type, help);                                                                 \
         for (int i_ = 0; i_ < (n); i_++)                                                           \
             sbuf_printf(o, "%s{shard=\"%s\"} %llu\n", name, addr_of(i_),                           \
                         (unsigned long long)(value_of));                                           \
@@ -27,7 +16,7 @@ static void plain(struct sbuf *o, const char *name, const char *type, const char
 
 void cluster_render_metrics(const cluster_view *v, struct sbuf *o)
 {
-    head(o, "tickerd_cluster_role", "gauge", "This node's cluster.role (the label; value 1)");
+    tk_metric_head(o, "tickerd_cluster_role", "gauge", "This node's cluster.role (the label; value 1)");
     sbuf_printf(o, "tickerd_cluster_role{role=\"%s\"} 1\n", cluster_role_name(v->role));
     if (v->ingest) {
         int n = cluster_ingest_shards(v->ingest);
@@ -78,20 +67,20 @@ void cluster_render_metrics(const cluster_view *v, struct sbuf *o)
         PER_SHARD(o, "tickerd_cluster_epoch_changes_total", "counter",
                   "New epochs seen (Redis restarted empty or flushed)", n, ADDR, st[i_].epochs);
 #undef ADDR
-        plain(o, "tickerd_cluster_values_published_total", "counter",
+        tk_metric(o, "tickerd_cluster_values_published_total", "counter",
               "Values published into this edge's broadcaster", es->published);
-        plain(o, "tickerd_cluster_duplicates_total", "counter",
+        tk_metric(o, "tickerd_cluster_duplicates_total", "counter",
               "Values already held (a load overlapping the channel)", es->duplicates);
-        plain(o, "tickerd_cluster_gaps_total", "counter",
+        tk_metric(o, "tickerd_cluster_gaps_total", "counter",
               "Seq jumps no stream could fill (clients see the gap, as after conflation)", es->gaps);
-        plain(o, "tickerd_cluster_resets_total", "counter",
+        tk_metric(o, "tickerd_cluster_resets_total", "counter",
               "Symbols reset for a new epoch (subscribers get a reset snapshot)", es->resets);
-        plain(o, "tickerd_cluster_stale_marks_total", "counter",
+        tk_metric(o, "tickerd_cluster_stale_marks_total", "counter",
               "Values re-sent marked stale (shard away, or no value for stale_after_ms + 1 s)",
               es->stale_marks);
-        plain(o, "tickerd_cluster_stale_symbols", "gauge", "Symbols this edge marks stale",
+        tk_metric(o, "tickerd_cluster_stale_symbols", "gauge", "Symbols this edge marks stale",
               es->stale);
-        plain(o, "tickerd_cluster_channels", "gauge", "Symbol channels subscribed", es->channels);
+        tk_metric(o, "tickerd_cluster_channels", "gauge", "Symbol channels subscribed", es->channels);
     }
 }
 

@@ -150,3 +150,19 @@ int tk_utf8_feed(uint32_t *state, const unsigned char *p, size_t len)
     *state = st;
     return 0;
 }
+
+void tk_metric_head(sbuf *o, const char *name, const char *type, const char *help)
+{
+    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void tk_metric(sbuf *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+    tk_metric_head(o, name, type, help);
+    sbuf_printf(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+void tk_metric_labelled(sbuf *o, const char *name, const char *label, const char *value, uint64_t v)
+{
+    sbuf_printf(o, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
+}

@@ -47,24 +47,6 @@ void http_destroy(http_server *h) { free(h); }
 
 /* ---- renderers ---- */
 
-static void metric_head(sbuf *o, const char *name, const char *type, const char *help)
-{
-    sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void metric(sbuf *o, const char *name, const char *type, const char *help, uint64_t v)
-{
-    metric_head(o, name, type, help);
-    sbuf_printf(o, "%s %llu\n", name, (unsigned long long)v);
-}
-
-/* One labelled sample: name{label="value"} v */
-static void metric_labelled(sbuf *o, const char *name, const char *label, const char *value,
-                            uint64_t v)
-{
-    sbuf_printf(o, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
-}
-
 /* Feeds that spread their symbols over several upstream connections
  * (WebSocket feeds; Binance above 512 symbols): one sample per connection
  * slot, labelled conn="0".., and the last make-before-break overlap. */
@@ -90,7 +72,7 @@ static void http_feed_conn_metrics(const http_sources *src, sbuf *o)
     if (!st)
         return;
     for (size_t k = 0; k < sizeof(fam) / sizeof(fam[0]); k++) {
-        metric_head(o, fam[k].name, fam[k].type, fam[k].help);
+        tk_metric_head(o, fam[k].name, fam[k].type, fam[k].help);
         for (size_t i = 0; i < *src->nfeeds; i++) {
             feed_get_status((*src->feeds)[i], st);
             for (uint32_t c = 0; c < st->nconns && c < FEED_MAX_CONNS; c++) {
@@ -113,12 +95,12 @@ static void http_feed_conn_metrics(const http_sources *src, sbuf *o)
             }
         }
     }
-    metric_head(o, "tickerd_feed_last_overlap_ms", "gauge",
+    tk_metric_head(o, "tickerd_feed_last_overlap_ms", "gauge",
                 "How long the last replacement connection ran beside the one it replaced");
     for (size_t i = 0; i < *src->nfeeds; i++) {
         feed_get_status((*src->feeds)[i], st);
         if (st->last_overlap_ms >= 0 && st->nconns)
-            metric_labelled(o, "tickerd_feed_last_overlap_ms", "feed", feed_name((*src->feeds)[i]),
+            tk_metric_labelled(o, "tickerd_feed_last_overlap_ms", "feed", feed_name((*src->feeds)[i]),
                             (uint64_t)st->last_overlap_ms);
     }
     free(st);
@@ -132,34 +114,34 @@ static void http_history_metrics(const http_sources *src, sbuf *o)
     if (st)
         store_get_stats(st, &ss);
     int failing = *src->history_enabled && (!st || ss.degraded);
-    metric(o, "tickerd_history_up", "gauge",
+    tk_metric(o, "tickerd_history_up", "gauge",
            "1 while history is being written; 0 when disabled, unavailable or degraded (live-only)",
            (uint64_t)(*src->history_enabled && !failing));
-    metric(o, "tickerd_history_degraded", "gauge",
+    tk_metric(o, "tickerd_history_degraded", "gauge",
            "1 while history writes fail (disk full, read-only, I/O error) or the store could not open",
            (uint64_t)failing);
-    metric(o, "tickerd_history_ticks_written_total", "counter", "Ticks committed to the history file",
+    tk_metric(o, "tickerd_history_ticks_written_total", "counter", "Ticks committed to the history file",
            ss.ticks_written);
-    metric(o, "tickerd_history_ticks_dropped_total", "counter",
+    tk_metric(o, "tickerd_history_ticks_dropped_total", "counter",
            "Ticks lost to history (writer queue full, or unwritable at exit); recorded as gaps",
            ss.dropped);
-    metric(o, "tickerd_history_queue_depth", "gauge", "Ticks waiting for the history writer",
+    tk_metric(o, "tickerd_history_queue_depth", "gauge", "Ticks waiting for the history writer",
            ss.queue_depth);
-    metric(o, "tickerd_history_failed_batches_total", "counter",
+    tk_metric(o, "tickerd_history_failed_batches_total", "counter",
            "History write transactions rolled back (their ticks stay queued)", ss.failed_batches);
-    metric(o, "tickerd_history_rows_trimmed_total", "counter", "History rows deleted by retention",
+    tk_metric(o, "tickerd_history_rows_trimmed_total", "counter", "History rows deleted by retention",
            ss.rows_trimmed);
-    metric(o, "tickerd_history_last_flush_microseconds", "gauge",
+    tk_metric(o, "tickerd_history_last_flush_microseconds", "gauge",
            "Duration of the last history write transaction", (uint64_t)ss.last_flush_us);
     hist_stats hs;
     hist_get_stats(*src->hist, &hs);
-    metric(o, "tickerd_history_requests_total", "counter",
+    tk_metric(o, "tickerd_history_requests_total", "counter",
            "History reads (subscribes with history, /api/history)", hs.requests);
-    metric(o, "tickerd_history_requests_busy_total", "counter",
+    tk_metric(o, "tickerd_history_requests_busy_total", "counter",
            "History reads refused because too many were in progress", hs.busy);
-    metric(o, "tickerd_history_read_errors_total", "counter", "History queries that failed",
+    tk_metric(o, "tickerd_history_read_errors_total", "counter", "History queries that failed",
            hs.errors);
-    metric(o, "tickerd_history_rows_read_total", "counter", "Rows returned by history reads",
+    tk_metric(o, "tickerd_history_rows_read_total", "counter", "Rows returned by history reads",
            hs.rows);
 }
 
@@ -170,142 +152,142 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     const ws_stats *ws = ws_get_stats(*src->ws);
     const sess_stats *ss_ = sess_get_stats(*src->sess);
 
-    metric(o, "tickerd_clients_connected", "gauge", "WebSocket clients connected", bs->clients);
-    metric(o, "tickerd_clients_binary", "gauge",
+    tk_metric(o, "tickerd_clients_connected", "gauge", "WebSocket clients connected", bs->clients);
+    tk_metric(o, "tickerd_clients_binary", "gauge",
            "WebSocket clients reading the binary encoding (tickerd.bin)", bs->bin_clients);
-    metric(o, "tickerd_subscriptions", "gauge", "Symbol subscriptions over all clients",
+    tk_metric(o, "tickerd_subscriptions", "gauge", "Symbol subscriptions over all clients",
            bs->subscriptions);
-    metric(o, "tickerd_symbols", "gauge", "Symbols offered", bcast_symbols_offered(*src->bcast));
-    metric(o, "tickerd_updates_in_total", "counter", "Upstream updates accepted", ns->accepted);
-    metric_head(o, "tickerd_updates_rejected_total", "counter",
+    tk_metric(o, "tickerd_symbols", "gauge", "Symbols offered", bcast_symbols_offered(*src->bcast));
+    tk_metric(o, "tickerd_updates_in_total", "counter", "Upstream updates accepted", ns->accepted);
+    tk_metric_head(o, "tickerd_updates_rejected_total", "counter",
                 "Upstream updates dropped by validation");
     for (int r = 0; r < NORM_REJECT_COUNT; r++)
-        metric_labelled(o, "tickerd_updates_rejected_total", "reason",
+        tk_metric_labelled(o, "tickerd_updates_rejected_total", "reason",
                         norm_reject_name((norm_reject_reason)r), ns->rejected[r]);
-    metric(o, "tickerd_updates_coalesced_total", "counter",
+    tk_metric(o, "tickerd_updates_coalesced_total", "counter",
            "Accepted updates folded into a value awaiting the next flush", ns->coalesced);
-    metric(o, "tickerd_updates_published_total", "counter",
+    tk_metric(o, "tickerd_updates_published_total", "counter",
            "Values published to the broadcaster after coalescing", ns->published);
-    metric(o, "tickerd_updates_standby_total", "counter",
+    tk_metric(o, "tickerd_updates_standby_total", "counter",
            "Accepted updates from a source that is not the symbol's active source (kept, not "
            "published)",
            ns->standby);
-    metric(o, "tickerd_source_switches_total", "counter",
+    tk_metric(o, "tickerd_source_switches_total", "counter",
            "Changes of a symbol's active source (failover to the next fresh source, or take-back "
            "by the preferred one)",
            ns->switches);
-    metric(o, "tickerd_symbols_stale", "gauge",
+    tk_metric(o, "tickerd_symbols_stale", "gauge",
            "Symbols with a value but no fresh source (published with \"stale\":true)",
            ns->stale_symbols);
-    metric(o, "tickerd_updates_out_total", "counter", "Update objects sent to clients",
+    tk_metric(o, "tickerd_updates_out_total", "counter", "Update objects sent to clients",
            bs->updates_out);
-    metric(o, "tickerd_snapshot_updates_out_total", "counter",
+    tk_metric(o, "tickerd_snapshot_updates_out_total", "counter",
            "Update objects sent to clients in snapshot frames (reset snapshots included)", bs->snapshots_out);
-    metric(o, "tickerd_updates_conflated_total", "counter",
+    tk_metric(o, "tickerd_updates_conflated_total", "counter",
            "Values skipped for slow clients by per-client conflation", bs->conflated);
-    metric(o, "tickerd_frames_out_total", "counter", "Update, snapshot and replay frames sent",
+    tk_metric(o, "tickerd_frames_out_total", "counter", "Update, snapshot and replay frames sent",
            bs->frames_out);
-    metric(o, "tickerd_resume_replayed_updates_total", "counter",
+    tk_metric(o, "tickerd_resume_replayed_updates_total", "counter",
            "Update objects sent to resuming clients in replay frames", bs->replayed_out);
-    metric(o, "tickerd_resume_replayed_symbols_total", "counter",
+    tk_metric(o, "tickerd_resume_replayed_symbols_total", "counter",
            "Resumed symbols whose replay was completed", bs->resume_replayed);
-    metric(o, "tickerd_resume_current_symbols_total", "counter",
+    tk_metric(o, "tickerd_resume_current_symbols_total", "counter",
            "Resumed symbols that were already up to date (nothing replayed)", bs->resume_current);
-    metric_head(o, "tickerd_resume_resets_total", "counter",
+    tk_metric_head(o, "tickerd_resume_resets_total", "counter",
                 "Resumed symbols given a reset snapshot instead of a replay");
     for (int r = 0; r < BCAST_RESET_COUNT; r++)
-        metric_labelled(o, "tickerd_resume_resets_total", "reason",
+        tk_metric_labelled(o, "tickerd_resume_resets_total", "reason",
                         bcast_reset_name((bcast_reset_reason)r), bs->resume_resets[r]);
-    metric(o, "tickerd_resume_ring_bytes", "gauge",
+    tk_metric(o, "tickerd_resume_ring_bytes", "gauge",
            "Memory held by the per-symbol resume rings (broadcast.resume_depth)", bs->ring_bytes);
-    metric(o, "tickerd_bytes_out_total", "counter", "WebSocket payload bytes sent", ws->bytes_out);
-    metric(o, "tickerd_messages_in_total", "counter", "Client messages received", ss_->messages_in);
-    metric(o, "tickerd_control_frames_in_total", "counter",
+    tk_metric(o, "tickerd_bytes_out_total", "counter", "WebSocket payload bytes sent", ws->bytes_out);
+    tk_metric(o, "tickerd_messages_in_total", "counter", "Client messages received", ss_->messages_in);
+    tk_metric(o, "tickerd_control_frames_in_total", "counter",
            "Client WebSocket control frames (pings) counted against the message rate",
            ss_->control_frames_in);
-    metric_head(o, "tickerd_client_errors_total", "counter", "Error replies sent to clients");
+    tk_metric_head(o, "tickerd_client_errors_total", "counter", "Error replies sent to clients");
     for (int e = 0; e < SESS_ERR_COUNT; e++)
-        metric_labelled(o, "tickerd_client_errors_total", "code",
+        tk_metric_labelled(o, "tickerd_client_errors_total", "code",
                         sess_error_name((sess_error_code)e), ss_->errors[e]);
-    metric_head(o, "tickerd_clients", "gauge", "Client sessions by transport");
+    tk_metric_head(o, "tickerd_clients", "gauge", "Client sessions by transport");
     for (int t = 0; t < SESS_MAX_TRANSPORTS && ss_->transports[t].name; t++)
-        metric_labelled(o, "tickerd_clients", "transport", ss_->transports[t].name,
+        tk_metric_labelled(o, "tickerd_clients", "transport", ss_->transports[t].name,
                         ss_->transports[t].sessions);
-    metric_head(o, "tickerd_transport_errors_total", "counter",
+    tk_metric_head(o, "tickerd_transport_errors_total", "counter",
                 "Transport-level errors (refused, malformed, reaped) by transport and reason");
     for (int t = 0; t < SESS_MAX_TRANSPORTS && ss_->transports[t].name; t++)
         for (int r = 0; r < SESS_MAX_REASONS && ss_->transports[t].reasons[r]; r++)
             sbuf_printf(o, "tickerd_transport_errors_total{transport=\"%s\",reason=\"%s\"} %llu\n",
                         ss_->transports[t].name, ss_->transports[t].reasons[r],
                         (unsigned long long)ss_->transports[t].errors[r]);
-    metric(o, "tickerd_slow_client_closes_total", "counter",
+    tk_metric(o, "tickerd_slow_client_closes_total", "counter",
            "Clients closed (1008) for accepting no bytes for broadcast.stall_timeout_ms",
            ws->stall_closes);
-    metric(o, "tickerd_abuse_closes_total", "counter",
+    tk_metric(o, "tickerd_abuse_closes_total", "counter",
            "Clients closed (1008) for exceeding limits.max_errors", ss_->abuse_closes);
-    metric(o, "tickerd_connections_rejected_total", "counter",
+    tk_metric(o, "tickerd_connections_rejected_total", "counter",
            "Connections closed (1013) at server.max_connections", ws->connections_rejected);
     const guard_stats *gs = guard_get_stats(*src->guard);
-    metric_head(o, "tickerd_http_rejected_total", "counter",
+    tk_metric_head(o, "tickerd_http_rejected_total", "counter",
                 "Request heads answered with an error by the listener's guard, by status");
     for (int v = 0; v < GUARD_VERDICT_COUNT; v++)
         if (guard_status((guard_verdict)v))
             sbuf_printf(o, "tickerd_http_rejected_total{status=\"%d\",reason=\"%s\"} %llu\n",
                         guard_status((guard_verdict)v), guard_reason((guard_verdict)v),
                         (unsigned long long)gs->rejected[v]);
-    metric(o, "tickerd_http_head_timeouts_total", "counter",
+    tk_metric(o, "tickerd_http_head_timeouts_total", "counter",
            "Connections closed without a complete request head (gave up or timed out)",
            gs->head_timeouts);
-    metric(o, "tickerd_http_heads_pending", "gauge",
+    tk_metric(o, "tickerd_http_heads_pending", "gauge",
            "Connections still sending their first request head (TLS: or finishing the handshake)",
            gs->pending);
-    metric_head(o, "tickerd_connections_refused_total", "counter",
+    tk_metric_head(o, "tickerd_connections_refused_total", "counter",
                 "Connections refused by the listener's per-address and handshake limits, by reason");
     for (int r = 0; r < GUARD_REFUSE_COUNT; r++)
-        metric_labelled(o, "tickerd_connections_refused_total", "reason",
+        tk_metric_labelled(o, "tickerd_connections_refused_total", "reason",
                         guard_refusal_name((guard_refusal)r), gs->refused[r]);
-    metric(o, "tickerd_connection_addresses", "gauge",
+    tk_metric(o, "tickerd_connection_addresses", "gauge",
            "Client addresses (IPv4, IPv6 /64) with connections open", gs->addresses);
-    metric(o, "tickerd_forwarded_connections_total", "counter",
+    tk_metric(o, "tickerd_forwarded_connections_total", "counter",
            "Connections from a trusted proxy counted under their X-Forwarded-For address",
            gs->forwarded);
-    metric(o, "tickerd_forwarded_ignored_total", "counter",
+    tk_metric(o, "tickerd_forwarded_ignored_total", "counter",
            "Requests with X-Forwarded-For from a peer not in server.trusted_proxies (not believed)",
            gs->forwarded_ignored);
     if (src->tls) {
-        metric(o, "tickerd_tls_cert_not_after_seconds", "gauge",
+        tk_metric(o, "tickerd_tls_cert_not_after_seconds", "gauge",
                "Expiry of the listener's TLS certificate (Unix time; 0 without TLS)",
                (uint64_t)(src->tls->not_after > 0 ? src->tls->not_after : 0));
-        metric(o, "tickerd_tls_reloads_total", "counter",
+        tk_metric(o, "tickerd_tls_reloads_total", "counter",
                "SIGHUPs that re-read the TLS certificate", src->tls->reloads);
-        metric(o, "tickerd_tls_reload_failures_total", "counter",
+        tk_metric(o, "tickerd_tls_reload_failures_total", "counter",
                "SIGHUPs whose TLS files were refused (the certificate in use was kept)",
                src->tls->reload_failures);
     }
-    metric(o, "tickerd_subscribe_timeout_closes_total", "counter",
+    tk_metric(o, "tickerd_subscribe_timeout_closes_total", "counter",
            "Sessions (/ws, Socket.IO) closed for subscribing to nothing within limits.subscribe_timeout_ms",
            ss_->subscribe_timeouts);
-    metric(o, "tickerd_invalid_utf8_closes_total", "counter",
+    tk_metric(o, "tickerd_invalid_utf8_closes_total", "counter",
            "WebSocket clients closed (1007) for a text message that is not UTF-8", ws->utf8_closes);
-    metric(o, "tickerd_ws_rx_buffer_bytes", "gauge",
+    tk_metric(o, "tickerd_ws_rx_buffer_bytes", "gauge",
            "Bytes held reassembling unfinished WebSocket client messages", ws->rx_bytes_held);
-    metric(o, "tickerd_replies_dropped_total", "counter",
+    tk_metric(o, "tickerd_replies_dropped_total", "counter",
            "Control replies dropped because a client's reply queue was full", ss_->replies_dropped);
     gate_render_metrics(sess_gate(*src->sess), o); /* Origin, address lists, auth */
 
     /* Prometheus wants each family's samples together: two passes over the feeds. */
-    metric_head(o, "tickerd_feed_up", "gauge", "Feed state: 1 live, 0 otherwise");
+    tk_metric_head(o, "tickerd_feed_up", "gauge", "Feed state: 1 live, 0 otherwise");
     for (size_t i = 0; i < *src->nfeeds; i++) {
         feed_status st;
         feed_get_status((*src->feeds)[i], &st);
-        metric_labelled(o, "tickerd_feed_up", "feed", feed_name((*src->feeds)[i]),
+        tk_metric_labelled(o, "tickerd_feed_up", "feed", feed_name((*src->feeds)[i]),
                         st.state == FEED_LIVE);
     }
-    metric_head(o, "tickerd_feed_updates_total", "counter", "Updates emitted by each feed");
+    tk_metric_head(o, "tickerd_feed_updates_total", "counter", "Updates emitted by each feed");
     for (size_t i = 0; i < *src->nfeeds; i++) {
         feed_status st;
         feed_get_status((*src->feeds)[i], &st);
-        metric_labelled(o, "tickerd_feed_updates_total", "feed", feed_name((*src->feeds)[i]),
+        tk_metric_labelled(o, "tickerd_feed_updates_total", "feed", feed_name((*src->feeds)[i]),
                         st.updates);
     }
     /* Per-feed failure counters: one family each, a sample per feed. */
@@ -333,11 +315,11 @@ int http_render_metrics(const http_sources *src, sbuf *o)
          offsetof(feed_status, stale_dropped)},
     };
     for (size_t k = 0; k < sizeof(fails) / sizeof(fails[0]); k++) {
-        metric_head(o, fails[k].name, "counter", fails[k].help);
+        tk_metric_head(o, fails[k].name, "counter", fails[k].help);
         for (size_t i = 0; i < *src->nfeeds; i++) {
             feed_status st;
             feed_get_status((*src->feeds)[i], &st);
-            metric_labelled(o, fails[k].name, "feed", feed_name((*src->feeds)[i]),
+            tk_metric_labelled(o, fails[k].name, "feed", feed_name((*src->feeds)[i]),
                             *(const uint64_t *)((const char *)&st + fails[k].off));
         }
     }
@@ -345,7 +327,7 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     http_history_metrics(src, o);
     if (src->cluster)
         cluster_render_metrics(src->cluster, o);
-    metric(o, "tickerd_uptime_seconds", "gauge", "Seconds since start",
+    tk_metric(o, "tickerd_uptime_seconds", "gauge", "Seconds since start",
            (uint64_t)((tk_now_us() - src->started_us) / 1000000));
     return 200;
 }
@@ -710,7 +692,7 @@ static int http_begin(struct lws *wsi, http_server *h, http_session *s)
     } else if (!strcmp(uri, "/metrics")) {
         type = "text/plain; version=0.0.4";
         status = http_render_metrics(&h->src, &s->body);
-        metric(&s->body, "tickerd_admin_refused_total", "counter",
+        tk_metric(&s->body, "tickerd_admin_refused_total", "counter",
                "Requests for /admin or /api/admin from an address not in admin.allowed_addresses",
                h->admin_refused);
     } else if (!strcmp(uri, "/healthz")) {

@@ -527,25 +527,24 @@ void gate_render_metrics(const gate *g, sbuf *o)
 {
     if (!g)
         return;
-    sbuf_printf(o, "# HELP tickerd_origin_refused_total Streaming requests refused for their browser "
-                   "Origin (server.allowed_origins), by transport\n"
-                   "# TYPE tickerd_origin_refused_total counter\n");
+    tk_metric_head(o, "tickerd_origin_refused_total", "counter",
+                   "Streaming requests refused for their browser Origin (server.allowed_origins), by "
+                   "transport");
     for (int t = 0; t < GATE_T_COUNT; t++)
-        sbuf_printf(o, "tickerd_origin_refused_total{transport=\"%s\"} %llu\n", transport_names[t],
-                    (unsigned long long)g->stats.origin_refused[t]);
-    sbuf_printf(o, "# HELP tickerd_address_refused_total Requests refused by an address list "
-                   "(server.*_allowed_addresses), by endpoint\n"
-                   "# TYPE tickerd_address_refused_total counter\n");
+        tk_metric_labelled(o, "tickerd_origin_refused_total", "transport", transport_names[t],
+                           g->stats.origin_refused[t]);
+    tk_metric_head(o, "tickerd_address_refused_total", "counter",
+                   "Requests refused by an address list (server.*_allowed_addresses), by endpoint");
     for (int e = 0; e < GATE_EP_COUNT; e++)
-        sbuf_printf(o, "tickerd_address_refused_total{endpoint=\"%s\"} %llu\n", endpoint_names[e],
-                    (unsigned long long)g->stats.address_refused[e]);
+        tk_metric_labelled(o, "tickerd_address_refused_total", "endpoint", endpoint_names[e],
+                           g->stats.address_refused[e]);
     static const auth_stats none;
     const auth_stats *s = g->auth ? auth_get_stats(g->auth) : &none;
-    sbuf_printf(o, "# HELP tickerd_auth_failures_total Tokens refused (auth.mode token), by reason\n"
-                   "# TYPE tickerd_auth_failures_total counter\n");
+    tk_metric_head(o, "tickerd_auth_failures_total", "counter",
+                   "Tokens refused (auth.mode token), by reason");
     for (int r = 1; r < AUTH_E_COUNT; r++)
-        sbuf_printf(o, "tickerd_auth_failures_total{reason=\"%s\"} %llu\n",
-                    auth_result_name((auth_result)r), (unsigned long long)s->failures[r]);
+        tk_metric_labelled(o, "tickerd_auth_failures_total", "reason", auth_result_name((auth_result)r),
+                           s->failures[r]);
     static const struct {
         const char *name, *type, *help;
         size_t off;
@@ -567,9 +566,7 @@ void gate_render_metrics(const gate *g, sbuf *o)
          offsetof(auth_stats, revoked_subscriptions)},
     };
     for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
-        sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", m[i].name, m[i].help, m[i].name,
-                    m[i].type, m[i].name,
-                    (unsigned long long)*(const uint64_t *)((const char *)s + m[i].off));
-    sbuf_printf(o, "# HELP tickerd_auth_sessions Sessions holding a token\n"
-                   "# TYPE tickerd_auth_sessions gauge\ntickerd_auth_sessions %u\n", s->sessions);
+        tk_metric(o, m[i].name, m[i].type, m[i].help,
+                  *(const uint64_t *)((const char *)s + m[i].off));
+    tk_metric(o, "tickerd_auth_sessions", "gauge", "Sessions holding a token", s->sessions);
 }
