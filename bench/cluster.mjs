@@ -22,6 +22,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mergeHists, quantileMs } from './lib/load.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = process.env.TICKERD_BIN || path.join(ROOT, 'build/tickerd');
@@ -118,32 +119,10 @@ async function stopAll() {
   }
 }
 
-/* ---------------------------------------------- latency histograms (as in loadgen.c / bench/lib/load.mjs) */
-function bucketValue(i, subBits) {
-  const sub = 2 ** subBits;
-  if (i < sub) return i;
-  const e = Math.floor(i / sub) + subBits - 1;
-  const width = 2 ** (e - subBits);
-  return (sub + (i % sub)) * width + (width - 1) / 2;
-}
-function quantileMs(reports, q) {
-  const sub = reports[0].hist_sub_bits ?? 6;
-  const b = new Map();
-  let max = 0;
-  for (const r of reports) {
-    for (const h of [r.hist_ok, r.hist_stalled].filter(Boolean)) {
-      max = Math.max(max, h.max_us);
-      for (const [i, c] of h.b) b.set(i, (b.get(i) || 0) + c);
-    }
-  }
-  const buckets = [...b.entries()].sort((x, y) => x[0] - y[0]);
-  const count = buckets.reduce((a, [, c]) => a + c, 0);
-  if (!count) return NaN;
-  const rank = Math.max(1, Math.ceil(q * count));
-  if (rank >= count) return max / 1000;
-  let seen = 0;
-  for (const [i, c] of buckets) if ((seen += c) >= rank) return Math.min(bucketValue(i, sub), max) / 1000;
-  return max / 1000;
+/** Quantile q (ms) of every report's latency histograms together (bench/lib/load.mjs, as in loadgen.c). */
+function reportsQuantileMs(reports, q) {
+  const h = mergeHists(reports.flatMap((r) => [r.hist_ok, r.hist_stalled]));
+  return quantileMs(h, q, reports[0].hist_sub_bits ?? 6);
 }
 
 /** Two load processes (n/2 clients each) against ports[0] and ports[1]; one window measured for all. */
@@ -177,7 +156,7 @@ async function measure(ports, n, servers, ingestPort) {
   return {
     deliveries: reports.reduce((a, r) => a + r.updates_per_s, 0),
     connected: reports.reduce((a, r) => a + r.connected, 0),
-    p50: quantileMs(reports, 0.5), p99: quantileMs(reports, 0.99),
+    p50: reportsQuantileMs(reports, 0.5), p99: reportsQuantileMs(reports, 0.99),
     cpu: Object.fromEntries(servers.map((s, i) => [s.name, (c1[i] - c0[i]) / TICK_HZ / secs])),
     publishedPerS: ingestPort ? (p1 - p0) / secs : NaN,
     loadgenCpu: reports.reduce((a, r) => a + r.loadgen_cpu, 0),

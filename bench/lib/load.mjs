@@ -32,7 +32,7 @@ function bucketValue(i, subBits) {
 }
 
 /** Merges the processes' {max_us, b: [[bucket, count]]} histograms. */
-function mergeHists(hists) {
+export function mergeHists(hists) {
   const b = new Map();
   let max = 0;
   for (const h of hists.filter(Boolean)) {
@@ -43,7 +43,7 @@ function mergeHists(hists) {
 }
 
 /** Value at quantile q in ms (the exact max for the last rank), like hist_quantile() in loadgen.c. */
-function quantileMs(h, q, subBits) {
+export function quantileMs(h, q, subBits) {
   if (!h.count) return NaN;
   const rank = Math.max(1, Math.ceil(q * h.count));
   if (rank >= h.count) return h.max / 1000;

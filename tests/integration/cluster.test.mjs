@@ -82,6 +82,17 @@ const quiet = { history: { enabled: false } };
 const ingestConfig = (redis, rate = 400) => simConfig({ rate, ...quiet, cluster: { role: 'ingest', redis } });
 const edgeConfig = (redis, extra = {}) => ({ ...quiet, cluster: { role: 'edge', redis }, ...extra });
 
+/** A client on each of edges a and b subscribed to syms once both know them: their recordings and acks. */
+async function subscribeOnBoth(a, b, syms) {
+  await waitForSymbols(a, syms, 8000);
+  await waitForSymbols(b, syms, 8000);
+  const ca = await connect(a);
+  const cb = await connect(b);
+  const sa = record(ca);
+  const sb = record(cb);
+  return { sa, sb, acka: await ca.subscribe(syms, 1), ackb: await cb.subscribe(syms, 1) };
+}
+
 /**
  * Resume on edge `to` from `last` (symbol -> last seq seen) in `epoch`: the ack keeps the epoch and every
  * symbol continues with a replay of exactly the missed values. Returns the new client's recording.
@@ -154,14 +165,7 @@ test('1 ingest + 2 edges: clients on both edges see identical (symbol, seq, last
   await edgeUp(a);
   await edgeUp(b);
   const syms = ['BTC-USD', 'ETH-USD', 'EUR-USD'];
-  await waitForSymbols(a, syms, 8000);
-  await waitForSymbols(b, syms, 8000);
-  const ca = await connect(a);
-  const cb = await connect(b);
-  const sa = record(ca);
-  const sb = record(cb);
-  const acka = await ca.subscribe(syms, 1);
-  const ackb = await cb.subscribe(syms, 1);
+  const { sa, sb, acka, ackb } = await subscribeOnBoth(a, b, syms);
   assert.equal(acka.epoch, ackb.epoch, 'both edges carry the cluster epoch');
   assert.equal(acka.epoch, cli(r.port, 'GET', 'tickerd:epoch'));
   // history is the ingest's: an edge keeps none and says where it is
@@ -474,14 +478,7 @@ test('two Redis shards: symbols spread over both, identical sequences on two edg
   for (const s of on1) assert.equal(cli(r2.port, 'EXISTS', `tickerd:seq:${s}`), '0');
   // Two symbols of each shard.
   const syms = [...on1.slice(0, 2), ...on2.slice(0, 2)];
-  await waitForSymbols(a, syms, 8000);
-  await waitForSymbols(b, syms, 8000);
-  const ca = await connect(a);
-  const cb = await connect(b);
-  const sa = record(ca);
-  const sb = record(cb);
-  const acka = await ca.subscribe(syms, 1);
-  const ackb = await cb.subscribe(syms, 1);
+  const { sa, sb, acka, ackb } = await subscribeOnBoth(a, b, syms);
   const e1 = cli(r1.port, 'GET', 'tickerd:epoch');
   const e2 = cli(r2.port, 'GET', 'tickerd:epoch');
   assert.notEqual(e1, e2, 'each shard has its own epoch');
