@@ -82,6 +82,23 @@ const quiet = { history: { enabled: false } };
 const ingestConfig = (redis, rate = 400) => simConfig({ rate, ...quiet, cluster: { role: 'ingest', redis } });
 const edgeConfig = (redis, extra = {}) => ({ ...quiet, cluster: { role: 'edge', redis }, ...extra });
 
+/**
+ * Symbol s as two edges' clients recorded it: each contiguous, and every seq both saw (at least 5) carrying
+ * the same value. Returns the first recording's values of s.
+ */
+function sameOnBoth(sa, sb, s) {
+  const va = checkContiguous(sa, s);
+  const bySeq = new Map(checkContiguous(sb, s).map((u) => [u.seq, u]));
+  const common = va.filter((u) => bySeq.has(u.seq));
+  assert.ok(common.length >= 5, `${s}: ${common.length} seqs seen on both edges`);
+  for (const u of common) {
+    const w = bySeq.get(u.seq);
+    assert.deepEqual([u.last, u.bid, u.ask, u.ts, u.src], [w.last, w.bid, w.ask, w.ts, w.src],
+      `${s} seq ${u.seq} differs between edges`);
+  }
+  return va;
+}
+
 /** A client on each of edges a and b subscribed to syms once both know them: their recordings and acks. */
 async function subscribeOnBoth(a, b, syms) {
   await waitForSymbols(a, syms, 8000);
@@ -174,16 +191,7 @@ test('1 ingest + 2 edges: clients on both edges see identical (symbol, seq, last
   assert.match(hist.body, /kept by the ingest \(cluster\.role edge\)/);
   await sleep(2500);
   for (const s of syms) {
-    const va = checkContiguous(sa, s);
-    const vb = checkContiguous(sb, s);
-    const bySeq = new Map(vb.map((u) => [u.seq, u]));
-    const common = va.filter((u) => bySeq.has(u.seq));
-    assert.ok(common.length >= 5, `${s}: ${common.length} seqs seen on both edges`);
-    for (const u of common) {
-      const w = bySeq.get(u.seq);
-      assert.deepEqual([u.last, u.bid, u.ask, u.ts, u.src], [w.last, w.bid, w.ask, w.ts, w.src],
-        `${s} seq ${u.seq} differs between edges`);
-    }
+    const va = sameOnBoth(sa, sb, s);
     // The stream holds the same values under the same seqs.
     const top = va[va.length - 1];
     const entry = cli(r.port, 'XRANGE', `tickerd:stream:${s}`, `${top.seq}-0`, `${top.seq}-0`);
@@ -485,17 +493,7 @@ test('two Redis shards: symbols spread over both, identical sequences on two edg
   assert.equal(acka.epoch, ackb.epoch, 'both edges carry the same combined epoch');
   assert.equal(acka.epoch, combinedEpoch([e1, e2]));
   await sleep(2000);
-  for (const s of syms) {
-    const va = checkContiguous(sa, s);
-    const bySeq = new Map(checkContiguous(sb, s).map((u) => [u.seq, u]));
-    const common = va.filter((u) => bySeq.has(u.seq));
-    assert.ok(common.length >= 5, `${s}: ${common.length} seqs seen on both edges`);
-    for (const u of common) {
-      const w = bySeq.get(u.seq);
-      assert.deepEqual([u.last, u.bid, u.ask, u.ts, u.src], [w.last, w.bid, w.ask, w.ts, w.src],
-        `${s} seq ${u.seq} differs between edges`);
-    }
-  }
+  for (const s of syms) sameOnBoth(sa, sb, s);
   // Edge a dies; its client resumes on b with the combined epoch: exactly the missed values of both shards.
   const last = Object.fromEntries(syms.map((s) => [s, sa.filter((u) => u.symbol === s).at(-1).seq]));
   a.proc.kill('SIGKILL');
