@@ -14,9 +14,14 @@
  *
  * Design notes
  * - Everything runs on one thread; the only other context is the SIGINT /
- *   SIGTERM handler, which just sets a flag.  A 10 ms lws_sul tick drives the ramp,
+ *   SIGTERM handler, which just sets a flag.  A 10 ms tick drives the ramp,
  *   the phase changes and the stall schedule.
- * - The event loop is a libuv loop we own, handed to lws as a foreign loop
+ * - Two engines move the bytes (the io_* functions choose).  The default,
+ *   lg_raw.c, is our own epoll WebSocket client: at 780k updates/s the lws
+ *   client spent 57 % of the tool's core in its per-byte frame parser, so the
+ *   tool and not the server was the limit of every saturation row.  The lws
+ *   engine (--engine lws, and wss://) is the libwebsockets client:
+ * - its event loop is a libuv loop we own, handed to lws as a foreign loop
  *   (LWS_SERVER_OPTION_LIBUV, lws' evlib-uv plugin).  lws' default loop calls
  *   poll() over every socket on each turn; with ~9000 connections that
  *   kernel scan was over half of our CPU (measured with perf) and would make
@@ -42,6 +47,8 @@
 #endif
 
 #include <libwebsockets.h>
+
+#include "lg_raw.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -176,6 +183,7 @@ struct options {
 	bool quiet;
 	bool verbose;
 	bool poll;            /* lws' built-in poll() loop instead of libuv */
+	bool lws;             /* the lws client engine instead of lg_raw (implied by --poll) */
 	double stall_fraction;
 	double stall_after_s; /* relative to the start of the measurement */
 	double stall_for_s;
@@ -215,7 +223,9 @@ static void usage(FILE *f)
 		"  --hist                 add the raw latency histograms to the JSON report\n"
 		"  --connect-for SEC      end the connect phase after SEC even if connections are still\n"
 		"                         pending or not attempted (a server that cannot take them all)\n"
-		"  --poll                 use lws' poll() loop instead of libuv/epoll (slower at large N)\n"
+		"  --engine E             raw (default: lg_raw, epoll, no WebSocket library) | lws (the\n"
+		"                         libwebsockets client, libuv loop; 2-3x the tool's CPU per byte)\n"
+		"  --poll                 the lws engine on lws' poll() loop (slower at large N)\n"
 		"  -v, --verbose          let libwebsockets log warnings\n"
 		"  -h, --help             this text\n"
 		"Connection i subscribes to symbols (i*K + j) mod S, j = 0..K-1.\n"
@@ -262,7 +272,7 @@ static bool parse_url(struct options *o)
 enum {
 	OPT_URL = 256, OPT_DURATION, OPT_WARMUP, OPT_RAMP, OPT_SYMBOLS, OPT_PREFIX, OPT_JSON,
 	OPT_STALL_FRACTION, OPT_STALL_AFTER, OPT_STALL_FOR, OPT_POLL, OPT_PROTO, OPT_FIRST_INDEX,
-	OPT_WAIT_SIGNAL, OPT_HIST, OPT_CONNECT_FOR,
+	OPT_WAIT_SIGNAL, OPT_HIST, OPT_CONNECT_FOR, OPT_ENGINE,
 };
 
 static bool parse_proto(const char *arg, enum proto *out)
@@ -291,6 +301,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "stall-after", required_argument, NULL, OPT_STALL_AFTER },
 		{ "stall-for", required_argument, NULL, OPT_STALL_FOR },
 		{ "poll", no_argument, NULL, OPT_POLL },
+		{ "engine", required_argument, NULL, OPT_ENGINE },
 		{ "proto", required_argument, NULL, OPT_PROTO },
 		{ "first-index", required_argument, NULL, OPT_FIRST_INDEX },
 		{ "wait-signal", no_argument, NULL, OPT_WAIT_SIGNAL },
@@ -328,7 +339,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case OPT_STALL_FRACTION: ok = parse_num(optarg, 0, 1, &o->stall_fraction); break;
 		case OPT_STALL_AFTER: ok = parse_num(optarg, 0, 86400, &o->stall_after_s); break;
 		case OPT_STALL_FOR: ok = parse_num(optarg, 0, 86400, &o->stall_for_s); break;
-		case OPT_POLL: o->poll = true; break;
+		case OPT_POLL: o->poll = o->lws = true; break;
+		case OPT_ENGINE:
+			ok = !strcmp(optarg, "raw") || !strcmp(optarg, "lws");
+			o->lws = o->lws || !strcmp(optarg, "lws");
+			break;
 		case OPT_PROTO: ok = parse_proto(optarg, &o->proto); break;
 		case OPT_FIRST_INDEX: ok = parse_count(optarg, 0, 100000000, &o->first_index); break;
 		case OPT_WAIT_SIGNAL: o->wait_signal = true; break;
@@ -567,6 +582,7 @@ static struct {
 	uv_loop_t loop;
 #endif
 	bool use_uv;
+	struct lgr_loop *raw; /* the raw engine; NULL with the lws engine */
 	struct conn *conns;
 	lws_sorted_usec_list_t tick;
 	enum phase phase;
@@ -849,11 +865,35 @@ static size_t on_message_start(struct conn *c, const char *p, size_t len)
 
 static void start_subscribing(struct conn *c);
 
+/* ---------------------------------------------- the engine's three verbs */
+
+static uint32_t conn_slot(const struct conn *c)
+{
+	return (uint32_t)(c - g.conns);
+}
+
+/* One writeable callback for c, soon. */
+static void io_want_write(struct conn *c)
+{
+	if (g.raw)
+		lgr_want_write(g.raw, conn_slot(c));
+	else if (c->wsi)
+		lws_callback_on_writable(c->wsi);
+}
+
+/* Stop or resume reading c (the stall experiment). */
+static void io_rx_flow(struct conn *c, bool enable)
+{
+	if (g.raw)
+		lgr_rx_pause(g.raw, conn_slot(c), !enable);
+	else if (c->wsi)
+		lws_rx_flow_control(c->wsi, enable);
+}
+
 static void queue_out(struct conn *c, uint8_t what)
 {
 	c->out |= what;
-	if (c->wsi)
-		lws_callback_on_writable(c->wsi);
+	io_want_write(c);
 }
 
 static void on_message_end(struct conn *c)
@@ -876,7 +916,7 @@ static void on_message_end(struct conn *c)
 	c->kind = MK_NONE;
 }
 
-static void on_receive(struct conn *c, struct lws *wsi, const char *in, size_t len)
+static void on_receive(struct conn *c, const char *in, size_t len, bool final)
 {
 	int64_t now_us = realtime_us(); /* one clock read per chunk */
 	const char *p = in, *end = in + len;
@@ -886,7 +926,7 @@ static void on_receive(struct conn *c, struct lws *wsi, const char *in, size_t l
 		p += on_message_start(c, in, len);
 	if (c->kind == MK_UPDATE || c->kind == MK_SNAPSHOT)
 		scan_objects(c, p, end, now_us);
-	if (lws_is_final_fragment(wsi))
+	if (final)
 		on_message_end(c);
 }
 
@@ -942,24 +982,27 @@ static bool subscribe_due(const struct conn *c)
 	return c->can_subscribe && c->sub_next < g.o.k;
 }
 
-/* One message per WRITEABLE (see lws notes): control first, then subscribe requests. */
-static int on_writeable(struct conn *c, struct lws *wsi)
+/*
+ * One message per writeable callback (see lws notes): control first, then
+ * subscribe requests; asks for the next callback while more are due.
+ */
+static size_t next_message(struct conn *c, char *text, size_t cap)
 {
-	static unsigned char buf[LWS_PRE + SUB_MSG_MAX];
-	char *text = (char *)buf + LWS_PRE;
-	size_t len;
-
+	size_t len = 0;
 	if (c->out)
 		len = build_control(c, text);
 	else if (subscribe_due(c))
-		len = build_subscribe(c, text, SUB_MSG_MAX);
-	else
-		return 0;
-	if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
-		return -1;
+		len = build_subscribe(c, text, cap < SUB_MSG_MAX ? cap : SUB_MSG_MAX);
 	if (c->out || subscribe_due(c))
-		lws_callback_on_writable(wsi);
-	return 0;
+		io_want_write(c);
+	return len;
+}
+
+static int on_writeable(struct conn *c, struct lws *wsi)
+{
+	static unsigned char buf[LWS_PRE + SUB_MSG_MAX];
+	size_t len = next_message(c, (char *)buf + LWS_PRE, SUB_MSG_MAX);
+	return len && lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len ? -1 : 0;
 }
 
 /* The protocol's handshake is done: send the subscribe requests (K = 0: none needed). */
@@ -968,8 +1011,8 @@ static void start_subscribing(struct conn *c)
 	c->can_subscribe = true;
 	if (!g.o.k)
 		g.subscribed++;
-	else if (c->wsi)
-		lws_callback_on_writable(c->wsi);
+	else
+		io_want_write(c);
 }
 
 /* ----------------------------------------------------- connection events */
@@ -995,7 +1038,7 @@ static void on_established(struct conn *c, struct lws *wsi)
 	if (g.o.k)
 		c->last_seq = calloc(g.o.k, sizeof *c->last_seq);
 	if (c->stall && g.stall_state == 1)
-		lws_rx_flow_control(wsi, 0);
+		io_rx_flow(c, false);
 	if (g.o.proto != PROTO_SOCKETIO)
 		start_subscribing(c); /* Socket.IO: after the open packet and "40" */
 }
@@ -1021,20 +1064,26 @@ static void on_closed(struct conn *c)
 	}
 }
 
+static void on_peer_close(struct conn *c, uint16_t code)
+{
+	c->close_code = code;
+}
+
+/* ------------------------------------------------------ the lws engine */
+
 /*
  * lws 4.1.6 (lib/roles/ws/client-parser-ws.c) rewrites a received close code
  * of 1012..1015 (and other codes it deems reserved) to 1002 before this
  * callback, so tickerd's 1013 "server full" arrives here as 1002.  We never
  * provoke a protocol error (the real 1002), so count it as 1013.
  */
-static void on_peer_close(struct conn *c, const void *in, size_t len)
+static void lws_peer_close(struct conn *c, const void *in, size_t len)
 {
 	const uint8_t *p = in;
 	if (len < 2)
 		return;
-	c->close_code = (uint16_t)(p[0] << 8 | p[1]);
-	if (c->close_code == 1002)
-		c->close_code = 1013;
+	uint16_t code = (uint16_t)(p[0] << 8 | p[1]);
+	on_peer_close(c, code == 1002 ? 1013 : code);
 }
 
 static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -1051,14 +1100,14 @@ static int lg_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 			on_established(c, wsi);
 			break;
 		case LWS_CALLBACK_CLIENT_RECEIVE:
-			on_receive(c, wsi, in, len);
+			on_receive(c, in, len, lws_is_final_fragment(wsi));
 			break;
 		case LWS_CALLBACK_CLIENT_WRITEABLE:
 			if (on_writeable(c, wsi))
 				return -1;
 			break;
 		case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-			on_peer_close(c, in, len);
+			lws_peer_close(c, in, len);
 			break;
 		case LWS_CALLBACK_CLIENT_CLOSED:
 			on_closed(c);
@@ -1085,9 +1134,57 @@ static const struct lws_protocols g_protocols[] = {
 	{ .name = NULL },
 };
 
+/* ------------------------------------------------------ the raw engine */
+
+static void raw_established(void *user)
+{
+	on_established(user, NULL);
+}
+
+static void raw_receive(void *user, const char *p, size_t len, bool final)
+{
+	on_receive(user, p, len, final);
+}
+
+static size_t raw_writeable(void *user, char *buf, size_t cap)
+{
+	return next_message(user, buf, cap);
+}
+
+static void raw_peer_close(void *user, uint16_t code)
+{
+	on_peer_close(user, code);
+}
+
+static void raw_closed(void *user)
+{
+	on_closed(user);
+}
+
+static void raw_connect_error(void *user, const char *why)
+{
+	on_connect_error(user, why);
+}
+
+static const struct lgr_events g_raw_events = {
+	.established = raw_established,
+	.receive = raw_receive,
+	.writeable = raw_writeable,
+	.peer_close = raw_peer_close,
+	.closed = raw_closed,
+	.connect_error = raw_connect_error,
+};
+
 static void connect_one(struct conn *c)
 {
 	static char host_hdr[300];
+
+	if (g.raw) {
+		c->state = CS_CONNECTING;
+		g.started++;
+		lgr_connect(g.raw, conn_slot(c), c); /* a failure has called on_connect_error */
+		return;
+	}
 	struct lws_client_connect_info i;
 
 	snprintf(host_hdr, sizeof host_hdr, "%s:%d", g.o.host, g.o.port);
@@ -1159,8 +1256,8 @@ static void stall_apply(int enable)
 {
 	for (uint32_t i = 0; i < g.o.n; i++) {
 		struct conn *c = &g.conns[i];
-		if (c->stall && c->state == CS_OPEN && c->wsi)
-			lws_rx_flow_control(c->wsi, enable);
+		if (c->stall && c->state == CS_OPEN)
+			io_rx_flow(c, enable);
 	}
 }
 
@@ -1233,11 +1330,9 @@ static bool connect_phase_over(lws_usec_t now)
 				      now - g.t_last_connect > CONNECT_GRACE_US);
 }
 
-static void tick(lws_sorted_usec_list_t *sul)
+/* Every TICK_US, whichever engine runs. */
+static void tick_step(lws_usec_t now)
 {
-	lws_usec_t now = lws_now_usecs();
-	(void)sul;
-
 	if (g_interrupted) {
 		set_phase(PH_DONE, now); /* report whatever was measured so far */
 		return;
@@ -1263,8 +1358,32 @@ static void tick(lws_sorted_usec_list_t *sul)
 		break;
 	}
 	progress(now);
+}
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+	(void)sul;
+	tick_step(lws_now_usecs());
 	if (g.phase != PH_DONE)
 		lws_sul_schedule(g.ctx, 0, &g.tick, tick, TICK_US);
+}
+
+/* The raw engine's loop: socket events until the next tick is due. */
+static void run_raw(void)
+{
+	lws_usec_t next = lws_now_usecs();
+	while (!g.done) {
+		lws_usec_t now = lws_now_usecs();
+		if (now >= next) {
+			tick_step(now);
+			next = now + TICK_US;
+			continue;
+		}
+		if (lgr_run(g.raw, (int)((next - now + 999) / 1000)) < 0) {
+			fprintf(stderr, "tickerd-loadgen: epoll_wait: %s\n", strerror(errno));
+			set_phase(PH_DONE, now);
+		}
+	}
 }
 
 /* --------------------------------------------------------------- report */
@@ -1566,21 +1685,31 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	lws_set_log_level(g.o.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
 
-	if (!start_lws(fds)) {
+	if (!g.o.lws && !(g.raw = lgr_loop_new(g.o.n, g.o.host, g.o.port, g.o.path, &g_raw_events))) {
+		fprintf(stderr, "tickerd-loadgen: cannot resolve %s or out of memory\n", g.o.host);
+		return 1;
+	}
+	if (g.o.lws && !start_lws(fds)) {
 		fprintf(stderr, "tickerd-loadgen: lws_create_context failed\n");
 		return 1;
 	}
 	g.t_start = lws_now_usecs();
 	g.t_next_progress = g.t_start + LWS_US_PER_SEC;
 	set_phase(PH_CONNECT, g.t_start);
-	lws_sul_schedule(g.ctx, 0, &g.tick, tick, 1);
-
-	run_loop();
+	if (g.raw) {
+		run_raw();
+	} else {
+		lws_sul_schedule(g.ctx, 0, &g.tick, tick, 1);
+		run_loop();
+	}
 	if (!g.done)
 		set_phase(PH_DONE, lws_now_usecs());
 
 	summarize(&r);
-	stop_lws();
+	if (g.raw)
+		lgr_loop_free(g.raw);
+	else
+		stop_lws();
 
 	if (g.o.json)
 		print_json(&r);

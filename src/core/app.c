@@ -37,6 +37,7 @@
 #include "tickerd/auth.h"
 #include "tickerd/gate.h"
 #include "tickerd/tls.h"
+#include "tickerd/svcwait.h"
 
 #define APP_HOUSEKEEPING_US 250000
 
@@ -846,7 +847,10 @@ int app_service(app *a)
         return 0;
     }
 #endif
-    return lws_service(a->ctx, 0);
+    svcwait_enter();
+    int r = lws_service(a->ctx, 0);
+    svcwait_leave();
+    return r;
 }
 int app_port(const app *a) { return a->port; }
 unsigned app_connections(const app *a)
