@@ -195,11 +195,13 @@ fail:
 
 /* ---- the market ---- */
 
-static void sim_emit(sim *s, sim_symbol *y, int64_t now_mono)
+/* One value of y, as the market made it ago_us before now. */
+static void sim_emit(sim *s, sim_symbol *y, int64_t now_mono, int64_t now_real, int64_t ago_us)
 {
     const sim_symbol_cfg *c = &y->cfg;
-    double dt = (double)(now_mono - y->last_us) / 1e6 / SIM_SECONDS_PER_YEAR;
-    y->last_us = now_mono;
+    int64_t at_mono = now_mono - ago_us;
+    double dt = (double)(at_mono - y->last_us) / 1e6 / SIM_SECONDS_PER_YEAR;
+    y->last_us = at_mono;
     if (dt > 0) {
         double sig = c->volatility;
         y->mid *= exp(-0.5 * sig * sig * dt + sig * sqrt(dt) * sim_normal(s));
@@ -227,7 +229,7 @@ static void sim_emit(sim *s, sim_symbol *y, int64_t now_mono)
         .ask = ask,
         .volume = y->volume,
         .open = NAN,
-        .ts_us = tk_now_us(),
+        .ts_us = now_real - ago_us,
         .source = s->env.source,
     };
     y->quoted = 1;
@@ -252,9 +254,19 @@ static void sim_tick(lws_sorted_usec_list_t *sul)
      * at most a quarter second's worth. */
     if (s->credit > s->rate / 4.0 + 1)
         s->credit = s->rate / 4.0 + 1;
+    /*
+     * The values owed happened over the time since the last tick, one each
+     * time the credit crossed a whole number: each carries that moment as
+     * its event time, like a venue's values waiting in a socket.  So a late
+     * tick (the loop was busy writing) yields values spread in market time,
+     * which the normalizer coalesces by event time, and latency measured
+     * from ts includes the time they waited for the loop.
+     */
+    int64_t real = tk_now_us();
     while (s->credit >= 1 && s->nsyms) {
         s->credit -= 1;
-        sim_emit(s, &s->syms[sim_next(s) % s->nsyms], now);
+        sim_emit(s, &s->syms[sim_next(s) % s->nsyms], now, real,
+                 (int64_t)(s->credit * 1e6 / (double)s->rate));
     }
     lws_sul_schedule(s->env.lws, 0, &s->sul, sim_tick, sim_period_us(s->rate));
 }
@@ -357,7 +369,7 @@ static int sim_start(void *self)
     /* One quote per symbol at once, so the first subscriber gets a full
      * snapshot instead of waiting for the random walk to reach each symbol. */
     for (size_t i = 0; i < s->nsyms; i++)
-        sim_emit(s, &s->syms[i], now);
+        sim_emit(s, &s->syms[i], now, tk_now_us(), 0);
     s->last_tick_us = now;
     s->running = 1;
     lws_sul_schedule(s->env.lws, 0, &s->sul, sim_tick, sim_period_us(s->rate));
@@ -374,7 +386,7 @@ static int sim_reload(void *self, const void *opts)
         int64_t now = tk_mono_us();
         for (size_t i = 0; i < s->nsyms; i++)
             if (!s->syms[i].quoted)
-                sim_emit(s, &s->syms[i], now);
+                sim_emit(s, &s->syms[i], now, tk_now_us(), 0);
     }
     return 0;
 }

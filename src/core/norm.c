@@ -33,6 +33,8 @@ typedef struct norm_entry {
     int32_t override;   /* index into the priority overrides, -1 = none */
     uint8_t dirty;      /* changed since last flush: id is on the dirty list */
     uint8_t stale;      /* no source fresh: published with q.stale */
+    uint8_t pending_update; /* dirty with a value an update of the active source brought */
+    int64_t window_ts;      /* event time of the first value of the pending window */
 } norm_entry;
 
 /* Per-symbol priority overrides: src_ids[first .. first+count). */
@@ -345,14 +347,20 @@ int norm_set_priorities(norm *n, const char *const *order, size_t norder,
 
 /* ---- publishing ---- */
 
-static void norm_publish(norm *n, uint32_t id)
+/* Hand e->q to the sink (the symbol's dirty mark is the caller's business). */
+static void norm_emit(norm *n, uint32_t id)
 {
     norm_entry *e = &n->entries[id];
-    e->dirty = 0;
     e->q.seq++;
     n->stats.published++;
     n->sink.publish(n->sink.arg, id, &e->q);
     e->q.stale_cleared = 0;
+}
+
+static void norm_publish(norm *n, uint32_t id)
+{
+    n->entries[id].dirty = 0;
+    norm_emit(n, id);
 }
 
 /* The symbol's value changed: publish it now or at the next flush. replaces:
@@ -477,6 +485,7 @@ static void norm_choose(norm *n, uint32_t id, int64_t now_us, const norm_slot *u
         return; /* nothing new to publish */
 
     const char *name = norm_source_name(n, best->source);
+    int same_stream = updated == best && best->source == e->active && !e->stale;
     if (best->source != e->active && e->active != NORM_NO_SOURCE) {
         n->stats.switches++;
         const norm_slot *old = norm_slot_find(e, e->active);
@@ -500,8 +509,27 @@ static void norm_choose(norm *n, uint32_t id, int64_t now_us, const norm_slot *u
         e->q.stale_cleared = 1;
         n->stats.stale_symbols--;
     }
+    /*
+     * Coalescing counts market time, not arrival time: values a busy loop
+     * reads in one burst (a venue's socket, a late sim tick) that are a
+     * whole flush interval apart in event time are each published, so the
+     * load on the fan-out does not coarsen the data.  The pending value
+     * goes out now and the new one waits for the flush; a symbol still
+     * publishes at most once per flush interval of its own event time.
+     * Only within one source's stream: a value a failover or a stale check
+     * made pending waits for the flush as before.
+     */
+    int replaces = 1;
+    if (e->dirty && e->pending_update && same_stream &&
+        best->ts_us - e->window_ts >= (int64_t)n->flush_interval_ms * 1000) {
+        norm_emit(n, id); /* stays on the dirty list for the new value */
+        replaces = 0;
+    }
+    if (!e->dirty || !replaces)
+        e->window_ts = best->ts_us; /* a new window opens */
     norm_copy(&e->q, best, name);
-    norm_touch(n, id, 1);
+    norm_touch(n, id, replaces);
+    e->pending_update = (uint8_t)(updated == best);
 }
 
 int norm_ingest(norm *n, const feed_update *u) { return norm_ingest_at(n, u, tk_now_us()); }

@@ -110,6 +110,33 @@ static void coalesces_updates_within_a_flush(void)
     norm_destroy(n);
 }
 
+/* A burst read at once (the loop was busy) but spread in event time: each
+ * value a flush interval or more after the pending one is published, the
+ * rest coalesce, and seq stays consecutive. */
+static void coalesces_by_event_time_not_by_arrival(void)
+{
+    seen s;
+    norm *n = make(&s, 10);
+    const int64_t ms = 1000;
+    const int64_t ts[] = {0, 4 * ms, 12 * ms, 30 * ms, 31 * ms, 45 * ms};
+    for (int i = 0; i < 6; i++) {
+        feed_update u = upd("ETH-USD", 100 + i, 1000000 + ts[i]);
+        norm_ingest(n, &u);
+    }
+    /* Windows of 10 ms from their first value: [0, 10) holds 0 and 4 ms (4
+     * wins); 12 opens the next, so 4 goes out; 30 opens one, 12 goes out;
+     * 31 joins 30's window; 45 opens one, 31 goes out; 45 waits for the
+     * flush. */
+    CHECK(s.published == 3);
+    CHECK(s.last.last == 104 && s.last.seq == 3);
+    norm_flush(n);
+    CHECK(s.published == 4 && s.last.last == 105 && s.last.seq == 4);
+    CHECK(norm_get_stats(n)->coalesced == 2);
+    norm_flush(n);
+    CHECK(s.published == 4);
+    norm_destroy(n);
+}
+
 static void publishes_every_update_when_flush_interval_is_zero(void)
 {
     seen s;
@@ -558,6 +585,7 @@ int main(void)
 {
     RUN(rejects_bad_updates_and_counts_each_reason);
     RUN(coalesces_updates_within_a_flush);
+    RUN(coalesces_by_event_time_not_by_arrival);
     RUN(publishes_every_update_when_flush_interval_is_zero);
     RUN(tracks_session_open_and_change);
     RUN(bounds_the_number_of_symbols);
