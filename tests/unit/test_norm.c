@@ -123,10 +123,9 @@ static void coalesces_by_event_time_not_by_arrival(void)
         feed_update u = upd("ETH-USD", 100 + i, 1000000 + ts[i]);
         norm_ingest(n, &u);
     }
-    /* Windows of 10 ms from their first value: [0, 10) holds 0 and 4 ms (4
-     * wins); 12 opens the next, so 4 goes out; 30 opens one, 12 goes out;
-     * 31 joins 30's window; 45 opens one, 31 goes out; 45 waits for the
-     * flush. */
+    /* Windows of 10 ms of event time: [0, 10) holds 0 and 4 ms (4 wins);
+     * 12 is in [10, 20), so 4 goes out; 30 in [30, 40): 12 goes out; 31
+     * joins it; 45 in [40, 50): 31 goes out; 45 waits for the flush. */
     CHECK(s.published == 3);
     CHECK(s.last.last == 104 && s.last.seq == 3);
     norm_flush(n);
