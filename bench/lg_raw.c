@@ -2,7 +2,7 @@
  * lg_raw: the load tool's epoll WebSocket client engine (see lg_raw.h).
  *
  * Owns: the connection slots, their sockets and the one epoll set, the client
- * handshake, the receive-side frame parser, masked sends with a small bounded
+ * handshake, the receive-side frame parser (or the event-stream reader), masked sends with a small bounded
  * remainder buffer per connection, and the list of connections that asked to
  * write.
  *
@@ -48,6 +48,8 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum slot_state { ST_FREE, ST_CONNECTING, ST_UPGRADING, ST_OPEN };
+/* Where an event-stream reader is within a line. */
+enum sse_state { SSE_LINE_START, SSE_DATA, SSE_SKIP };
 
 struct lgr_conn {
 	int fd;
@@ -56,7 +58,7 @@ struct lgr_conn {
 	uint32_t events;     /* the epoll mask registered now */
 	void *user;
 	int64_t started_ms;
-	char *hs;            /* upgrading: the response so far (HS_MAX) */
+	char *hs;            /* connecting: the request; upgrading: the response so far (HS_MAX) */
 	uint16_t hs_len;
 	char accept[32];     /* the Sec-WebSocket-Accept we expect */
 	/* frame parser */
@@ -70,6 +72,8 @@ struct lgr_conn {
 	char head[LGR_FIRST_PIECE_MIN];
 	uint8_t ctl_len;
 	char ctl[125];       /* a control frame's payload */
+	uint8_t sse, field_len; /* event stream: enum sse_state, bytes of the line's field name */
+	char field[6];       /* the start of a line, to tell "data: " */
 	char *out;           /* unsent bytes: out[out_off .. out_len) */
 	uint32_t out_len, out_off;
 };
@@ -85,9 +89,10 @@ struct lgr_loop {
 	 */
 	uint32_t *wlist, wcount;
 	struct lgr_events ev;
+	enum lgr_mode mode;
 	struct sockaddr_storage addr;
 	socklen_t addr_len;
-	char request[768];       /* the upgrade request up to the key */
+	char host[300];          /* the Host (and Origin) header's value */
 	uint64_t rnd;
 	int64_t next_timeout_scan_ms;
 	char rbuf[READ_BUF];
@@ -328,6 +333,61 @@ static void frames_input(struct lgr_loop *l, struct lgr_conn *c, const char *p, 
 	}
 }
 
+/* ---------------------------------------------------------- event stream */
+
+/*
+ * tickerd writes one "data: <compact JSON>" line per event (docs/protocol.md),
+ * so each data line is one message; multi-line data would arrive as several.
+ */
+static void events_input(struct lgr_loop *l, struct lgr_conn *c, const char *p, size_t n)
+{
+	while (n && c->state == ST_OPEN) {
+		if (c->sse == SSE_LINE_START) {
+			char ch = *p++;
+			n--;
+			if (ch == '\n') { /* an empty line ends an event; a short line ends here */
+				c->field_len = 0;
+				continue;
+			}
+			c->field[c->field_len++] = ch;
+			if (c->field_len == sizeof c->field) {
+				c->field_len = 0;
+				c->sse = memcmp(c->field, "data: ", 6) ? SSE_SKIP : SSE_DATA;
+				c->msg_started = false;
+				c->head_len = 0;
+			}
+			continue;
+		}
+		const char *q = memchr(p, '\n', n);
+		size_t run = q ? (size_t)(q - p) : n;
+		if (c->sse == SSE_DATA && !c->msg_started) {
+			size_t h = LGR_FIRST_PIECE_MIN - c->head_len;
+			h = run < h ? run : h;
+			memcpy(c->head + c->head_len, p, h);
+			c->head_len = (uint8_t)(c->head_len + h);
+			p += h;
+			n -= h;
+			run -= h;
+			if (c->head_len < LGR_FIRST_PIECE_MIN && !q)
+				continue; /* n is 0: wait for more of the line */
+			c->msg_started = true;
+			bool final = q && !run;
+			l->ev.receive(c->user, c->head, c->head_len, final);
+			if (!final && (run || q))
+				l->ev.receive(c->user, p, run, q != NULL);
+		} else if (c->sse == SSE_DATA) {
+			l->ev.receive(c->user, p, run, q != NULL);
+		}
+		p += run;
+		n -= run;
+		if (q) { /* the line's '\n' */
+			p++;
+			n--;
+			c->sse = SSE_LINE_START;
+		}
+	}
+}
+
 /* ------------------------------------------------------------ handshake */
 
 /* Sec-WebSocket-Accept for key: base64(SHA-1(key + GUID)), RFC 6455 4.2.2. */
@@ -344,25 +404,41 @@ static void expected_accept(const char *key, char *out, size_t cap)
 	EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
 }
 
-static void send_upgrade(struct lgr_loop *l, struct lgr_conn *c)
+/* The request for path into c->hs (sent once connected). */
+static int build_request(struct lgr_loop *l, struct lgr_conn *c, const char *path)
 {
-	unsigned char raw[16];
-	char key[32], req[sizeof l->request + 128];
-	for (int i = 0; i < 16; i += 8) {
-		uint64_t r = rnd_next(l);
-		memcpy(raw + i, &r, 8);
+	int n;
+	if (l->mode == LGR_SSE) {
+		n = snprintf(c->hs, HS_MAX,
+			     "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n"
+			     "Origin: http://%s\r\n\r\n", path, l->host, l->host);
+	} else {
+		unsigned char raw[16];
+		char key[32];
+		for (int i = 0; i < 16; i += 8) {
+			uint64_t r = rnd_next(l);
+			memcpy(raw + i, &r, 8);
+		}
+		EVP_EncodeBlock((unsigned char *)key, raw, 16);
+		expected_accept(key, c->accept, sizeof c->accept);
+		n = snprintf(c->hs, HS_MAX,
+			     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+			     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\nOrigin: http://%s\r\n\r\n",
+			     path, l->host, key, l->host);
 	}
-	EVP_EncodeBlock((unsigned char *)key, raw, 16);
-	expected_accept(key, c->accept, sizeof c->accept);
-	int n = snprintf(req, sizeof req, "%sSec-WebSocket-Key: %s\r\n\r\n", l->request, key);
-	c->hs = malloc(HS_MAX);
-	if (!c->hs) {
-		conn_drop(l, c, "out of memory");
-		return;
-	}
+	if (n < 0 || n >= HS_MAX)
+		return -1;
+	c->hs_len = (uint16_t)n;
+	return 0;
+}
+
+static void send_request(struct lgr_loop *l, struct lgr_conn *c)
+{
+	size_t n = c->hs_len;
+	c->hs_len = 0; /* the buffer now collects the response */
 	c->state = ST_UPGRADING;
 	update_events(l, c);
-	conn_write(l, c, req, (size_t)n);
+	conn_write(l, c, c->hs, n);
 }
 
 /* Bytes of the server's response to the upgrade; frames may follow it in the same read. */
@@ -381,7 +457,8 @@ static void upgrade_input(struct lgr_loop *l, struct lgr_conn *c, const char *p,
 	size_t used = (size_t)(end + 4 - c->hs) - before; /* of p */
 	end[2] = '\0';
 	const char *acc = strcasestr(c->hs, "\r\nSec-WebSocket-Accept:");
-	if (strncmp(c->hs, "HTTP/1.1 101", 12)) {
+	bool sse = l->mode == LGR_SSE;
+	if (strncmp(c->hs, sse ? "HTTP/1.1 200" : "HTTP/1.1 101", 12)) {
 		char why[80];
 		snprintf(why, sizeof why, "upgrade refused: %.40s", c->hs);
 		*strchrnul(why, '\r') = '\0';
@@ -393,7 +470,7 @@ static void upgrade_input(struct lgr_loop *l, struct lgr_conn *c, const char *p,
 		while (*acc == ' ')
 			acc++;
 	}
-	if (!acc || strncmp(acc, c->accept, strlen(c->accept)) || !c->accept[0]) {
+	if (!sse && (!acc || strncmp(acc, c->accept, strlen(c->accept)) || !c->accept[0])) {
 		conn_drop(l, c, "bad Sec-WebSocket-Accept");
 		return;
 	}
@@ -403,7 +480,7 @@ static void upgrade_input(struct lgr_loop *l, struct lgr_conn *c, const char *p,
 	update_events(l, c);
 	l->ev.established(c->user);
 	if (c->state == ST_OPEN && used < n)
-		frames_input(l, c, p + used, n - used);
+		(sse ? events_input : frames_input)(l, c, p + used, n - used);
 }
 
 /* --------------------------------------------------------------- events */
@@ -416,7 +493,7 @@ static void conn_connected(struct lgr_loop *l, struct lgr_conn *c)
 		conn_drop(l, c, strerror(err ? err : errno));
 		return;
 	}
-	send_upgrade(l, c);
+	send_request(l, c);
 }
 
 static void conn_readable(struct lgr_loop *l, struct lgr_conn *c)
@@ -434,6 +511,8 @@ static void conn_readable(struct lgr_loop *l, struct lgr_conn *c)
 		}
 		if (c->state == ST_UPGRADING)
 			upgrade_input(l, c, l->rbuf, (size_t)r);
+		else if (l->mode == LGR_SSE)
+			events_input(l, c, l->rbuf, (size_t)r);
 		else
 			frames_input(l, c, l->rbuf, (size_t)r);
 		if (r < READ_BUF)
@@ -509,7 +588,7 @@ static void reap_handshakes(struct lgr_loop *l, int64_t now)
 
 /* ------------------------------------------------------------------ API */
 
-struct lgr_loop *lgr_loop_new(uint32_t slots, const char *host, int port, const char *path,
+struct lgr_loop *lgr_loop_new(uint32_t slots, enum lgr_mode mode, const char *host, int port,
 			      const struct lgr_events *ev)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
@@ -527,14 +606,12 @@ struct lgr_loop *lgr_loop_new(uint32_t slots, const char *host, int port, const 
 	l->addr_len = ai->ai_addrlen;
 	freeaddrinfo(ai);
 	l->slots = slots;
+	l->mode = mode;
 	l->ev = *ev;
 	l->rnd = (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
 	l->rnd |= 1;
-	const char *v6l = strchr(host, ':') ? "[" : "", *v6r = strchr(host, ':') ? "]" : "";
-	snprintf(l->request, sizeof l->request,
-		 "GET %s HTTP/1.1\r\nHost: %s%s%s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		 "Sec-WebSocket-Version: 13\r\nOrigin: http://%s%s%s:%d\r\n",
-		 path, v6l, host, v6r, port, v6l, host, v6r, port);
+	bool v6 = strchr(host, ':');
+	snprintf(l->host, sizeof l->host, "%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", port);
 	l->c = calloc(slots, sizeof *l->c);
 	l->wlist = calloc(2 * (size_t)slots, sizeof *l->wlist);
 	l->ep = epoll_create1(EPOLL_CLOEXEC);
@@ -547,7 +624,7 @@ struct lgr_loop *lgr_loop_new(uint32_t slots, const char *host, int port, const 
 	return l;
 }
 
-int lgr_connect(struct lgr_loop *l, uint32_t slot, void *user)
+int lgr_connect(struct lgr_loop *l, uint32_t slot, const char *path, void *user)
 {
 	struct lgr_conn *c = &l->c[slot];
 	int one = 1;
@@ -555,14 +632,18 @@ int lgr_connect(struct lgr_loop *l, uint32_t slot, void *user)
 		return -1;
 	c->user = user;
 	c->started_ms = mono_ms();
+	c->state = ST_CONNECTING; /* from here conn_drop reports a connect error */
+	c->hs = malloc(HS_MAX);
+	if (!c->hs || build_request(l, c, path)) {
+		conn_drop(l, c, c->hs ? "path too long" : "out of memory");
+		return -1;
+	}
 	c->fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
-		c->state = ST_CONNECTING; /* so that conn_drop reports a connect error */
 		conn_drop(l, c, strerror(errno));
 		return -1;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	c->state = ST_CONNECTING;
 	c->events = EPOLLOUT;
 	struct epoll_event e = { .events = EPOLLOUT, .data.u32 = slot };
 	if ((connect(c->fd, (struct sockaddr *)&l->addr, l->addr_len) && errno != EINPROGRESS) ||

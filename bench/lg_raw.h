@@ -11,6 +11,9 @@
  * handshake (with Sec-WebSocket-Accept checked), masked text frames out,
  * unmasked frames in (fragmented or not), pong for ping, and the close
  * handshake.  No TLS (wss:// stays on the lws engine), no extensions.
+ * LGR_SSE instead reads a Server-Sent Events stream (GET, 200,
+ * text/event-stream, no chunked encoding): each "data:" line is handed over
+ * as one message; the other fields and comments are skipped.
  *
  * Lifecycle: lgr_loop_new() with a fixed number of connection slots (one per
  * load connection: the caller's index is the slot), lgr_connect() per slot,
@@ -25,6 +28,8 @@
 #include <stdint.h>
 
 struct lgr_loop;
+
+enum lgr_mode { LGR_WEBSOCKET, LGR_SSE };
 
 struct lgr_events {
 	/* The upgrade succeeded: the connection is open. */
@@ -50,10 +55,14 @@ struct lgr_events {
 #define LGR_MSG_MAX 4096 /* largest message lgr may send (writeable's cap) */
 
 /* NULL if out of memory or host:port does not resolve. */
-struct lgr_loop *lgr_loop_new(uint32_t slots, const char *host, int port, const char *path,
+struct lgr_loop *lgr_loop_new(uint32_t slots, enum lgr_mode mode, const char *host, int port,
 			      const struct lgr_events *ev);
-/* Start connecting slot (0..slots-1, unused or finished) for user. 0, or -1 with connect_error called. */
-int lgr_connect(struct lgr_loop *l, uint32_t slot, void *user);
+/*
+ * Start connecting slot (0..slots-1, unused or finished) for user, asking
+ * for path (with its query; at most 1 KiB).  0, or -1 with connect_error
+ * called.
+ */
+int lgr_connect(struct lgr_loop *l, uint32_t slot, const char *path, void *user);
 /* Ask for one writeable callback on slot (after earlier sends have left). */
 void lgr_want_write(struct lgr_loop *l, uint32_t slot);
 /* Stop (paused) or resume reading slot: a stalled reader, as lws_rx_flow_control(). */

@@ -164,7 +164,7 @@ static double hist_quantile(const struct hist *h, double q)
 
 /* --------------------------------------------------------------- options */
 
-enum proto { PROTO_TICKERD, PROTO_PLAIN, PROTO_SOCKETIO };
+enum proto { PROTO_TICKERD, PROTO_PLAIN, PROTO_SOCKETIO, PROTO_SSE };
 
 struct options {
 	char url[512];
@@ -215,6 +215,8 @@ static void usage(FILE *f)
 		"  -q, --quiet            no per-second progress on stderr\n"
 		"  --proto P              tickerd (default) | plain (the ws peer) | socketio (Socket.IO 4,\n"
 		"                         websocket transport; URL path /socket.io/?EIO=4&transport=websocket)\n"
+		"                         | sse (tickerd's Server-Sent Events: --url http://HOST:PORT/sse, each\n"
+		"                         connection asks for its symbols in ?symbols=; raw engine only)\n"
 		"  --first-index I        number our connections from I (symbols and stall choice follow\n"
 		"                         the global index: several processes split one experiment)\n"
 		"  --wait-signal          print CONNECTED on stderr when the connect phase ends, READY\n"
@@ -252,7 +254,7 @@ static bool parse_count(const char *arg, double min, double max, uint32_t *out)
 	return true;
 }
 
-/* Split ws://host:port/path into opt->host/port/path; only plain ws:// is supported. */
+/* Split ws://host:port/path (http:// for --proto sse) into opt->host/port/path. */
 static bool parse_url(struct options *o)
 {
 	char buf[sizeof o->url];
@@ -260,8 +262,8 @@ static bool parse_url(struct options *o)
 	int port = 80;
 
 	snprintf(buf, sizeof buf, "%s", o->url);
-	if (lws_parse_uri(buf, &prot, &ads, &port, &path) || strcmp(prot, "ws") || !*ads ||
-	    port <= 0 || port > 65535)
+	if (lws_parse_uri(buf, &prot, &ads, &port, &path) ||
+	    strcmp(prot, o->proto == PROTO_SSE ? "http" : "ws") || !*ads || port <= 0 || port > 65535)
 		return false;
 	snprintf(o->host, sizeof o->host, "%s", ads);
 	snprintf(o->path, sizeof o->path, "/%s", path); /* lws_parse_uri drops the leading '/' */
@@ -277,8 +279,8 @@ enum {
 
 static bool parse_proto(const char *arg, enum proto *out)
 {
-	static const char *const names[] = { "tickerd", "plain", "socketio" };
-	for (int i = 0; i < 3; i++)
+	static const char *const names[] = { "tickerd", "plain", "socketio", "sse" };
+	for (int i = 0; i < 4; i++)
 		if (!strcmp(arg, names[i])) {
 			*out = (enum proto)i;
 			return true;
@@ -369,7 +371,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 		return -1;
 	}
 	if (!parse_url(o)) {
-		fprintf(stderr, "tickerd-loadgen: --url must look like ws://HOST:PORT/PATH\n");
+		fprintf(stderr, "tickerd-loadgen: --url must look like %s://HOST:PORT/PATH\n",
+			o->proto == PROTO_SSE ? "http" : "ws");
+		return -1;
+	}
+	if (o->proto == PROTO_SSE && o->lws) {
+		fprintf(stderr, "tickerd-loadgen: --proto sse needs the raw engine\n");
 		return -1;
 	}
 	if (o->stall_fraction > 0 && o->stall_for_s <= 0) {
@@ -841,7 +848,7 @@ static enum msg_kind classify(const char *p, size_t len, size_t *scan_from)
 	switch (g.o.proto) {
 	case PROTO_PLAIN: return classify_plain(p, len, scan_from);
 	case PROTO_SOCKETIO: return classify_socketio(p, len, scan_from);
-	default: return classify_tickerd(p, len, scan_from);
+	default: return classify_tickerd(p, len, scan_from); /* SSE: its data lines are tickerd frames */
 	}
 }
 
@@ -1039,8 +1046,13 @@ static void on_established(struct conn *c, struct lws *wsi)
 		c->last_seq = calloc(g.o.k, sizeof *c->last_seq);
 	if (c->stall && g.stall_state == 1)
 		io_rx_flow(c, false);
-	if (g.o.proto != PROTO_SOCKETIO)
+	if (g.o.proto == PROTO_SSE) {
+		c->can_subscribe = true; /* the request's ?symbols= was the subscription */
+		c->sub_next = g.o.k;
+		g.subscribed++;
+	} else if (g.o.proto != PROTO_SOCKETIO) {
 		start_subscribing(c); /* Socket.IO: after the open packet and "40" */
+	}
 }
 
 static void on_closed(struct conn *c)
@@ -1136,6 +1148,18 @@ static const struct lws_protocols g_protocols[] = {
 
 /* ------------------------------------------------------ the raw engine */
 
+/* SSE: the URL's path plus ?symbols= (or &symbols=) with the connection's K symbols. */
+static void sse_path(const struct conn *c, char *out, size_t cap)
+{
+	uint64_t base = (uint64_t)c->idx * g.o.k % g.o.s;
+	size_t len = (size_t)snprintf(out, cap, "%s%csymbols=", g.o.path,
+				      strchr(g.o.path, '?') ? '&' : '?');
+	for (uint32_t j = 0; j < g.o.k && len < cap; j++) {
+		uint32_t si = (uint32_t)((base + j) % g.o.s);
+		len += (size_t)snprintf(out + len, cap - len, "%s%s", j ? "," : "", g_sym.name[si]);
+	}
+}
+
 static void raw_established(void *user)
 {
 	on_established(user, NULL);
@@ -1180,9 +1204,13 @@ static void connect_one(struct conn *c)
 	static char host_hdr[300];
 
 	if (g.raw) {
+		char path[1024];
 		c->state = CS_CONNECTING;
 		g.started++;
-		lgr_connect(g.raw, conn_slot(c), c); /* a failure has called on_connect_error */
+		if (g.o.proto == PROTO_SSE)
+			sse_path(c, path, sizeof path);
+		/* a failure has called on_connect_error */
+		lgr_connect(g.raw, conn_slot(c), g.o.proto == PROTO_SSE ? path : g.o.path, c);
 		return;
 	}
 	struct lws_client_connect_info i;
@@ -1685,7 +1713,8 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	lws_set_log_level(g.o.verbose ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
 
-	if (!g.o.lws && !(g.raw = lgr_loop_new(g.o.n, g.o.host, g.o.port, g.o.path, &g_raw_events))) {
+	enum lgr_mode mode = g.o.proto == PROTO_SSE ? LGR_SSE : LGR_WEBSOCKET;
+	if (!g.o.lws && !(g.raw = lgr_loop_new(g.o.n, mode, g.o.host, g.o.port, &g_raw_events))) {
 		fprintf(stderr, "tickerd-loadgen: cannot resolve %s or out of memory\n", g.o.host);
 		return 1;
 	}

@@ -152,7 +152,7 @@ function mergeReports(reports) {
  */
 export async function measure(srv, kind, o) {
   o = { warmup: 2, ramp: 3000, procs: Math.ceil(o.n / CONNS_PER_PROCESS), ...o };
-  const url = `ws://127.0.0.1:${srv.port}${kind.path}`;
+  const url = `${kind.scheme ?? 'ws'}://127.0.0.1:${srv.port}${kind.path}`;
   const idleRssKiB = statusKiB(srv.pid, 'VmRSS');
   const lps = startLoad(url, kind.proto, o);
   // Budget: the ramp, lws' 20 s handshake timeout, the tool's 30 s grace after its last attempt, and

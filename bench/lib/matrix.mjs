@@ -14,6 +14,7 @@ export const PEER_NAMES = { ws: 'ws', socketio: 'Socket.IO' };
 /** Display name of a run's server, e.g. "tickerd (coalescing off)". */
 export function serverLabel(spec) {
   if (spec.server === 'tickerd_sio') return `tickerd /socket.io/ (coalescing ${spec.flush === 0 ? 'off' : `${spec.flush} ms`})`;
+  if (spec.server === 'tickerd_sse') return `tickerd /sse (coalescing ${spec.flush === 0 ? 'off' : `${spec.flush} ms`})`;
   if (spec.server !== 'tickerd') return PEER_NAMES[spec.server];
   const parts = [spec.flush === 0 ? 'coalescing off' : `coalescing ${spec.flush} ms`];
   if (spec.history !== undefined) parts.push(`history ${spec.history ? 'on' : 'off'}`);
@@ -111,7 +112,7 @@ export async function fullMatrix(ctx, o = {}) {
 export async function sioMatrix(ctx, o = {}) {
   const rows = [];
   for (const n of o.n ?? [1000, 5000]) {
-    for (const server of ['tickerd_sio', 'socketio']) {
+    for (const server of ['tickerd_sio', 'socketio', 'tickerd_sse']) {
       rows.push(await runOne(ctx, { server, flush: 0, n, k: K, s: S, u: 1000, duration: o.duration ?? 8 }));
     }
   }

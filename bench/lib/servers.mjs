@@ -28,6 +28,8 @@ export const KINDS = {
   tickerd: { proto: 'tickerd', path: '/ws' },
   // tickerd's own Socket.IO endpoint, driven exactly like the Socket.IO peer
   tickerd_sio: { proto: 'socketio', path: '/socket.io/?EIO=4&transport=websocket' },
+  // tickerd's Server-Sent Events (the load tool adds each connection's ?symbols=)
+  tickerd_sse: { proto: 'sse', path: '/sse', scheme: 'http' },
   ws: { proto: 'plain', path: '/ws', script: 'ws-server.mjs', pkg: 'ws' },
   socketio: { proto: 'socketio', path: '/socket.io/?EIO=4&transport=websocket', script: 'socketio-server.mjs', pkg: 'socket.io' },
 };
