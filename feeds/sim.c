@@ -229,7 +229,8 @@ static void sim_emit(sim *s, sim_symbol *y, int64_t now_mono, int64_t now_real, 
         .ask = ask,
         .volume = y->volume,
         .open = NAN,
-        .ts_us = now_real - ago_us,
+        /* never before the last value: the two clocks are read apart */
+        .ts_us = now_real - ago_us > s->last_update_us ? now_real - ago_us : s->last_update_us,
         .source = s->env.source,
     };
     y->quoted = 1;

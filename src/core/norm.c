@@ -510,20 +510,22 @@ static void norm_choose(norm *n, uint32_t id, int64_t now_us, const norm_slot *u
         n->stats.stale_symbols--;
     }
     /*
-     * Coalescing counts market time, not arrival time: values a busy loop
-     * reads in one burst (a venue's socket, a late sim tick) that fall
-     * in different flush intervals of event time (windows at multiples of
+     * A late value coalesces in market time, not arrival time: values a
+     * busy loop reads in one burst (a venue's socket, a late sim tick) that
+     * arrive a flush interval or more after their event time and fall in
+     * different flush intervals of event time (windows at multiples of
      * flush_interval_ms, as the flush timer's would be) are each published,
      * so the load on the fan-out does not coarsen the data.  The pending
-     * value goes out now and the new one waits for the flush; a symbol
-     * still publishes at most once per window of its own event time.
-     * Only within one source's stream: a value a failover or a stale check
-     * made pending waits for the flush as before.
+     * value goes out now and the new one waits for the flush.  Values on
+     * time coalesce by the flush timer alone (so a steady stream publishes
+     * once per interval, not once per timer and once per window), and only
+     * within one source's stream: a value a failover or a stale check made
+     * pending waits for the flush as before.
      */
     int replaces = 1;
     int64_t window_us = (int64_t)n->flush_interval_ms * 1000;
     if (e->dirty && e->pending_update && same_stream && window_us > 0 &&
-        best->ts_us / window_us != e->window_ts / window_us) {
+        now_us - best->ts_us >= window_us && best->ts_us / window_us != e->window_ts / window_us) {
         norm_emit(n, id); /* stays on the dirty list for the new value */
         replaces = 0;
     }

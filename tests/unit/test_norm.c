@@ -136,6 +136,23 @@ static void coalesces_by_event_time_not_by_arrival(void)
     norm_destroy(n);
 }
 
+/* Values that arrive on time coalesce by the flush timer alone, whatever
+ * event-time windows they cross: a steady stream publishes once per flush. */
+static void on_time_values_coalesce_until_the_flush(void)
+{
+    seen s;
+    norm *n = make(&s, 10);
+    for (int i = 0; i < 6; i++) {
+        int64_t ts = 1000000 + i * 3000; /* every 3 ms, over two 10 ms windows */
+        feed_update u = upd("ETH-USD", 100 + i, ts);
+        norm_ingest_at(n, &u, ts + 500);
+    }
+    CHECK(s.published == 0);
+    norm_flush(n);
+    CHECK(s.published == 1 && s.last.last == 105 && norm_get_stats(n)->coalesced == 5);
+    norm_destroy(n);
+}
+
 static void publishes_every_update_when_flush_interval_is_zero(void)
 {
     seen s;
@@ -585,6 +602,7 @@ int main(void)
     RUN(rejects_bad_updates_and_counts_each_reason);
     RUN(coalesces_updates_within_a_flush);
     RUN(coalesces_by_event_time_not_by_arrival);
+    RUN(on_time_values_coalesce_until_the_flush);
     RUN(publishes_every_update_when_flush_interval_is_zero);
     RUN(tracks_session_open_and_change);
     RUN(bounds_the_number_of_symbols);
