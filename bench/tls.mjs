@@ -3,14 +3,16 @@
 // over wss:// (server.tls with a P-256 certificate made here by the openssl CLI), measured on the server:
 // deliveries (updates received by clients) per server CPU-second, and RSS per idle connection.
 //
-//   node bench/tls.mjs [--n 1000,10000] [--duration 10] [--rate 20] [--client c|node] [--out docs/performance.md]
+//   node bench/tls.mjs [--n 1000,10000] [--duration 10] [--rate 20[,10]] [--client c|node] [--loop poll|libuv]
+//                      [--ramp 2000] [--out docs/performance.md]
 //
 // tickerd runs pinned to CPU 0, the clients to CPU 1 (taskset). --client c (the default when
 // build/bench/tickerd-loadgen exists, or TICKERD_LOADGEN) drives the load with the C load tool over ws:// or
 // wss:// (one process, libuv); --client node with Node `ws` clients in this process (which cannot hold 10k
 // TLS connections on one core). The figures are the server's own (its /proc CPU ticks and RSS); the client
 // side only has to keep up (it reports the deliveries it counted). With --out the table is written between
-// the BENCH:tls markers.
+// the BENCH:tls markers. --loop is tickerd's server.event_loop: poll, its default (lws 4.1.6's experimental
+// libuv loop stalls at 10k connections, docs/performance.md).
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,14 +28,15 @@ const TICK_HZ = 100;
 const S = 20; // symbols in the market (the sim's generated G00001-USD ..), each client subscribes to K of them
 const log = (m) => process.stderr.write(`${m}\n`);
 
-const opt = { n: [1000], duration: 10, rate: 20, out: null, k: 10, ramp: 2000, client: fs.existsSync(LOADGEN) ? 'c' : 'node' };
+const opt = { n: [1000], duration: 10, rate: [20], out: null, k: 10, ramp: 2000, loop: 'poll', client: fs.existsSync(LOADGEN) ? 'c' : 'node' };
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i], v = () => process.argv[++i];
   if (a === '--n') opt.n = v().split(',').map(Number);
   else if (a === '--duration') opt.duration = Number(v());
-  else if (a === '--rate') opt.rate = Number(v());
+  else if (a === '--rate') opt.rate = v().split(',').map(Number); // one per --n value, or one for all
   else if (a === '--ramp') opt.ramp = Number(v());
   else if (a === '--client') opt.client = v();
+  else if (a === '--loop') opt.loop = v();
   else if (a === '--out') opt.out = v();
   else { log(`bench/tls.mjs: unknown argument ${a}`); process.exit(2); }
 }
@@ -45,6 +48,15 @@ const cpuTicks = (pid) => {
 };
 const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** [busy, total] ticks of CPUs 0 and 1: the machine is shared, so what else ran there is reported too. */
+const coreTicks = () => {
+  const lines = fs.readFileSync('/proc/stat', 'utf8').split('\n');
+  return [0, 1].map((c) => {
+    const f = (lines.find((l) => l.startsWith(`cpu${c} `)) || `cpu${c} 0 0 0 0`).trim().split(/\s+/).slice(1).map(Number);
+    const total = f.reduce((a, x) => a + x, 0);
+    return [total - f[3] - (f[4] || 0), total];
+  });
+};
 const pinned = (cpu, cmd, argv) => (os.cpus().length > 1 ? ['taskset', ['-c', String(cpu), cmd, ...argv]] : [cmd, argv]);
 const symbol = (i) => `G${String(i + 1).padStart(5, '0')}-USD`; // the sim's generated names, as loadgen's
 
@@ -59,13 +71,15 @@ process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(130); });
 const track = (proc) => { running.add(proc); proc.once('exit', () => running.delete(proc)); return proc; };
 
+const rateFor = (n) => opt.rate[Math.min(opt.n.indexOf(n), opt.rate.length - 1)];
+
 async function startTickerd(tls, n) {
   const cfgPath = path.join(tmp, `tickerd-${tls ? 'tls' : 'plain'}.json`);
   fs.writeFileSync(cfgPath, JSON.stringify({
-    server: { max_connections: n + 100, event_loop: 'libuv', ...(tls ? { tls: { cert, key } } : {}) },
+    server: { max_connections: n + 100, event_loop: opt.loop, ...(tls ? { tls: { cert, key } } : {}) },
     history: { enabled: false },
     limits: { subscribe_timeout_ms: 0 },
-    feeds: [{ type: 'sim', name: 'sim', rate: opt.rate, seed: 7, include_defaults: false, generated_symbols: S }],
+    feeds: [{ type: 'sim', name: 'sim', rate: rateFor(n), seed: 7, include_defaults: false, generated_symbols: S }],
   }));
   const [cmd, argv] = pinned(0, BIN, ['-c', cfgPath, '--port', '0', '--log-level', 'warn']);
   const proc = track(spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'] }));
@@ -159,11 +173,13 @@ async function measure(tls, n) {
   const base = rssKiB(srv.proc.pid);
   const r1 = await round(srv);
   const rss = rssKiB(srv.proc.pid);
-  const c0 = cpuTicks(srv.proc.pid), w0 = Date.now();
-  let cpuS = NaN, wallS = NaN;
+  const c0 = cpuTicks(srv.proc.pid), w0 = Date.now(), k0 = coreTicks();
+  let cpuS = NaN, wallS = NaN, others0 = NaN;
   const deliveries = await r1.window(opt.duration * 1000, () => {
     cpuS = (cpuTicks(srv.proc.pid) - c0) / TICK_HZ;
     wallS = (Date.now() - w0) / 1000;
+    const [b, t] = coreTicks()[0];
+    others0 = Math.max(0, (b - k0[0][0]) / Math.max(1, t - k0[0][1]) - cpuS / wallS); // CPU 0 busy beyond tickerd
   });
   await r1.close();
   // a second round on the same process: N fresh clients once the first N have gone, against the same
@@ -177,7 +193,7 @@ async function measure(tls, n) {
   await new Promise((r) => (srv.proc.exitCode !== null ? r() : srv.proc.once('exit', r)));
   const r = {
     mode: tls ? 'wss (TLS 1.3)' : 'ws', n, connectMs: r1.connectMs,
-    rssPerConnKiB: (rss - base) / n, rss2PerConnKiB: (rss2 - base) / n, deliveriesPerS: deliveries / wallS, cpuPct: 100 * cpuS / wallS,
+    rssPerConnKiB: (rss - base) / n, rss2PerConnKiB: (rss2 - base) / n, deliveriesPerS: deliveries / wallS, cpuPct: 100 * cpuS / wallS, othersPct: 100 * others0, rate: rateFor(n),
     deliveriesPerCpuS: cpuS > 0 ? deliveries / cpuS : NaN, usPerDelivery: deliveries ? 1e6 * cpuS / deliveries : NaN,
   };
   log(JSON.stringify(r));
@@ -192,15 +208,15 @@ for (const n of opt.n) {
 }
 const f = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
 const clients = opt.client === 'c' ? 'one `tickerd-loadgen` process (lws client, libuv)' : 'the Node `ws` clients';
-let md = `Measured ${new Date().toISOString().slice(0, 10)} by \`node bench/tls.mjs --client ${opt.client} --n ${opt.n.join(',')} --duration ${opt.duration} --rate ${opt.rate}\`: `
-  + `sim feed at ${opt.rate} updates/s over ${S} symbols, each client subscribed to ${opt.k}, libuv loop, tickerd on CPU 0, `
+let md = `Measured ${new Date().toISOString().slice(0, 10)} by \`node bench/tls.mjs --client ${opt.client} --loop ${opt.loop} --n ${opt.n.join(',')} --duration ${opt.duration} --rate ${opt.rate.join(',')}\`: `
+  + `sim feed at ${opt.rate.join(' / ')} updates/s (per N) over ${S} symbols, each client subscribed to ${opt.k}, tickerd's ${opt.loop} loop on CPU 0, `
   + `${clients} on CPU 1; ${os.cpus().length} × ${os.cpus()[0].model}.\n\n`
-  + '| N | transport | deliveries/s | server CPU | deliveries per server CPU-s | µs CPU per delivery | RSS per idle connection | same, second round | connect N |\n'
-  + '|---|---|---|---|---|---|---|---|---|\n';
+  + '| N | updates/s in | transport | deliveries/s | server CPU | others on CPU 0 | deliveries per server CPU-s | µs CPU per delivery | RSS per idle connection | same, second round | connect N |\n'
+  + '|---|---|---|---|---|---|---|---|---|---|---|\n';
 for (const [p, t] of rows) {
   for (const r of [p, t])
-    md += `| ${r.n} | ${r.mode} | ${f(r.deliveriesPerS)} | ${f(r.cpuPct, 1)} % | ${f(r.deliveriesPerCpuS)} | ${f(r.usPerDelivery, 2)} | ${f(r.rssPerConnKiB, 1)} KiB | ${f(r.rss2PerConnKiB, 1)} KiB | ${r.connectMs} ms |\n`;
-  md += `| ${p.n} | **TLS ÷ plain** | | | | **${f(t.usPerDelivery / p.usPerDelivery, 2)}×** | **${f(t.rssPerConnKiB / p.rssPerConnKiB, 2)}×** | **${f(t.rss2PerConnKiB / p.rss2PerConnKiB, 2)}×** | |\n`;
+    md += `| ${r.n} | ${r.rate} | ${r.mode} | ${f(r.deliveriesPerS)} | ${f(r.cpuPct, 1)} % | ${f(r.othersPct, 0)} % | ${f(r.deliveriesPerCpuS)} | ${f(r.usPerDelivery, 2)} | ${f(r.rssPerConnKiB, 1)} KiB | ${f(r.rss2PerConnKiB, 1)} KiB | ${r.connectMs} ms |\n`;
+  md += `| ${p.n} | | **TLS ÷ plain** | | | | | **${f(t.usPerDelivery / p.usPerDelivery, 2)}×** | **${f(t.rssPerConnKiB / p.rssPerConnKiB, 2)}×** | **${f(t.rss2PerConnKiB / p.rss2PerConnKiB, 2)}×** | |\n`;
 }
 process.stdout.write(md);
 if (opt.out) {
