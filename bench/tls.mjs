@@ -67,7 +67,7 @@ execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramg
 const ca = fs.readFileSync(cert);
 const running = new Set(); // every child started here, killed on the way out whatever happens
 const killAll = () => { for (const p of running) try { p.kill('SIGKILL'); } catch { /* gone */ } };
-process.on('exit', killAll);
+process.on('exit', () => { killAll(); fs.rmSync(tmp, { recursive: true, force: true }); });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => { killAll(); process.exit(130); });
 const track = (proc) => { running.add(proc); proc.once('exit', () => running.delete(proc)); return proc; };
 
