@@ -171,6 +171,7 @@ struct options {
 	char host[256];       /* from --url */
 	char path[256];
 	int port;
+	bool tls;             /* wss:// */
 	uint32_t n;           /* connections */
 	uint32_t k;           /* symbols per connection */
 	uint32_t s;           /* symbol universe */
@@ -198,7 +199,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: tickerd-loadgen [options]\n"
-		"  --url URL              ws://HOST:PORT/PATH (default ws://127.0.0.1:8080/ws)\n"
+		"  --url URL              ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (default\n"
+		"                         ws://127.0.0.1:8080/ws); wss accepts any certificate, self-signed\n"
+		"                         included, and checks no host name: it measures, it does not trust\n"
 		"  -n N                   connections to open (default 100)\n"
 		"  -k K                   symbols each connection subscribes to, 0..S (default 10)\n"
 		"  -s S                   size of the symbol universe (default 100; with --symbols: a cap)\n"
@@ -254,17 +257,19 @@ static bool parse_count(const char *arg, double min, double max, uint32_t *out)
 	return true;
 }
 
-/* Split ws://host:port/path (http:// for --proto sse) into opt->host/port/path. */
+/* Split ws[s]://host:port/path (http:// for --proto sse) into opt->host/port/path and opt->tls. */
 static bool parse_url(struct options *o)
 {
 	char buf[sizeof o->url];
 	const char *prot, *ads, *path;
 	int port = 80;
 
-	snprintf(buf, sizeof buf, "%s", o->url);
-	if (lws_parse_uri(buf, &prot, &ads, &port, &path) ||
-	    strcmp(prot, o->proto == PROTO_SSE ? "http" : "ws") || !*ads || port <= 0 || port > 65535)
+	snprintf(buf, sizeof buf, "%s", o->url); /* the default port: 80 for ws, 443 for wss */
+	if (lws_parse_uri(buf, &prot, &ads, &port, &path) || !*ads || port <= 0 || port > 65535)
 		return false;
+	if (o->proto == PROTO_SSE ? strcmp(prot, "http") : (strcmp(prot, "ws") && strcmp(prot, "wss")))
+		return false;
+	o->tls = !strcmp(prot, "wss");
 	snprintf(o->host, sizeof o->host, "%s", ads);
 	snprintf(o->path, sizeof o->path, "/%s", path); /* lws_parse_uri drops the leading '/' */
 	o->port = port;
@@ -371,14 +376,15 @@ static int parse_args(int argc, char **argv, struct options *o)
 		return -1;
 	}
 	if (!parse_url(o)) {
-		fprintf(stderr, "tickerd-loadgen: --url must look like %s://HOST:PORT/PATH\n",
-			o->proto == PROTO_SSE ? "http" : "ws");
+		fprintf(stderr, "tickerd-loadgen: --url must look like %s\n",
+			o->proto == PROTO_SSE ? "http://HOST:PORT/PATH" : "ws://HOST:PORT/PATH or wss://...");
 		return -1;
 	}
 	if (o->proto == PROTO_SSE && o->lws) {
 		fprintf(stderr, "tickerd-loadgen: --proto sse needs the raw engine\n");
 		return -1;
 	}
+	o->lws = o->lws || o->tls; /* lg_raw speaks no TLS */
 	if (o->stall_fraction > 0 && o->stall_for_s <= 0) {
 		fprintf(stderr, "tickerd-loadgen: --stall-fraction needs --stall-for SEC > 0\n");
 		return -1;
@@ -1227,6 +1233,11 @@ static void connect_one(struct conn *c)
 	i.local_protocol_name = g_protocols[0].name;
 	i.opaque_user_data = c;
 	i.pwsi = &c->wsi;
+	/* A load tool measures the server: a test certificate is fine. */
+	if (g.o.tls)
+		i.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED |
+				   LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK | LCCSCF_ALLOW_EXPIRED |
+				   LCCSCF_ALLOW_INSECURE;
 
 	c->state = CS_CONNECTING;
 	g.started++;
@@ -1609,6 +1620,9 @@ static struct lws_context *create_context(rlim_t fds, void *uv_loop)
 	info.connect_timeout_secs = 20;
 	info.timeout_secs = 20;
 	info.pcontext = &g.ctx; /* lws NULLs it once a (libuv) destroy has completed */
+	/* wss://: lws makes the client SSL_CTX only with OpenSSL's global init. */
+	if (g.o.tls)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	if (uv_loop) {
 		info.options |= LWS_SERVER_OPTION_LIBUV;
 		info.foreign_loops = loops; /* only read during creation */

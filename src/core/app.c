@@ -154,8 +154,8 @@ static void app_flush(lws_sorted_usec_list_t *sul)
 /* A burst of connections — TLS handshakes above all (OpenSSL's handshake
  * state and record buffers), and every head's lws header buffer — leaves
  * freed memory in glibc's arenas that the next burst would reuse but that
- * the operator sees as RSS: ~20 KiB per TLS client after a burst, though an
- * idle TLS connection holds ~1 KiB more than a plain one. Once a burst is
+ * the operator sees as RSS. (An idle TLS connection itself holds ~15 KiB
+ * more than a plain one, live in OpenSSL: docs/performance.md.) Once a burst is
  * over (a housekeeping period without a new connection), or every
  * APP_TRIM_EVERY_US while connections keep coming, it goes back to the
  * system. malloc_trim walks the free lists: a few ms at most, and only after

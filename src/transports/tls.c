@@ -135,7 +135,11 @@ void tls_harden(void *ssl_ctx)
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS_12);
     /* An idle connection gives its 16 KB+ record buffers back between
-     * records (docs/performance.md#tls: memory per idle connection). */
+     * records. lws 4.1.6 also sets this on each server SSL it accepts
+     * (openssl-server.c): here it holds for every SSL of the context
+     * whatever lws does. What an idle TLS connection still holds (~15 KB,
+     * mostly OpenSSL 3.0's SSL object itself) is measured in
+     * docs/performance.md#tls-issue-11. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }
 
