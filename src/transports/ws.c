@@ -21,6 +21,7 @@
 
 #define WS_LINGER_US 1000000   /* longest wait for a closing peer to go quiet */
 #define WS_LINGER_POLL_US 10000
+#define WS_LINGER_QUIET_US 20000 /* ... and for it to have sent nothing for this long */
 
 typedef struct ws_session ws_session;
 
@@ -130,16 +131,20 @@ static const sess_transport ws_transport = {
 };
 
 /* Close with the chosen code, or return 0 to try again shortly. lws sends
- * the close frame and closes the socket at once; if the peer's input is still
- * unread then, the kernel answers with a reset and the peer loses the replies
- * and the close frame in flight. So first linger, reading and discarding,
- * until the input is drained or WS_LINGER_US has passed (as nginx's
- * lingering_close does). */
+ * the close frame and closes the socket soon after (at once, or when the
+ * peer's next frame arrives instead of its close); if the peer's input is
+ * still unread then, the kernel answers with a reset and the peer loses the
+ * replies and the close frame in flight. So first linger, reading and
+ * discarding, until the input is drained and the peer has been quiet for
+ * WS_LINGER_QUIET_US (a client pipelining a burst of requests is still
+ * sending), or WS_LINGER_US has passed (as nginx's lingering_close does). */
 static int ws_close_now(ws_session *s)
 {
     int unread = 0;
-    if (tk_mono_us() < s->close_by_us &&
-        !ioctl(lws_get_socket_fd(s->wsi), FIONREAD, &unread) && unread > 0) {
+    int64_t now = tk_mono_us();
+    if (now < s->close_by_us &&
+        (now - s->heard_us < WS_LINGER_QUIET_US ||
+         (!ioctl(lws_get_socket_fd(s->wsi), FIONREAD, &unread) && unread > 0))) {
         lws_set_timer_usecs(s->wsi, WS_LINGER_POLL_US);
         return 0;
     }
