@@ -847,7 +847,7 @@ int app_service(app *a)
         return 0;
     }
 #endif
-    svcwait_enter();
+    svcwait_enter(!lws_service_adjust_timeout(a->ctx, 1, 0));
     int r = lws_service(a->ctx, 0);
     svcwait_leave();
     return r;

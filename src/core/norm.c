@@ -34,7 +34,9 @@ typedef struct norm_entry {
     uint8_t dirty;      /* changed since last flush: id is on the dirty list */
     uint8_t stale;      /* no source fresh: published with q.stale */
     uint8_t pending_update; /* dirty with a value an update of the active source brought */
+    uint8_t pending_late;   /* that value arrived a flush interval or more after its ts */
     int64_t window_ts;      /* event time of the first value of the pending window */
+    int64_t window_at_us;   /* local clock when that window opened */
 } norm_entry;
 
 /* Per-symbol priority overrides: src_ids[first .. first+count). */
@@ -510,30 +512,42 @@ static void norm_choose(norm *n, uint32_t id, int64_t now_us, const norm_slot *u
         n->stats.stale_symbols--;
     }
     /*
-     * A late value coalesces in market time, not arrival time: values a
-     * busy loop reads in one burst (a venue's socket, a late sim tick) that
-     * arrive a flush interval or more after their event time and fall in
-     * different flush intervals of event time (windows at multiples of
-     * flush_interval_ms, as the flush timer's would be) are each published,
-     * so the load on the fan-out does not coarsen the data.  The pending
-     * value goes out now and the new one waits for the flush.  Values on
-     * time coalesce by the flush timer alone (so a steady stream publishes
-     * once per interval, not once per timer and once per window), and only
-     * within one source's stream: a value a failover or a stale check made
-     * pending waits for the flush as before.
+     * Coalescing merges only values less than a flush interval apart, in
+     * event time and in arrival time, however busy the loop is:
+     * - Late values coalesce in market time, not arrival time: of values a
+     *   busy loop reads in one burst (a venue's socket, a late sim tick),
+     *   two that fall in different flush intervals of event time (windows
+     *   at multiples of flush_interval_ms, as the flush timer's would be)
+     *   are each published when either arrived a flush interval or more
+     *   after its event time, so the load on the fan-out does not coarsen
+     *   the data.
+     * - A flush overdue: the pending value has waited a whole interval, so a
+     *   punctual flush timer would have published it already; a pass of the
+     *   loop that runs the timers late (thousands of writes) must not widen
+     *   the window.
+     * Either way the pending value goes out now and the new one waits for the
+     * flush.  Values on time otherwise coalesce by the flush timer alone (so
+     * a steady stream publishes once per interval, not once per timer and
+     * once per window), and only within one source's stream: a value a
+     * failover or a stale check made pending waits for the flush as before.
      */
     int replaces = 1;
     int64_t window_us = (int64_t)n->flush_interval_ms * 1000;
+    int late = window_us > 0 && now_us - best->ts_us >= window_us;
     if (e->dirty && e->pending_update && same_stream && window_us > 0 &&
-        now_us - best->ts_us >= window_us && best->ts_us / window_us != e->window_ts / window_us) {
+        (((late || e->pending_late) && best->ts_us / window_us != e->window_ts / window_us) ||
+         now_us - e->window_at_us >= window_us)) {
         norm_emit(n, id); /* stays on the dirty list for the new value */
         replaces = 0;
     }
-    if (!e->dirty || !replaces)
-        e->window_ts = best->ts_us; /* a new window opens */
+    if (!e->dirty || !replaces) { /* a new window opens */
+        e->window_ts = best->ts_us;
+        e->window_at_us = now_us;
+    }
     norm_copy(&e->q, best, name);
     norm_touch(n, id, replaces);
     e->pending_update = (uint8_t)(updated == best);
+    e->pending_late = (uint8_t)late;
 }
 
 int norm_ingest(norm *n, const feed_update *u) { return norm_ingest_at(n, u, tk_now_us()); }

@@ -13,6 +13,7 @@
 #include "tickerd/cluster_ops.h"
 #include "tickerd/guard.h"
 #include "tickerd/http_query.h"
+#include "tickerd/svcwait.h"
 #include "tickerd/util.h"
 
 #define HTTP_CHUNK 16384
@@ -187,6 +188,14 @@ int http_render_metrics(const http_sources *src, sbuf *o)
            "Values skipped for slow clients by per-client conflation", bs->conflated);
     tk_metric(o, "tickerd_frames_out_total", "counter", "Update, snapshot and replay frames sent",
            bs->frames_out);
+    svcwait_stats sw;
+    svcwait_get_stats(&sw);
+    tk_metric(o, "tickerd_loop_writes_deferred_total", "counter",
+           "Write-ready sockets left for the next pass of the event loop (a pass writes at most a "
+           "quarter of them, so timers and reads run in between)", sw.writes_deferred);
+    tk_metric(o, "tickerd_loop_short_waits_total", "counter",
+           "Zero-timeout polls (a timer less than 1 ms away) turned into a short wait instead of a spin",
+           sw.waits);
     tk_metric(o, "tickerd_resume_replayed_updates_total", "counter",
            "Update objects sent to resuming clients in replay frames", bs->replayed_out);
     tk_metric(o, "tickerd_resume_replayed_symbols_total", "counter",

@@ -136,6 +136,24 @@ static void coalesces_by_event_time_not_by_arrival(void)
     norm_destroy(n);
 }
 
+/* A late tick's burst: its values arrive together, the first late, the
+ * next on time, in another window of event time: both are published. */
+static void a_late_value_is_not_merged_into_the_next_window(void)
+{
+    seen s;
+    norm *n = make(&s, 10);
+    const int64_t now = 1100000, ms = 1000;
+    feed_update a = upd("ETH-USD", 100, now - 12 * ms), b = upd("ETH-USD", 101, now - 3 * ms),
+                c = upd("ETH-USD", 102, now - 2 * ms);
+    norm_ingest_at(n, &a, now); /* 12 ms late, window [1080, 1090) ms */
+    norm_ingest_at(n, &b, now); /* 3 ms old, window [1090, 1100): a goes out */
+    norm_ingest_at(n, &c, now); /* same window as b, neither late: c replaces b */
+    CHECK(s.published == 1 && s.last.last == 100);
+    norm_flush(n);
+    CHECK(s.published == 2 && s.last.last == 102 && norm_get_stats(n)->coalesced == 1);
+    norm_destroy(n);
+}
+
 /* Values that arrive on time coalesce by the flush timer alone, whatever
  * event-time windows they cross: a steady stream publishes once per flush. */
 static void on_time_values_coalesce_until_the_flush(void)
@@ -143,13 +161,34 @@ static void on_time_values_coalesce_until_the_flush(void)
     seen s;
     norm *n = make(&s, 10);
     for (int i = 0; i < 6; i++) {
-        int64_t ts = 1000000 + i * 3000; /* every 3 ms, over two 10 ms windows */
+        int64_t ts = 1005000 + i * 1500; /* every 1.5 ms, across a 10 ms window's edge */
         feed_update u = upd("ETH-USD", 100 + i, ts);
         norm_ingest_at(n, &u, ts + 500);
     }
     CHECK(s.published == 0);
     norm_flush(n);
     CHECK(s.published == 1 && s.last.last == 105 && norm_get_stats(n)->coalesced == 5);
+    norm_destroy(n);
+}
+
+/* A flush timer running late (a long pass of the loop) does not widen the
+ * window: a value pending for a whole interval goes out when the next one
+ * arrives, as a punctual flush would have published it. */
+static void an_overdue_flush_does_not_widen_the_window(void)
+{
+    seen s;
+    norm *n = make(&s, 10);
+    for (int i = 0; i < 6; i++) {
+        int64_t ts = 1000000 + i * 3000; /* every 3 ms, on time, no flush for 15 ms */
+        feed_update u = upd("ETH-USD", 100 + i, ts);
+        norm_ingest_at(n, &u, ts + 500);
+    }
+    /* 0.5 ms opens the window; 12.5 ms finds it open for 12 ms: 103 goes
+     * out, 104 opens the next one, which 105 joins. */
+    CHECK(s.published == 1 && s.last.last == 103 && s.last.seq == 1);
+    norm_flush(n);
+    CHECK(s.published == 2 && s.last.last == 105 && s.last.seq == 2);
+    CHECK(norm_get_stats(n)->coalesced == 4);
     norm_destroy(n);
 }
 
@@ -602,7 +641,9 @@ int main(void)
     RUN(rejects_bad_updates_and_counts_each_reason);
     RUN(coalesces_updates_within_a_flush);
     RUN(coalesces_by_event_time_not_by_arrival);
+    RUN(a_late_value_is_not_merged_into_the_next_window);
     RUN(on_time_values_coalesce_until_the_flush);
+    RUN(an_overdue_flush_does_not_widen_the_window);
     RUN(publishes_every_update_when_flush_interval_is_zero);
     RUN(tracks_session_open_and_change);
     RUN(bounds_the_number_of_symbols);
