@@ -246,7 +246,11 @@ test('a rest feed with "capture" writes the fixture format, and replaying it rep
     config: { feeds: [{ type: 'replay', name: 'again', venue: 'coinbase', file: capture, speed: 0 }] },
   });
   await waitFor(async () => (await feedState(rp, 'again')).detail === 'finished', { message: 'finished' });
-  const seen = await collectPrices(rp, symbols, 1);
+  // "finished" is the feed's side: its last values may still be on their way through the normalizer's
+  // flush, so a snapshot taken at once can hold the one before. Wait for the last bids (or time out).
+  const isLast = (seen) => symbols.every((sym) => seen.get(sym).at(-1).bid === Number(last.get(sym).bid));
+  let seen;
+  await waitFor(async () => isLast(seen = await collectPrices(rp, symbols, 1)), { timeoutMs: 3000, message: 'the last captured bids' }).catch(() => {});
   for (const sym of symbols) {
     const u = seen.get(sym).at(-1);
     const b = last.get(sym);
