@@ -154,17 +154,24 @@ static void a_late_value_is_not_merged_into_the_next_window(void)
     norm_destroy(n);
 }
 
+/* A steady ETH-USD stream, each value arriving 0.5 ms after its ts (on
+ * time), last prices 100, 101, ...; no flush in between. */
+static void ingest_steady(norm *n, int64_t first_ts, int64_t every_us, int count)
+{
+    for (int i = 0; i < count; i++) {
+        int64_t ts = first_ts + i * every_us;
+        feed_update u = upd("ETH-USD", 100 + i, ts);
+        norm_ingest_at(n, &u, ts + 500);
+    }
+}
+
 /* Values that arrive on time coalesce by the flush timer alone, whatever
  * event-time windows they cross: a steady stream publishes once per flush. */
 static void on_time_values_coalesce_until_the_flush(void)
 {
     seen s;
     norm *n = make(&s, 10);
-    for (int i = 0; i < 6; i++) {
-        int64_t ts = 1005000 + i * 1500; /* every 1.5 ms, across a 10 ms window's edge */
-        feed_update u = upd("ETH-USD", 100 + i, ts);
-        norm_ingest_at(n, &u, ts + 500);
-    }
+    ingest_steady(n, 1005000, 1500, 6); /* every 1.5 ms, across a 10 ms window's edge */
     CHECK(s.published == 0);
     norm_flush(n);
     CHECK(s.published == 1 && s.last.last == 105 && norm_get_stats(n)->coalesced == 5);
@@ -178,11 +185,7 @@ static void an_overdue_flush_does_not_widen_the_window(void)
 {
     seen s;
     norm *n = make(&s, 10);
-    for (int i = 0; i < 6; i++) {
-        int64_t ts = 1000000 + i * 3000; /* every 3 ms, on time, no flush for 15 ms */
-        feed_update u = upd("ETH-USD", 100 + i, ts);
-        norm_ingest_at(n, &u, ts + 500);
-    }
+    ingest_steady(n, 1000000, 3000, 6); /* every 3 ms, no flush for 15 ms */
     /* 0.5 ms opens the window; 12.5 ms finds it open for 12 ms: 103 goes
      * out, 104 opens the next one, which 105 joins. */
     CHECK(s.published == 1 && s.last.last == 103 && s.last.seq == 1);
