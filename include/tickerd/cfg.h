@@ -82,7 +82,8 @@ typedef struct cfg_t {
         int port;
         char web_root[512];
         int max_connections;
-        char event_loop[8]; /* "poll" (lws' own) or "libuv" (epoll, when lws' plugin loads) */
+        char event_loop[8]; /* "epoll" / "poll": lws' own loop, readiness from epoll sets or poll()
+                             * (svcwait.h); "libuv": lws' libuv loop, when its plugin loads */
         cfg_access access;
         struct cfg_tls {
             char cert[512]; /* PEM certificate (chain); "" = plain HTTP */

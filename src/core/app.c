@@ -3,6 +3,7 @@
 
 #include <libwebsockets.h>
 #ifdef __GLIBC__
+#include <errno.h>
 #include <malloc.h> /* malloc_trim */
 #endif
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct app {
 #if defined(TICKERD_WITH_LIBUV)
     uv_loop_t loop; /* ours, lent to lws (a "foreign" loop) so app_service can run it once */
     int use_uv;
+    int svcwait; /* svcwait_start(SVCWAIT_EPOLL) succeeded: svcwait_stop() at the end */
 #endif
     struct lws_vhost *vhost;  /* serves HTTP and WebSocket; listens on nothing itself */
     struct lws_vhost *listen; /* the port: accepted sockets meet the guard first */
@@ -466,9 +468,9 @@ static int app_resolve_web_root(app *a)
     return -1;
 }
 
-/* The event loop (server.event_loop): lws' own poll() loop, which costs
- * O(connections) per wake-up, or libuv (epoll) when lws can load its libuv
- * plugin. */
+/* The event loop (server.event_loop): lws' own loop with its readiness from
+ * epoll sets (svcwait.h) or from poll(), which costs O(connections) per
+ * wake-up, or libuv when lws can load its libuv plugin. */
 static struct lws_context *app_create_context(app *a, struct lws_context_creation_info *info)
 {
 #if defined(TICKERD_WITH_LIBUV)
@@ -494,6 +496,13 @@ static struct lws_context *app_create_context(app *a, struct lws_context_creatio
     if (!strcmp(a->cfg.server.event_loop, "libuv"))
         log_warn("event loop: built without libuv; using poll()");
 #endif
+    if (!strcmp(a->cfg.server.event_loop, "epoll")) {
+        if (svcwait_start(SVCWAIT_EPOLL))
+            log_warn("event loop: no epoll sets (%s); using poll(), which is slow with many connections",
+                     strerror(errno));
+        else
+            a->svcwait = 1;
+    }
     return lws_create_context(info);
 }
 
@@ -1131,6 +1140,8 @@ void app_destroy(app *a)
         }
 #endif
     }
+    if (a->svcwait)
+        svcwait_stop(); /* the context's descriptors are closed, the feeds' threads joined */
     for (size_t i = 0; i < a->nfeeds; i++)
         feed_destroy(a->feeds[i]);
     free(a->feeds);

@@ -562,8 +562,9 @@ static int cfg_apply_json(cfg_t *cfg, const json_t *root, cfg_error *err)
         if (rc)
             return -1;
     }
-    if (strcmp(cfg->server.event_loop, "poll") && strcmp(cfg->server.event_loop, "libuv"))
-        return cfg_fail(err, "server.event_loop: must be \"poll\" or \"libuv\"");
+    if (strcmp(cfg->server.event_loop, "epoll") && strcmp(cfg->server.event_loop, "poll") &&
+        strcmp(cfg->server.event_loop, "libuv"))
+        return cfg_fail(err, "server.event_loop: must be \"epoll\", \"poll\" or \"libuv\"");
     if (cfg_check_access(cfg, err) || cfg_check_tls(cfg, err))
         return -1;
     return cfg_check_priority(cfg, err);
@@ -593,7 +594,7 @@ int cfg_defaults(cfg_t *cfg)
     strcpy(cfg->server.bind, "127.0.0.1");
     cfg->server.port = 8080;
     cfg->server.max_connections = 10000;
-    strcpy(cfg->server.event_loop, "poll");
+    strcpy(cfg->server.event_loop, "epoll");
     strcpy(cfg->server.access.allowed_origins, "same-origin,localhost");
     cfg->auth.mode = CFG_AUTH_NONE;
     cfg->auth.leeway_s = 5;

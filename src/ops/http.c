@@ -191,8 +191,13 @@ int http_render_metrics(const http_sources *src, sbuf *o)
     svcwait_stats sw;
     svcwait_get_stats(&sw);
     tk_metric(o, "tickerd_loop_writes_deferred_total", "counter",
-           "Write-ready sockets left for the next pass of the event loop (a pass writes at most a "
+           "Sockets waiting to write left for the next pass of the event loop (a pass writes at most a "
            "quarter of them, so timers and reads run in between)", sw.writes_deferred);
+    tk_metric(o, "tickerd_loop_epoll", "gauge",
+           "1 while the event loop takes readiness from its epoll sets, 0 while it polls every socket",
+           (uint64_t)sw.epoll);
+    tk_metric(o, "tickerd_loop_epoll_fallbacks_total", "counter",
+           "Times the epoll sets could not follow the loop's sockets (then the loop polls)", sw.epoll_failures);
     tk_metric(o, "tickerd_loop_short_waits_total", "counter",
            "Zero-timeout polls (a timer less than 1 ms away) turned into a short wait instead of a spin",
            sw.waits);
