@@ -82,7 +82,9 @@ export function fdHardLimit() {
  */
 export function tickerdConfig({ s, u, flush, history }, historySupported) {
   const cfg = {
-    server: { max_connections: fdHardLimit() - 64 }, // what tickerd would cap it to (app.c), kept on reload
+    server: { max_connections: fdHardLimit() - 64, // what tickerd would cap it to (app.c), kept on reload
+      // TICKERD_BENCH_LOOP=poll|epoll: server.event_loop for A/B runs (default: the build's)
+      ...(process.env.TICKERD_BENCH_LOOP ? { event_loop: process.env.TICKERD_BENCH_LOOP } : {}) },
     log: { level: 'warn' },
     normalizer: { flush_interval_ms: flush },
     feeds: [{ type: 'sim', name: 'sim', rate: u, seed: 1, include_defaults: false, generated_symbols: s }],

@@ -28,15 +28,16 @@
  *    asks the kernel about every descriptor on every call: at 10,000
  *    clients and four passes per rotation that was 16 % of the server's CPU
  *    (tcp_poll over 40,000 sockets per rotation).  The service loop's poll
- *    is answered from two level-triggered epoll sets that mirror lws' array
- *    instead: a read set (every descriptor, EPOLLIN when asked; errors and
- *    hang-ups) and a write set (descriptors asking for POLLOUT), nested in
- *    the read set so one wait covers both.  Each call compares the array
- *    with what the sets hold (a walk over memory; only differences cost an
- *    epoll_ctl), takes every read event, and takes the next budget's worth
- *    of writers from the write set's ready list, which epoll keeps in
- *    rotation.  So a rotation over N writers costs the kernel N readiness
- *    checks, not 4 N, and idle readers cost nothing.  tickerd also defines
+ *    is answered from two epoll sets that mirror lws' array instead: a
+ *    level-triggered read set (every descriptor, EPOLLIN when asked; errors
+ *    and hang-ups) and a one-shot write set (descriptors asking for
+ *    POLLOUT), nested in the read set so one wait covers both.  Each call
+ *    compares the array with what the sets hold (a walk over memory; only
+ *    differences cost an epoll_ctl, and a writer costs one to re-arm per
+ *    frame), takes every read event, and takes the next budget's worth of
+ *    writers from the write set's ready list, which epoll keeps in rotation.
+ *    So a rotation over N writers costs the kernel N readiness checks, not
+ *    4 N, and idle connections cost nothing per wake-up.  tickerd also defines
  *    close(), to drop a descriptor from the sets before its number is reused.
  *    If the sets cannot follow (no kernel memory, a descriptor past the
  *    limit) the loop falls back to poll(), counted in /metrics.

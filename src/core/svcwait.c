@@ -28,7 +28,8 @@ enum { ARM_NONE, ARM_BOUND, ARM_BOUND_AND_WAIT };
 /* What one descriptor is registered for in the epoll sets. */
 enum { REG_RD = 1, /* in the read set (always, once seen: errors and hang-ups come from it) */
        REG_IN = 2, /* ... with EPOLLIN */
-       REG_OUT = 4 /* in the write set */ };
+       REG_OUT = 4, /* in the write set */
+       REG_ARMED = 8 /* ... and armed: its one-shot EPOLLOUT has not fired yet */ };
 
 /* The write set's own entry in the read set (no descriptor has this value). */
 #define WRITE_SET_TAG UINT64_MAX
@@ -151,9 +152,12 @@ static int ctl(int set, int op, int fd, uint32_t events)
 /*
  * Make the epoll sets say what lws' array asks for, clear every revents, and
  * note each descriptor's position.  Only differences cost a system call:
- * lws edits `events` in its array, and a write interest dropped and set
- * again between two scans costs nothing.  Returns how many descriptors want
- * to write, or -1 (then the caller polls the array itself).
+ * lws edits `events` in its array.  Write interest is one-shot: a writer is
+ * armed once and reported once, and re-armed (one epoll_ctl) when it asks
+ * again; a writer that stopped asking is not removed (that would be a second
+ * call per frame) but fires once more and is masked.  Returns how many
+ * descriptors want to write, or -1 (then the caller polls the array
+ * itself).
  */
 static long sync_sets(struct pollfd *fds, nfds_t nfds)
 {
@@ -169,17 +173,23 @@ static long sync_sets(struct pollfd *fds, nfds_t nfds)
         sw_slot *s = &ep.slots[fd];
         s->idx = (uint32_t)i;
         s->scan = ep.scan;
-        unsigned have = atomic_load_explicit(&s->reg, memory_order_relaxed);
-        unsigned want = REG_RD | (fds[i].events & POLLIN ? REG_IN : 0u) | (fds[i].events & POLLOUT ? REG_OUT : 0u);
-        writers += (want & REG_OUT) != 0;
-        if (have == want)
-            continue;
-        if ((have ^ want) & (REG_RD | REG_IN) &&
-            ctl(ep.rd, have & REG_RD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, want & REG_IN ? EPOLLIN : 0))
-            return -1;
-        if ((have ^ want) & REG_OUT && ctl(ep.wr, want & REG_OUT ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, fd, EPOLLOUT))
-            return -1;
-        atomic_store_explicit(&s->reg, (unsigned char)want, memory_order_relaxed);
+        unsigned have = atomic_load_explicit(&s->reg, memory_order_relaxed), reg = have;
+        unsigned want_rd = REG_RD | (fds[i].events & POLLIN ? REG_IN : 0u);
+        if ((have & (REG_RD | REG_IN)) != want_rd) {
+            if (ctl(ep.rd, have & REG_RD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, want_rd & REG_IN ? EPOLLIN : 0))
+                return -1;
+            reg = (reg & ~(unsigned)(REG_RD | REG_IN)) | want_rd;
+        }
+        if (fds[i].events & POLLOUT) {
+            writers++;
+            if (!(have & REG_ARMED)) {
+                if (ctl(ep.wr, have & REG_OUT ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, EPOLLOUT | EPOLLONESHOT))
+                    return -1;
+                reg |= REG_OUT | REG_ARMED;
+            }
+        }
+        if (reg != have)
+            atomic_store_explicit(&s->reg, (unsigned char)reg, memory_order_relaxed);
     }
     return writers;
 }
@@ -195,7 +205,7 @@ static short poll_bits(uint32_t e)
  * entries gained their first event, and sets *write_set when the write set
  * reported itself ready.
  */
-static int merge(struct pollfd *fds, int n, bool *write_set)
+static int merge(struct pollfd *fds, int n, bool from_write_set, bool *write_set)
 {
     int fresh = 0;
     for (int k = 0; k < n; k++) {
@@ -212,6 +222,8 @@ static int merge(struct pollfd *fds, int n, bool *write_set)
             atomic_store_explicit(&s->reg, 0, memory_order_relaxed);
             continue;
         }
+        if (from_write_set) /* one-shot: disarmed until the next scan re-arms it */
+            atomic_fetch_and_explicit(&s->reg, (unsigned char)~REG_ARMED, memory_order_relaxed);
         struct pollfd *p = &fds[s->idx];
         short bits = (short)(poll_bits(ep.evs[k].events) & (p->events | POLLERR | POLLHUP));
         fresh += bits && !p->revents;
@@ -232,8 +244,8 @@ static int wait_rd(int timeout_ms, long slack_us)
 /*
  * The service loop's poll, from the epoll sets: every read, error and
  * hang-up, and the writes of the next `budget` writers in the write set's
- * ready list.  Level-triggered epoll moves the writers it reports to the
- * list's tail, so the passes take the writers in rotation.  Returns < -1
+ * ready list.  A writer reported leaves that list and joins its tail when
+ * re-armed, so the passes take the writers in rotation.  Returns < -1
  * when the sets could not be kept (the caller polls instead).
  */
 static int epoll_pass(struct pollfd *fds, nfds_t nfds, int timeout_ms, int mode)
@@ -249,7 +261,7 @@ static int epoll_pass(struct pollfd *fds, nfds_t nfds, int timeout_ms, int mode)
     if (n < 0)
         return errno == EINTR ? -1 : -2;
     bool write_set = false;
-    int ready = merge(fds, n, &write_set);
+    int ready = merge(fds, n, false, &write_set);
     if (!write_set)
         return ready;
     int budget = (int)write_budget(nfds);
@@ -258,7 +270,7 @@ static int epoll_pass(struct pollfd *fds, nfds_t nfds, int timeout_ms, int mode)
         return errno == EINTR ? ready : -2;
     if (w == budget && writers > w)
         atomic_fetch_add_explicit(&deferred, (uint64_t)(writers - w), memory_order_relaxed);
-    return ready + merge(fds, w, &write_set);
+    return ready + merge(fds, w, true, &write_set);
 }
 
 /*
