@@ -594,7 +594,7 @@ int cfg_defaults(cfg_t *cfg)
     strcpy(cfg->server.bind, "127.0.0.1");
     cfg->server.port = 8080;
     cfg->server.max_connections = 10000;
-    strcpy(cfg->server.event_loop, "epoll");
+    strcpy(cfg->server.event_loop, "poll");
     strcpy(cfg->server.access.allowed_origins, "same-origin,localhost");
     cfg->auth.mode = CFG_AUTH_NONE;
     cfg->auth.leeway_s = 5;
