@@ -2,8 +2,8 @@
 #include "tickerd/app.h"
 
 #include <libwebsockets.h>
-#ifdef __GLIBC__
 #include <errno.h>
+#ifdef __GLIBC__
 #include <malloc.h> /* malloc_trim */
 #endif
 #include <stdio.h>
@@ -48,8 +48,8 @@ struct app {
 #if defined(TICKERD_WITH_LIBUV)
     uv_loop_t loop; /* ours, lent to lws (a "foreign" loop) so app_service can run it once */
     int use_uv;
-    int svcwait; /* svcwait_start(SVCWAIT_EPOLL) succeeded: svcwait_stop() at the end */
 #endif
+    int svcwait; /* svcwait_start(SVCWAIT_EPOLL) succeeded: svcwait_stop() at the end */
     struct lws_vhost *vhost;  /* serves HTTP and WebSocket; listens on nothing itself */
     struct lws_vhost *listen; /* the port: accepted sockets meet the guard first */
     struct lws_vhost *redirect; /* server.tls.redirect_port: 301 to https */
